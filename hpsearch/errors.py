@@ -1,0 +1,25 @@
+"""The exception tree for user mistakes: the CLI turns each into one ``error:`` line and exit 2."""
+
+from __future__ import annotations
+
+__all__ = ["CheckpointError", "ConfigError", "DataError", "DeviceError", "HPSearchError"]
+
+
+class HPSearchError(Exception):
+    """Root of every error caused by the user's input rather than by a bug."""
+
+
+class ConfigError(HPSearchError):
+    """A configuration field has a value it cannot take; the message names both."""
+
+
+class DataError(HPSearchError):
+    """A dataset cannot be found, read or trusted (missing files, keys, NaN values)."""
+
+
+class DeviceError(HPSearchError):
+    """The requested device is unknown or not available on this machine."""
+
+
+class CheckpointError(HPSearchError):
+    """A checkpoint cannot be read or belongs to a different configuration."""

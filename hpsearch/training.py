@@ -1,0 +1,267 @@
+"""The training engine: device-resident batches, AdamW, schedule, clipping, per-epoch metrics.
+
+``train`` knows nothing about Optuna: it takes a config, tensors and an optional reporter that
+may stop the run (the study runner's pruning hook), and returns a TrainResult.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hpsearch.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from hpsearch.config import TrainConfig
+from hpsearch.data import Data, load_data
+from hpsearch.devices import resolve_device
+from hpsearch.errors import ConfigError
+from hpsearch.models import build_model, count_parameters
+from hpsearch.schedules import build_scheduler
+
+__all__ = ["EpochMetrics", "Reporter", "TrainResult", "evaluate", "make_optimizer", "train", "train_step"]
+
+logger = logging.getLogger(__name__)
+
+# A run has diverged when its loss is not finite or exceeds this many times its first loss.
+DIVERGENCE_FACTOR = 4.0
+# Reading a loss value synchronizes a GPU, so divergence is checked every this many steps.
+DIVERGENCE_CHECK_EVERY = 16
+# Validation runs in chunks of this many samples to bound memory on large datasets.
+EVAL_CHUNK = 8192
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    """What one epoch measured; ``train_loss`` is the mean over its batches."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_acc: float
+    lr: float
+    grad_norm: float
+    samples_per_s: float
+    seconds: float
+
+
+Reporter = Callable[[int, EpochMetrics], bool | None]
+"""Called after each epoch with its metrics; returning True stops the run (status ``stopped``)."""
+
+
+@dataclass
+class TrainResult:
+    """Outcome of ``train``: status (completed, diverged, stopped), why, and every epoch's metrics."""
+
+    config: TrainConfig
+    status: str
+    reason: str | None
+    history: list[EpochMetrics]
+    initial_loss: float
+    num_params: int
+    device: str
+    seconds: float
+    model: nn.Module = field(repr=False, compare=False)
+
+    @property
+    def final(self) -> EpochMetrics | None:
+        return self.history[-1] if self.history else None
+
+    @property
+    def val_loss(self) -> float:
+        return self.final.val_loss if self.final else math.nan
+
+    @property
+    def val_acc(self) -> float:
+        return self.final.val_acc if self.final else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary; non-finite numbers become None so the output is strict JSON."""
+        return _finite_or_none({
+            "status": self.status,
+            "reason": self.reason,
+            "val_loss": self.val_loss,
+            "val_acc": self.val_acc,
+            "epochs": len(self.history),
+            "initial_loss": self.initial_loss,
+            "num_params": self.num_params,
+            "device": self.device,
+            "seconds": self.seconds,
+            "config": self.config.to_dict(),
+            "history": [asdict(m) for m in self.history],
+        })
+
+
+def train(
+    config: TrainConfig,
+    data: Data | None = None,
+    device: torch.device | str | None = None,
+    reporter: Reporter | None = None,
+    checkpoint: str | Path | None = None,
+) -> TrainResult:
+    """Train ``config`` on ``data`` (loaded from the config when None) and report each epoch.
+
+    With ``checkpoint``, state is saved there after every epoch, and a run that finds a checkpoint
+    of the same config resumes from it, ending with the same weights as an uninterrupted run.
+    """
+    started = time.perf_counter()
+    device = resolve_device(config.device) if device is None else torch.device(device)
+    if data is None:
+        data = load_data(config.dataset, data_dir=config.data_dir, download=config.download,
+                         subset=config.subset, val_fraction=config.val_fraction, device=device)
+    data = data.to(device)
+    if config.batch_size > data.n_train:
+        raise ConfigError(f"batch_size must be at most the {data.n_train} training samples of {data.name}, "
+                          f"got {config.batch_size}")
+
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, data.input_dim, data.num_classes, config.hidden).to(device)
+    optimizer = make_optimizer(model, config, device)
+    steps_per_epoch = math.ceil(data.n_train / config.batch_size)
+    scheduler = build_scheduler(
+        optimizer, config.schedule, total_steps=steps_per_epoch * config.epochs, steps_per_epoch=steps_per_epoch,
+        warmup=config.warmup, min_lr_ratio=config.min_lr_ratio, step_size=config.step_size, gamma=config.gamma,
+        decay_fraction=config.decay_fraction)
+    shuffle = torch.Generator(device=device)
+    shuffle.manual_seed(config.seed)
+    state = Checkpoint(epoch=0, history=[], initial_loss=math.nan)
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = load_checkpoint(checkpoint, config, model, optimizer, scheduler, shuffle)
+        logger.info("resuming %s from epoch %d", checkpoint, state.epoch)
+
+    history = [EpochMetrics(**m) for m in state.history]
+    initial_loss = state.initial_loss
+    status, reason = "completed", None
+    for epoch in range(state.epoch + 1, config.epochs + 1):
+        epoch_started = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        stats = _run_epoch(model, optimizer, scheduler, data, config, shuffle, initial_loss)
+        initial_loss = stats.initial_loss
+        val_loss, val_acc = evaluate(model, data.x_val, data.y_val)
+        metrics = EpochMetrics(epoch=epoch, train_loss=stats.train_loss, val_loss=val_loss, val_acc=val_acc, lr=lr,
+                               grad_norm=stats.grad_norm, samples_per_s=stats.samples / stats.seconds,
+                               seconds=time.perf_counter() - epoch_started)
+        history.append(metrics)
+        if checkpoint is not None and stats.diverged_reason is None:
+            # Saved before the reporter runs, so a run killed inside it resumes after this epoch.
+            save_checkpoint(checkpoint, Checkpoint(epoch, [asdict(m) for m in history], initial_loss),
+                            config, model, optimizer, scheduler, shuffle)
+        stop = reporter is not None and reporter(epoch, metrics)
+        if stats.diverged_reason is not None:
+            status, reason = "diverged", f"diverged at epoch {epoch}: {stats.diverged_reason}"
+            break
+        if stop:
+            status, reason = "stopped", f"stopped by the reporter after epoch {epoch}"
+            break
+    return TrainResult(config=config, status=status, reason=reason, history=history, initial_loss=initial_loss,
+                       num_params=count_parameters(model), device=str(device),
+                       seconds=time.perf_counter() - started, model=model)
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW, fused into one kernel per step where torch has that for the device."""
+    fused = device.type in ("cuda", "cpu", "mps")
+    try:
+        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=fused)
+    except RuntimeError:  # an older torch or a device without the fused kernel
+        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               clip: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on a batch; returns the loss and the pre-clip gradient norm (as tensors, unsynced)."""
+    loss = F.cross_entropy(model(x), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    grad_norm = torch.nn.utils.get_total_norm(grads, foreach=True)
+    if clip is not None:
+        torch.nn.utils.clip_grads_with_norm_(model.parameters(), clip, grad_norm, foreach=True)
+    optimizer.step()
+    return loss.detach(), grad_norm
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``x``, ``y``."""
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    for start in range(0, len(x), EVAL_CHUNK):
+        logits = model(x[start:start + EVAL_CHUNK])
+        labels = y[start:start + EVAL_CHUNK]
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum")
+        correct += (logits.argmax(dim=1) == labels).sum()
+    model.train()
+    return loss_sum.item() / len(x), correct.item() / len(x)
+
+
+@dataclass
+class _EpochStats:
+    train_loss: float
+    grad_norm: float
+    samples: int
+    seconds: float
+    initial_loss: float
+    diverged_reason: str | None
+
+
+def _run_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+               data: Data, config: TrainConfig, shuffle: torch.Generator, initial_loss: float) -> _EpochStats:
+    """One pass over shuffled batches taken by index from the device-resident training tensors."""
+    started = time.perf_counter()
+    device = data.x_train.device
+    order = torch.randperm(data.n_train, device=device, generator=shuffle)
+    loss_sum = torch.zeros((), device=device)
+    norm_sum = torch.zeros((), device=device)
+    steps = samples = 0
+    checked_sum, checked_steps = 0.0, 0
+    diverged = None
+    for start in range(0, data.n_train, config.batch_size):
+        index = order[start:start + config.batch_size]
+        loss, grad_norm = train_step(model, optimizer, data.x_train[index], data.y_train[index], config.clip)
+        scheduler.step()
+        loss_sum += loss
+        norm_sum += grad_norm
+        steps += 1
+        samples += len(index)
+        if math.isnan(initial_loss):
+            initial_loss = loss.item()
+        if steps % DIVERGENCE_CHECK_EVERY == 0 or start + config.batch_size >= data.n_train:
+            # The mean loss since the last check, so that a spike that later collapses is caught too.
+            total = loss_sum.item()
+            diverged = _divergence((total - checked_sum) / (steps - checked_steps), initial_loss)
+            checked_sum, checked_steps = total, steps
+            if diverged is not None:
+                break
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return _EpochStats(train_loss=loss_sum.item() / steps, grad_norm=norm_sum.item() / steps, samples=samples,
+                       seconds=time.perf_counter() - started, initial_loss=initial_loss, diverged_reason=diverged)
+
+
+def _divergence(loss: float, initial_loss: float) -> str | None:
+    """Why a loss means the run has diverged, or None while it is still sane."""
+    if not math.isfinite(loss):
+        return f"loss is {loss}"
+    if loss > DIVERGENCE_FACTOR * initial_loss:
+        return f"loss {loss:.3g} exceeds {DIVERGENCE_FACTOR:g}x its initial {initial_loss:.3g}"
+    return None
+
+
+def _finite_or_none(value: Any) -> Any:
+    """Replace NaN and infinities, at any depth, with None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(item) for item in value]
+    return value

@@ -1,0 +1,33 @@
+"""Every ``hpsearch`` command shown in README.md runs as written."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hpsearch.cli import app
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_commands() -> list[str]:
+    blocks = re.findall(r"^```bash\n(.*?)^```", README.read_text(), flags=re.M | re.S)
+    lines = [line.split("   #")[0].strip() for block in blocks for line in block.splitlines()]
+    return [line for line in lines if line.startswith("hpsearch ")]
+
+
+def test_readme_opens_with_the_install_and_the_test_command() -> None:
+    blocks = re.findall(r"^```bash\n(.*?)^```", README.read_text(), flags=re.M | re.S)
+    assert "pip install -e ." in blocks[0] and "hpsearch " in blocks[0]
+    assert "pytest" in blocks[1]
+
+
+@pytest.mark.parametrize("command", readme_commands())
+def test_readme_command_runs(command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, shlex.split(command)[1:])
+    assert result.exit_code == 0, result.output + result.stderr
