@@ -17,7 +17,8 @@ class MLP(nn.Sequential):
         widths = [input_dim, *hidden]
         layers: list[nn.Module] = []
         for width_in, width_out in pairwise(widths):
-            layers += [nn.Linear(width_in, width_out), nn.ReLU()]
+            # In place: Linear's backward needs its inputs, not its output, so ReLU may overwrite it.
+            layers += [nn.Linear(width_in, width_out), nn.ReLU(inplace=True)]
         layers.append(nn.Linear(widths[-1], num_classes))
         super().__init__(*layers)
 
