@@ -1,17 +1,19 @@
-"""The ``hpsearch`` command line: each command parses, makes one library call, prints, exits."""
+"""The ``hpsearch`` command line: each command parses, makes one library call, prints, exits.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: Typer reads the option annotations at runtime,
+and the training options are shared by ``train`` and ``run`` through a signature of real objects.
+"""
 
+import functools
+import inspect
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich import box
 from rich.console import Console
-from rich.live import Live
-from rich.table import Table
 from typer.core import TyperGroup
 
 from hpsearch.errors import HPSearchError
@@ -35,13 +37,14 @@ class _OneLineErrors(TyperGroup):
                 typer.echo(f"error: {exc.format_message()}", err=True)
             sys.exit(exc.exit_code)
         except (typer.Abort, KeyboardInterrupt):
-            typer.echo("error: interrupted", err=True)
+            typer.echo("error: interrupted; run the same command again to resume", err=True)
             sys.exit(130)
+        if result == 130:
+            typer.echo("error: interrupted; run the same command again to resume", err=True)
         sys.exit(result if isinstance(result, int) else 0)
 
 
-app = typer.Typer(cls=_OneLineErrors, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="Hyperparameter search for PyTorch training, built on Optuna.")
+app = typer.Typer(cls=_OneLineErrors, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console()
 
 
@@ -49,76 +52,215 @@ console = Console()
 def _root() -> None:
     """Hyperparameter search for PyTorch training, built on Optuna."""
 
-_DATA = "Data"
-_OPTIM = "Optimization"
-_RUN = "Run"
 
+# --- shared options ---------------------------------------------------------------------------
+
+_DATA, _OPTIM, _RUN = "Data", "Optimization", "Run"
+_TRAIN_OPTIONS: dict[str, tuple[type, str, str]] = {
+    "dataset": (str, "digits, mnist, fashion-mnist, npz:PATH or synthetic[:n=,d=,classes=].", _DATA),
+    "data_dir": (str, "Folder of MNIST/Fashion-MNIST files.", _DATA),
+    "download": (bool, "Fetch MNIST files into --data-dir.", _DATA),
+    "subset": (int, "Train on only the first N training samples.", _DATA),
+    "val_fraction": (float, "Share of the data held out for validation.", _DATA),
+    "model": (str, "Model name (mlp).", _OPTIM),
+    "hidden": (str, "Hidden layer widths, e.g. 256,128.", _OPTIM),
+    "epochs": (int, "Passes over the training data.", _OPTIM),
+    "batch_size": (int, "Samples per optimizer step.", _OPTIM),
+    "lr": (float, "Peak learning rate of AdamW.", _OPTIM),
+    "weight_decay": (float, "AdamW's decoupled weight decay.", _OPTIM),
+    "schedule": (str, "constant, step, cosine, warmup-cosine or wsd.", _OPTIM),
+    "warmup": (float, "Warmup as a fraction of all steps.", _OPTIM),
+    "min_lr_ratio": (float, "Floor of cosine and wsd decay, as a fraction of the peak.", _OPTIM),
+    "step_size": (int, "Epochs between step-schedule decays.", _OPTIM),
+    "gamma": (float, "Step-schedule decay factor.", _OPTIM),
+    "decay_fraction": (float, "Share of steps in the wsd final decay.", _OPTIM),
+    "clip": (float, "Clip the global gradient norm to this value.", _OPTIM),
+    "device": (str, "auto, cpu, cuda, cuda:N or mps.", _RUN),
+}
+
+
+def _train_parameter(name: str, kind: type, help_text: str, panel: str) -> inspect.Parameter:
+    option = (typer.Option("--download/--no-download", help=help_text, rich_help_panel=panel) if kind is bool
+              else typer.Option(help=help_text, rich_help_panel=panel))
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Annotated[kind | None, option])
+
+
+def with_train_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add every TrainConfig flag to ``command``, which receives the given ones as ``train_flags``."""
+    extra = [_train_parameter(name, *details) for name, details in _TRAIN_OPTIONS.items()]
+    own = [p for p in inspect.signature(command).parameters.values() if p.name != "train_flags"]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        flags = {name: kwargs.pop(name) for name in _TRAIN_OPTIONS if kwargs.get(name) is not None}
+        for name in _TRAIN_OPTIONS:
+            kwargs.pop(name, None)
+        return command(train_flags=flags, **kwargs)
+
+    wrapper.__signature__ = inspect.Signature([*own, *extra])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in [*own, *extra]}
+    return wrapper
+
+
+StorageOption = Annotated[str | None, typer.Option(help="Optuna storage URL; default sqlite:///hpsearch.db.")]
+
+
+# --- train ------------------------------------------------------------------------------------
 
 @app.command()
+@with_train_options
 def train(
-    config: Annotated[Path | None, typer.Option(help="JSON or TOML file of settings; flags override it.")] = None,
-    dataset: Annotated[str | None, typer.Option(help="digits, mnist, fashion-mnist, npz:PATH or synthetic[:n=,d=,classes=].", rich_help_panel=_DATA)] = None,  # noqa: E501
-    data_dir: Annotated[str | None, typer.Option(help="Folder of MNIST/Fashion-MNIST files.", rich_help_panel=_DATA)] = None,  # noqa: E501
-    download: Annotated[bool | None, typer.Option("--download/--no-download", help="Fetch MNIST files into --data-dir.", rich_help_panel=_DATA)] = None,  # noqa: E501
-    subset: Annotated[int | None, typer.Option(help="Train on only the first N training samples.", rich_help_panel=_DATA)] = None,  # noqa: E501
-    val_fraction: Annotated[float | None, typer.Option(help="Share of the data held out for validation.", rich_help_panel=_DATA)] = None,  # noqa: E501
-    model: Annotated[str | None, typer.Option(help="Model name (mlp).", rich_help_panel=_OPTIM)] = None,
-    hidden: Annotated[str | None, typer.Option(help="Hidden layer widths, e.g. 256,128.", rich_help_panel=_OPTIM)] = None,  # noqa: E501
-    epochs: Annotated[int | None, typer.Option(help="Passes over the training data.", rich_help_panel=_OPTIM)] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Samples per optimizer step.", rich_help_panel=_OPTIM)] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate of AdamW.", rich_help_panel=_OPTIM)] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="AdamW's decoupled weight decay.", rich_help_panel=_OPTIM)] = None,  # noqa: E501
-    schedule: Annotated[str | None, typer.Option(help="constant, step, cosine, warmup-cosine or wsd.", rich_help_panel=_OPTIM)] = None,  # noqa: E501
-    warmup: Annotated[float | None, typer.Option(help="Warmup as a fraction of all steps.", rich_help_panel=_OPTIM)] = None,  # noqa: E501
-    min_lr_ratio: Annotated[float | None, typer.Option(help="Floor of cosine and wsd decay, as a fraction of the peak.", rich_help_panel=_OPTIM)] = None,  # noqa: E501
-    step_size: Annotated[int | None, typer.Option(help="Epochs between step-schedule decays.", rich_help_panel=_OPTIM)] = None,  # noqa: E501
-    gamma: Annotated[float | None, typer.Option(help="Step-schedule decay factor.", rich_help_panel=_OPTIM)] = None,
-    decay_fraction: Annotated[float | None, typer.Option(help="Share of steps in the wsd final decay.", rich_help_panel=_OPTIM)] = None,  # noqa: E501
-    clip: Annotated[float | None, typer.Option(help="Clip the global gradient norm to this value.", rich_help_panel=_OPTIM)] = None,  # noqa: E501
+    train_flags: dict[str, Any],
+    config: Annotated[Path | None, typer.Option(help="JSON or TOML file of settings (or an export); flags override it.")] = None,  # noqa: E501
     seed: Annotated[int | None, typer.Option(help="Seed of initialization and shuffling.", rich_help_panel=_RUN)] = None,  # noqa: E501
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps.", rich_help_panel=_RUN)] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="Save state here each epoch; resume from it when it exists.", rich_help_panel=_RUN)] = None,  # noqa: E501
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of a table.")] = False,
 ) -> None:
     """Train one configuration and print its per-epoch metrics."""
-    flags = {key: value for key, value in locals().items()
-             if key not in ("config", "checkpoint", "as_json") and value is not None}
     from hpsearch.config import TrainConfig, load_config_file
-    from hpsearch.training import EpochMetrics
+    from hpsearch.progress import EpochTable
     from hpsearch.training import train as run_training
 
     values = load_config_file(config) if config is not None else {}
+    flags = {**train_flags, **({"seed": seed} if seed is not None else {})}
     train_config = TrainConfig.from_mapping({**values, **flags}, source=str(config) if config else "flags")
-
     if as_json:
-        result = run_training(train_config, checkpoint=checkpoint)
-        typer.echo(json.dumps(result.to_dict(), indent=2))
+        typer.echo(json.dumps(run_training(train_config, checkpoint=checkpoint).to_dict(), indent=2))
         return
-
-    table = _epoch_table()
-    with Live(table, console=console, auto_refresh=False) as live:
-        def show_epoch(epoch: int, metrics: EpochMetrics) -> None:
-            _add_epoch_row(table, metrics)
-            live.refresh()
-
-        result = run_training(train_config, checkpoint=checkpoint, reporter=show_epoch)
-    if not console.is_terminal:
-        console.line()  # Live leaves no newline after its last render when output is not a terminal
+    with EpochTable(console) as table:
+        result = run_training(train_config, checkpoint=checkpoint, reporter=table.add)
     console.print(f"{result.status}: {len(result.history)}/{train_config.epochs} epochs in {result.seconds:.1f}s "
                   f"on {result.device}; val_acc {result.val_acc:.4f}, val_loss {result.val_loss:.4g}"
                   + (f" ({result.reason})" if result.reason else ""))
 
 
-def _epoch_table() -> Table:
-    table = Table(box=box.SIMPLE_HEAD)
-    for column in ("epoch", "train_loss", "val_loss", "val_acc", "lr", "grad_norm", "samples/s", "sec"):
-        table.add_column(column, justify="right", min_width=len(column))
-    return table
+# --- run --------------------------------------------------------------------------------------
+
+@app.command()
+@with_train_options
+def run(
+    train_flags: dict[str, Any],
+    strategy: Annotated[str | None, typer.Option(help="grid, random or tpe.")] = None,
+    study: Annotated[str | None, typer.Option(help="Study name; default <dataset>-<strategy>.")] = None,
+    storage: StorageOption = None,
+    n_trials: Annotated[int | None, typer.Option(help="Finished trials the study should hold (a re-run resumes).")] = None,  # noqa: E501
+    timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
+    metric: Annotated[str | None, typer.Option(help="val_loss (minimized) or val_acc (maximized).")] = None,
+    pruner: Annotated[str | None, typer.Option(help="median, hyperband or none.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the sampler and of every trial's training.")] = None,
+    lr_range: Annotated[tuple[float, float] | None, typer.Option(help="LOW HIGH of the learning rate (log scale).")] = None,  # noqa: E501
+    wd_range: Annotated[tuple[float, float] | None, typer.Option(help="LOW HIGH of the weight decay (log scale).")] = None,  # noqa: E501
+    grid_points: Annotated[int | None, typer.Option(help="Grid values per parameter (grid strategy).")] = None,
+    spec: Annotated[Path | None, typer.Option(help="TOML study spec; flags override it.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, only the result.")] = False,
+) -> None:
+    """Search learning rate and weight decay (or a spec's space) with an Optuna study."""
+    from hpsearch.progress import StudyProgress, print_trials
+    from hpsearch.search.runner import run_study
+    from hpsearch.search.summary import top_trials
+    from hpsearch.spec import StudySpec, load_spec_file
+    from hpsearch.storage import open_storage
+
+    tables = load_spec_file(spec) if spec is not None else {}
+    study_table = {**tables.get("study", {}), **_given(name=study, strategy=strategy, n_trials=n_trials,
+                                                        timeout=timeout, metric=metric, pruner=pruner, seed=seed,
+                                                        grid_points=grid_points)}
+    train_table = {**tables.get("train", {}), **train_flags, **_given(seed=seed)}
+    space_table = dict(tables.get("space", {}))
+    for name, bounds in (("lr", lr_range), ("weight_decay", wd_range)):
+        if bounds is not None:
+            space_table[name] = {"low": bounds[0], "high": bounds[1], "log": True}
+    study_spec = StudySpec.from_mapping({"study": study_table, "train": train_table,
+                                         **({"space": space_table} if space_table else {})},
+                                        source=str(spec) if spec else "flags")
+    optuna_storage = open_storage(storage)
+    _quiet_optuna()
+    with StudyProgress(console, study_spec, enabled=not quiet) as progress:
+        result = run_study(study_spec, optuna_storage, callbacks=[progress.on_trial])
+    best = top_trials(result, 5)
+    if not quiet:
+        print_trials(console, result, best, title=f"study {result.study_name}: top {len(best)}")
+    if best:
+        console.print(f"best {study_spec.metric} {best[0].value:.4g} (trial {best[0].number}): "
+                      + ", ".join(f"{k}={_short(v)}" for k, v in best[0].params.items()))
+    else:
+        console.print("no trial completed")
 
 
-def _add_epoch_row(table: Table, m: Any) -> None:
-    table.add_row(str(m.epoch), f"{m.train_loss:.4g}", f"{m.val_loss:.4g}", f"{m.val_acc:.4f}", f"{m.lr:.3g}",
-                  f"{m.grad_norm:.3g}", f"{m.samples_per_s:,.0f}", f"{m.seconds:.2f}")
+def _given(**values: Any) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _quiet_optuna() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+# --- studies, show, export, dashboard -----------------------------------------------------------
+
+@app.command()
+def studies(storage: StorageOption = None) -> None:
+    """List the studies in the storage with their trial counts and best values."""
+    from hpsearch.progress import print_studies
+    from hpsearch.search.summary import list_studies
+    from hpsearch.storage import open_storage
+
+    _quiet_optuna()
+    print_studies(console, list_studies(open_storage(storage)))
+
+
+@app.command()
+def show(
+    study: Annotated[str, typer.Argument(help="Study name.")],
+    storage: StorageOption = None,
+    top: Annotated[int, typer.Option(help="How many trials to show.")] = 10,
+) -> None:
+    """Print a study's best trials."""
+    from hpsearch.progress import print_trials
+    from hpsearch.search.summary import load_existing_study, top_trials
+    from hpsearch.storage import open_storage
+
+    _quiet_optuna()
+    loaded = load_existing_study(study, open_storage(storage))
+    print_trials(console, loaded, top_trials(loaded, top), title=f"study {study}: top {top}")
+
+
+@app.command()
+def export(
+    study: Annotated[str, typer.Argument(help="Study name.")],
+    out: Annotated[Path, typer.Option(help="JSON file to write.")] = Path("best.json"),
+    storage: StorageOption = None,
+    top: Annotated[int, typer.Option(help="Also list the best K trials under 'top'.")] = 1,
+) -> None:
+    """Write the best trial's complete config to JSON; `hpsearch train --config FILE` runs it again."""
+    from hpsearch.export import export_best, write_export
+    from hpsearch.storage import open_storage
+
+    _quiet_optuna()
+    record = export_best(study, open_storage(storage), top=top)
+    write_export(record, out)
+    console.print(f"wrote {out}: trial {record['trial']}, {record['metric']} {record['value']:.4g}")
+
+
+@app.command()
+def dashboard(
+    storage: StorageOption = None,
+    host: Annotated[str, typer.Option(help="Interface to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+) -> None:
+    """Serve optuna-dashboard on the storage until interrupted."""
+    from hpsearch.dashboard import serve_dashboard
+    from hpsearch.storage import open_storage
+
+    optuna_storage = open_storage(storage)
+    typer.echo(f"optuna-dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
+    serve_dashboard(optuna_storage, host=host, port=port)
 
 
 def main() -> None:

@@ -1,0 +1,69 @@
+"""Best trial(s) of a study → a JSON file that ``hpsearch train --config`` runs again."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial
+
+import hpsearch
+from hpsearch.errors import HPSearchError
+from hpsearch.search.summary import load_existing_study, top_trials
+
+__all__ = ["SCHEMA_VERSION", "export_best", "write_export"]
+
+SCHEMA_VERSION = 1
+
+
+def export_best(study_name: str, storage: BaseStorage, top: int = 1) -> dict[str, Any]:
+    """The best complete trial as a self-contained record; with ``top`` > 1, the runners-up under ``top``.
+
+    The record's ``config`` is the complete TrainConfig, so the file alone reproduces the run.
+    """
+    if top < 1:
+        raise HPSearchError(f"top must be >= 1, got {top}")
+    study = load_existing_study(study_name, storage)
+    best = top_trials(study, top)
+    if not best:
+        raise HPSearchError(f"study {study_name!r} has no completed trial to export yet")
+    info = study.user_attrs.get("hpsearch", {})
+    metric = info.get("spec", {}).get("study", {}).get("metric", "value")
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        "study": study_name,
+        "direction": study.direction.name.lower(),
+        "metric": metric,
+        **_trial_record(best[0]),
+        "versions": {"hpsearch": hpsearch.__version__, "torch": torch.__version__, "optuna": optuna.__version__,
+                     "python": platform.python_version()},
+        "study_versions": info.get("versions", {}),
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    if top > 1:
+        record["top"] = [_trial_record(trial) for trial in best]
+    return record
+
+
+def write_export(record: dict[str, Any], path: str | Path) -> None:
+    """Write atomically, so an existing file is either kept whole or replaced whole."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise HPSearchError(f"folder does not exist (--out {path})")
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(partial, path)
+
+
+def _trial_record(trial: FrozenTrial) -> dict[str, Any]:
+    config = trial.user_attrs["config"]
+    return {"trial": trial.number, "value": trial.value, "params": trial.params, "config": config,
+            "dataset": config.get("dataset"), "seed": trial.user_attrs.get("seed"),
+            "seconds": trial.user_attrs.get("seconds")}

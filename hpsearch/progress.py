@@ -1,0 +1,127 @@
+"""What the CLI shows while work runs and after: epoch tables, the study progress bar, trial tables."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from rich import box
+from rich.console import Console
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from hpsearch.search.summary import StudyRow
+from hpsearch.spec import StudySpec
+from hpsearch.training import EpochMetrics
+
+__all__ = ["EpochTable", "StudyProgress", "print_studies", "print_trials"]
+
+_EPOCH_COLUMNS = ("epoch", "train_loss", "val_loss", "val_acc", "lr", "grad_norm", "samples/s", "sec")
+
+
+class EpochTable:
+    """A live per-epoch table; ``add`` is a training reporter that never stops the run."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.table = Table(box=box.SIMPLE_HEAD)
+        for column in _EPOCH_COLUMNS:
+            self.table.add_column(column, justify="right", min_width=len(column))
+        self._live = Live(self.table, console=console, auto_refresh=False)
+
+    def __enter__(self) -> EpochTable:
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None,
+                 ) -> None:
+        self._live.__exit__(kind, error, tb)
+        if not self.console.is_terminal:
+            self.console.line()  # Live leaves no newline after its last render when output is not a terminal
+
+    def add(self, epoch: int, m: EpochMetrics) -> None:
+        self.table.add_row(str(m.epoch), f"{m.train_loss:.4g}", f"{m.val_loss:.4g}", f"{m.val_acc:.4f}",
+                           f"{m.lr:.3g}", f"{m.grad_norm:.3g}", f"{m.samples_per_s:,.0f}", f"{m.seconds:.2f}")
+        self._live.refresh()
+
+
+class _TwoLineProgress(Progress):
+    """A progress bar with a status line under it (counts and best so far do not fit beside the bar)."""
+
+    status = ""
+
+    def get_renderables(self) -> Any:
+        yield self.make_tasks_table(self.tasks)
+        if self.status:
+            yield self.status
+
+
+class StudyProgress:
+    """A progress bar for a study: trial n/N, elapsed, ETA; under it counts by outcome and the best so far."""
+
+    def __init__(self, console: Console, spec: StudySpec, enabled: bool = True) -> None:
+        self.spec = spec
+        self._progress = _TwoLineProgress(
+            TextColumn("trial"), MofNCompleteColumn(), BarColumn(bar_width=30), TimeElapsedColumn(),
+            TextColumn("eta"), TimeRemainingColumn(), console=console, disable=not enabled)
+        self._task = self._progress.add_task("study", total=spec.total_trials)
+
+    def __enter__(self) -> StudyProgress:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None,
+                 ) -> None:
+        self._progress.__exit__(kind, error, tb)
+
+    def on_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Optuna callback after each trial: move the bar and restate counts and the best so far."""
+        trials = study.get_trials(deepcopy=False)
+        counts = {state: sum(t.state == state for t in trials) for state in (TrialState.COMPLETE,
+                                                                             TrialState.PRUNED, TrialState.FAIL)}
+        status = (f"{counts[TrialState.COMPLETE]} complete, {counts[TrialState.PRUNED]} pruned, "
+                  f"{counts[TrialState.FAIL]} failed")
+        if counts[TrialState.COMPLETE]:
+            best = study.best_trial
+            status += f"; best {self.spec.metric} {best.value:.4g}: {_params(best.params)}"
+        self._progress.status = status
+        self._progress.update(self._task, completed=min(sum(counts.values()), self.spec.total_trials))
+
+
+def print_trials(console: Console, study: optuna.Study, trials: list[FrozenTrial], title: str) -> None:
+    """A table of trials: number, value, params, epochs run."""
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    metric = study.user_attrs.get("hpsearch", {}).get("spec", {}).get("study", {}).get("metric", "value")
+    for column in ("trial", metric, "params", "epochs", "seconds"):
+        table.add_column(column, justify="left" if column == "params" else "right")
+    for trial in trials:
+        seconds = trial.user_attrs.get("seconds")
+        table.add_row(str(trial.number), f"{trial.value:.4g}" if trial.value is not None else "-",
+                      _params(trial.params), str(len(trial.intermediate_values)),
+                      f"{seconds:.1f}" if seconds is not None else "-")
+    console.print(table)
+
+
+def print_studies(console: Console, rows: list[StudyRow]) -> None:
+    """A table of the studies in a storage."""
+    if not rows:
+        console.print("no studies in this storage")
+        return
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("study", "strategy", "metric", "complete", "pruned", "failed", "running", "best"):
+        width = max(len(row.name) for row in rows) if column == "study" else len(column)
+        table.add_column(column, justify="left" if column in ("study", "strategy", "metric") else "right",
+                         min_width=width)
+    for row in rows:
+        table.add_row(row.name, row.strategy, row.metric, str(row.counts.get("complete", 0)),
+                      str(row.counts.get("pruned", 0)), str(row.counts.get("fail", 0)),
+                      str(row.counts.get("running", 0)), f"{row.best_value:.4g}" if row.best_value is not None else "-")
+    console.print(table)
+
+
+def _params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}"
+                     for key, value in params.items())

@@ -1,0 +1,135 @@
+"""The search space: which TrainConfig fields a study varies, over which range, on which scale."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+
+from hpsearch.errors import ConfigError
+
+__all__ = ["DEFAULT_SPACE", "SEARCHABLE", "ParamSpec", "SearchSpace"]
+
+# TrainConfig fields a study may vary, with the type each takes.
+SEARCHABLE: dict[str, type] = {
+    "lr": float, "weight_decay": float, "warmup": float, "min_lr_ratio": float, "clip": float,
+    "gamma": float, "decay_fraction": float, "batch_size": int, "step_size": int, "schedule": str,
+}
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One searched parameter: a ``low``..``high`` range (``log`` scale or not), or a list of ``choices``."""
+
+    name: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] | None = None
+
+    def __post_init__(self) -> None:
+        where = f"space.{self.name}"
+        if self.name not in SEARCHABLE:
+            raise ConfigError(f"{where}: cannot search {self.name!r}; searchable: {', '.join(SEARCHABLE)}")
+        if self.choices is not None:
+            if self.low is not None or self.high is not None or not self.choices:
+                raise ConfigError(f"{where}: give either non-empty choices or low and high, got {self._text()}")
+            return
+        if self.low is None or self.high is None or SEARCHABLE[self.name] is str:
+            raise ConfigError(f"{where}: needs low and high (or choices), got {self._text()}")
+        if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.low >= self.high:
+            raise ConfigError(f"{where}: low must be < high, got low={self.low:g} high={self.high:g}")
+        if self.log and self.low <= 0:
+            raise ConfigError(f"{where}: a log-scale range needs low > 0, got low={self.low:g}")
+
+    @classmethod
+    def from_mapping(cls, name: str, values: Mapping[str, Any]) -> ParamSpec:
+        """From a spec table such as ``{low = 1e-5, high = 1e-1, log = true}`` or ``{choices = [...]}``."""
+        unknown = sorted(set(values) - {"low", "high", "log", "choices"})
+        if unknown:
+            raise ConfigError(f"space.{name}: unknown key {unknown[0]!r} (known: low, high, log, choices)")
+        choices = values.get("choices")
+        try:
+            return cls(name=name, low=_number(values.get("low")), high=_number(values.get("high")),
+                       log=bool(values.get("log", False)), choices=tuple(choices) if choices is not None else None)
+        except (TypeError, ValueError):
+            raise ConfigError(f"space.{name}: low and high must be numbers, got {dict(values)}") from None
+
+    def distribution(self) -> BaseDistribution:
+        """The Optuna distribution this parameter is sampled from."""
+        if self.choices is not None:
+            return CategoricalDistribution(self.choices)
+        assert self.low is not None and self.high is not None  # checked in __post_init__
+        if SEARCHABLE[self.name] is int:
+            return IntDistribution(int(self.low), int(self.high), log=self.log)
+        return FloatDistribution(self.low, self.high, log=self.log)
+
+    def suggest(self, trial: optuna.Trial) -> Any:
+        """Ask ``trial`` for this parameter's value."""
+        if self.choices is not None:
+            return trial.suggest_categorical(self.name, list(self.choices))
+        assert self.low is not None and self.high is not None
+        if SEARCHABLE[self.name] is int:
+            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(self.name, self.low, self.high, log=self.log)
+
+    def grid(self, points: int) -> list[Any]:
+        """Grid values: the choices, else ``points`` values spaced evenly (geometrically when log)."""
+        if self.choices is not None:
+            return list(self.choices)
+        assert self.low is not None and self.high is not None
+        spaced = np.geomspace(self.low, self.high, points) if self.log else np.linspace(self.low, self.high, points)
+        if SEARCHABLE[self.name] is int:
+            return sorted({round(float(v)) for v in spaced})
+        return [float(v) for v in spaced]
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.choices is not None:
+            return {"choices": list(self.choices)}
+        return {"low": self.low, "high": self.high, "log": self.log}
+
+    def _text(self) -> str:
+        return str(self.to_dict())
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TypeError(value)
+    return float(value)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The parameters of a study, in a fixed order."""
+
+    params: tuple[ParamSpec, ...]
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Mapping[str, Any]]) -> SearchSpace:
+        if not values:
+            raise ConfigError("space: a study needs at least one parameter to search")
+        return cls(tuple(ParamSpec.from_mapping(name, spec) for name, spec in values.items()))
+
+    def replace(self, param: ParamSpec) -> SearchSpace:
+        """A space where ``param`` takes the place of the parameter of the same name (or is added)."""
+        others = tuple(p for p in self.params if p.name != param.name)
+        return SearchSpace((*others, param))
+
+    def distributions(self) -> dict[str, BaseDistribution]:
+        return {p.name: p.distribution() for p in self.params}
+
+    def grid(self, points: int) -> dict[str, list[Any]]:
+        return {p.name: p.grid(points) for p in self.params}
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {p.name: p.to_dict() for p in self.params}
+
+
+DEFAULT_SPACE = SearchSpace((ParamSpec("lr", 1e-5, 1e-1, log=True), ParamSpec("weight_decay", 1e-5, 1e-1, log=True)))
