@@ -111,14 +111,16 @@ def print_studies(console: Console, rows: list[StudyRow]) -> None:
         console.print("no studies in this storage")
         return
     table = Table(box=box.SIMPLE_HEAD)
-    for column in ("study", "strategy", "metric", "complete", "pruned", "failed", "running", "best"):
-        width = max(len(row.name) for row in rows) if column == "study" else len(column)
-        table.add_column(column, justify="left" if column in ("study", "strategy", "metric") else "right",
-                         min_width=width)
+    states = ["complete", "pruned", "fail"] + (["running"] if any(row.counts.get("running") for row in rows) else [])
+    table.add_column("study", min_width=max(len(row.name) for row in rows))
+    table.add_column("strategy")
+    table.add_column("metric")
+    for state in states:
+        table.add_column(state, justify="right", min_width=len(state))
+    table.add_column("best", justify="right", min_width=6)
     for row in rows:
-        table.add_row(row.name, row.strategy, row.metric, str(row.counts.get("complete", 0)),
-                      str(row.counts.get("pruned", 0)), str(row.counts.get("fail", 0)),
-                      str(row.counts.get("running", 0)), f"{row.best_value:.4g}" if row.best_value is not None else "-")
+        table.add_row(row.name, row.strategy, row.metric, *(str(row.counts.get(state, 0)) for state in states),
+                      f"{row.best_value:.4g}" if row.best_value is not None else "-")
     console.print(table)
 
 
