@@ -115,3 +115,79 @@ def test_installed_entry_points_exit_2_on_bad_input(entry: str) -> None:
 def test_help_exits_0(args: list[str]) -> None:
     code, out, _ = invoke(*args)
     assert code == 0 and "Usage" in out
+
+
+# --- studies ------------------------------------------------------------------------------------
+
+STUDY_ARGS = ["--epochs", "2", "--hidden", "32", "--quiet"]
+
+
+def test_run_studies_show_export_and_train_again(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'hp.db'}"
+    code, out, err = invoke("run", "--strategy", "random", "--n-trials", "3", "--storage", storage, *STUDY_ARGS)
+    assert code == 0, err
+    assert "best val_loss" in out
+    code, out, _ = invoke("studies", "--storage", storage)
+    assert code == 0 and "digits-random" in out and "random" in out
+    code, out, _ = invoke("show", "digits-random", "--storage", storage)
+    assert code == 0 and "lr=" in out
+    best = tmp_path / "best.json"
+    code, out, _ = invoke("export", "digits-random", "--out", str(best), "--storage", storage)
+    assert code == 0 and f"wrote {best}" in out
+    record = json.loads(best.read_text())
+    code, out, _ = invoke("train", "--config", str(best), "--json")
+    assert code == 0
+    assert json.loads(out)["val_loss"] == record["value"]
+
+
+def test_run_with_a_spec_file_and_flags_winning(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'hp.db'}"
+    spec = Path(__file__).resolve().parent.parent / "studies" / "textbook.toml"
+    code, _, err = invoke("run", "--spec", str(spec), "--n-trials", "2", "--storage", storage, *STUDY_ARGS)
+    assert code == 0, err
+    import optuna
+
+    study = optuna.load_study(study_name="textbook", storage=storage)
+    assert len(study.trials) == 2
+    assert study.user_attrs["hpsearch"]["spec"]["train"]["epochs"] == 2
+    assert study.user_attrs["hpsearch"]["spec"]["study"]["metric"] == "val_acc"
+
+
+def test_rerunning_the_same_command_resumes_instead_of_adding(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'hp.db'}"
+    args = ["run", "--strategy", "tpe", "--n-trials", "3", "--storage", storage, *STUDY_ARGS]
+    assert invoke(*args)[0] == 0
+    assert invoke(*args)[0] == 0
+    import optuna
+
+    assert len(optuna.load_study(study_name="digits-tpe", storage=storage).trials) == 3
+
+
+def test_bad_study_inputs_give_one_error_line_and_leave_the_storage_unchanged(tmp_path: Path) -> None:
+    db = tmp_path / "hp.db"
+    storage = f"sqlite:///{db}"
+    assert invoke("run", "--strategy", "random", "--study", "kept", "--n-trials", "2", "--storage", storage,
+                  *STUDY_ARGS)[0] == 0
+    before = db.read_bytes()
+    cases = [
+        (["--lr-range", "0.1", "0.01"], "space.lr: low must be < high, got low=0.1 high=0.01"),
+        (["--wd-range", "0", "0.1"], "space.weight_decay: a log-scale range needs low > 0, got low=0"),
+        (["--strategy", "bayes"], "strategy must be one of grid, random, tpe, got 'bayes'"),
+        (["--pruner", "asha"], "pruner must be one of median, hyperband, none, got 'asha'"),
+        (["--metric", "f1"], "metric must be one of val_loss, val_acc, got 'f1'"),
+        (["--n-trials", "0"], "n_trials must be >= 1, got 0"),
+        (["--storage", "foo://bar"], "storage must be sqlite:///FILE"),
+        (["--storage", f"sqlite:///{tmp_path / 'missing' / 'x.db'}"], "storage folder does not exist"),
+        (["--study", "kept", "--strategy", "random", "--lr-range", "1e-3", "1e-2"],
+         "was created with space.lr={'low': 1e-05, 'high': 0.1, 'log': True}, not {'low': 0.001, 'high': 0.01"),
+        (["--spec", str(tmp_path / "absent.toml")], "cannot read spec file (--spec"),
+    ]
+    for args, expected in cases:
+        full = ["run", "--n-trials", "4", "--storage", storage, *STUDY_ARGS, *args]
+        code, out, err = invoke(*full)
+        assert code == 2, (args, out, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], (args, err)
+        assert db.read_bytes() == before, args
+    code, _, err = invoke("export", "nope", "--storage", storage)
+    assert code == 2 and err.strip() == "error: no study named 'nope' in this storage (studies: kept)"

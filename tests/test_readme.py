@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -26,8 +27,16 @@ def test_readme_opens_with_the_install_and_the_test_command() -> None:
     assert "pytest" in blocks[1]
 
 
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One directory for the whole tour, as a reader would use: later commands read what earlier ones wrote."""
+    path = tmp_path_factory.mktemp("readme")
+    shutil.copytree(README.parent / "studies", path / "studies")
+    return path
+
+
 @pytest.mark.parametrize("command", readme_commands())
-def test_readme_command_runs(command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
+def test_readme_command_runs(command: str, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(workdir)
     result = CliRunner().invoke(app, shlex.split(command)[1:])
     assert result.exit_code == 0, result.output + result.stderr
