@@ -110,7 +110,7 @@ def print_studies(console: Console, rows: list[StudyRow]) -> None:
     if not rows:
         console.print("no studies in this storage")
         return
-    table = Table(box=box.SIMPLE_HEAD)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     states = ["complete", "pruned", "fail"] + (["running"] if any(row.counts.get("running") for row in rows) else [])
     table.add_column("study", min_width=max(len(row.name) for row in rows))
     table.add_column("strategy")

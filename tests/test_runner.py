@@ -161,3 +161,9 @@ def test_searched_schedule_warmup_clip_and_batch_size_reach_training(digits: Dat
     history = study.trials[0].user_attrs["history"]
     assert history[0]["lr"] < history[1]["lr"]  # warmup reached the optimizer
     assert all(math.isfinite(m["val_loss"]) for m in history)
+
+
+def test_timeout_stops_starting_trials(digits: Data) -> None:
+    spec = StudySpec(strategy="random", n_trials=10_000, timeout=1.0, pruner="none", train=FAST)
+    study = run_study(spec, "memory", data=digits)
+    assert 1 <= len(study.trials) < 10_000
