@@ -7,6 +7,7 @@ and the training options are shared by ``train`` and ``run`` through a signature
 import functools
 import inspect
 import json
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -133,6 +134,49 @@ def train(
     console.print(f"{result.status}: {len(result.history)}/{train_config.epochs} epochs in {result.seconds:.1f}s "
                   f"on {result.device}; val_acc {result.val_acc:.4f}, val_loss {result.val_loss:.4g}"
                   + (f" ({result.reason})" if result.reason else ""))
+
+
+# --- lr-find ----------------------------------------------------------------------------------
+
+@app.command("lr-find")
+@with_train_options
+def lr_find(
+    train_flags: dict[str, Any],
+    config: Annotated[Path | None, typer.Option(help="JSON or TOML file of settings; flags override it.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of initialization and shuffling.", rich_help_panel=_RUN)] = None,  # noqa: E501
+    start_lr: Annotated[float, typer.Option(help="First learning rate of the sweep.")] = 1e-7,
+    end_lr: Annotated[float, typer.Option(help="Last learning rate of the sweep.")] = 1.0,
+    steps: Annotated[int, typer.Option(help="Batches in the sweep (at least 10).")] = 100,
+    smoothing: Annotated[float, typer.Option(help="EMA factor of the loss for the early stop.")] = 0.9,
+    method: Annotated[str, typer.Option(help="Suggestion to use: valley, divergence or steepest.")] = "valley",
+    plot: Annotated[Path | None, typer.Option(help="Save the curve with the suggestions marked (PNG, SVG, PDF).")] = None,  # noqa: E501
+    as_json: Annotated[bool, typer.Option("--json", help="Print the curve and suggestions as JSON.")] = False,
+) -> None:
+    """LR range test: sweep the learning rate over a few batches and suggest one, and a search range."""
+    from hpsearch.config import TrainConfig, load_config_file
+    from hpsearch.lr_finder import lr_range_test
+
+    values = load_config_file(config) if config is not None else {}
+    train_config = TrainConfig.from_mapping({**values, **train_flags, **_given(seed=seed)},
+                                            source=str(config) if config else "flags")
+    result = lr_range_test(train_config, start_lr=start_lr, end_lr=end_lr, steps=steps, smoothing=smoothing,
+                           method=method)
+    if plot is not None:
+        from hpsearch.report import plot_lr_range_test, save_figure
+
+        save_figure(plot_lr_range_test(result), plot)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    found = result.suggestions
+    for name in ("steepest", "divergence", "valley"):
+        lr = getattr(found, name)
+        console.print(f"{name:>10}: {lr:.3g}" if lr is not None else f"{name:>10}: -")
+    low, high = result.prior()
+    stop = f"stopped at lr {result.diverged_at:.3g}" if result.diverged_at else "never diverged"
+    suggestion = f"{result.suggestion:.3g} ({result.method})" if result.suggestion is not None else "none"
+    console.print(f"suggested lr {suggestion}; search range {low:.3g} to {high:.3g}; {len(result.lrs)} steps, {stop}"
+                  + (f"; plot in {plot}" if plot else ""))
 
 
 # --- run --------------------------------------------------------------------------------------
@@ -264,5 +308,6 @@ def dashboard(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point; library warnings go to stderr as ``warning: …`` lines."""
+    logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)
     app()
