@@ -185,7 +185,7 @@ def lr_find(
 @with_train_options
 def run(
     train_flags: dict[str, Any],
-    strategy: Annotated[str | None, typer.Option(help="grid, random or tpe.")] = None,
+    strategy: Annotated[str | None, typer.Option(help="grid, random, tpe or coarse-to-fine.")] = None,
     study: Annotated[str | None, typer.Option(help="Study name; default <dataset>-<strategy>.")] = None,
     storage: StorageOption = None,
     n_trials: Annotated[int | None, typer.Option(help="Finished trials the study should hold (a re-run resumes).")] = None,  # noqa: E501
@@ -196,33 +196,34 @@ def run(
     lr_range: Annotated[tuple[float, float] | None, typer.Option(help="LOW HIGH of the learning rate (log scale).")] = None,  # noqa: E501
     wd_range: Annotated[tuple[float, float] | None, typer.Option(help="LOW HIGH of the weight decay (log scale).")] = None,  # noqa: E501
     grid_points: Annotated[int | None, typer.Option(help="Grid values per parameter (grid strategy).")] = None,
+    lr_find: Annotated[bool | None, typer.Option("--lr-find/--no-lr-find", help="Take the lr range from an LR range test (stored with the study).")] = None,  # noqa: E501
     spec: Annotated[Path | None, typer.Option(help="TOML study spec; flags override it.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, only the result.")] = False,
 ) -> None:
     """Search learning rate and weight decay (or a spec's space) with an Optuna study."""
     from hpsearch.progress import StudyProgress, print_trials
     from hpsearch.search.runner import run_study
-    from hpsearch.search.summary import top_trials
+    from hpsearch.search.summary import load_family, top_trials
     from hpsearch.spec import StudySpec, load_spec_file
     from hpsearch.storage import open_storage
 
     tables = load_spec_file(spec) if spec is not None else {}
     study_table = {**tables.get("study", {}), **_given(name=study, strategy=strategy, n_trials=n_trials,
                                                         timeout=timeout, metric=metric, pruner=pruner, seed=seed,
-                                                        grid_points=grid_points)}
+                                                        grid_points=grid_points, lr_find=lr_find)}
     train_table = {**tables.get("train", {}), **train_flags, **_given(seed=seed)}
     space_table = dict(tables.get("space", {}))
     for name, bounds in (("lr", lr_range), ("weight_decay", wd_range)):
         if bounds is not None:
             space_table[name] = {"low": bounds[0], "high": bounds[1], "log": True}
-    study_spec = StudySpec.from_mapping({"study": study_table, "train": train_table,
+    study_spec = StudySpec.from_mapping({**tables, "study": study_table, "train": train_table,
                                          **({"space": space_table} if space_table else {})},
                                         source=str(spec) if spec else "flags")
     optuna_storage = open_storage(storage)
     _quiet_optuna()
     with StudyProgress(console, study_spec, enabled=not quiet) as progress:
         result = run_study(study_spec, optuna_storage, callbacks=[progress.on_trial])
-    best = top_trials(result, 5)
+    best = top_trials(load_family(study_spec.study_name, optuna_storage), 5)
     if not quiet:
         print_trials(console, result, best, title=f"study {result.study_name}: top {len(best)}")
     if best:
@@ -267,12 +268,12 @@ def show(
 ) -> None:
     """Print a study's best trials."""
     from hpsearch.progress import print_trials
-    from hpsearch.search.summary import load_existing_study, top_trials
+    from hpsearch.search.summary import load_family, top_trials
     from hpsearch.storage import open_storage
 
     _quiet_optuna()
-    loaded = load_existing_study(study, open_storage(storage))
-    print_trials(console, loaded, top_trials(loaded, top), title=f"study {study}: top {top}")
+    family = load_family(study, open_storage(storage))
+    print_trials(console, family[-1], top_trials(family, top), title=f"study {study}: top {top}")
 
 
 @app.command()

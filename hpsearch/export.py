@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial
 
 import hpsearch
 from hpsearch.errors import HPSearchError
-from hpsearch.search.summary import load_existing_study, top_trials
+from hpsearch.search.summary import best_with_study, load_family
 
 __all__ = ["SCHEMA_VERSION", "export_best", "write_export"]
 
@@ -26,29 +26,33 @@ SCHEMA_VERSION = 1
 def export_best(study_name: str, storage: BaseStorage, top: int = 1) -> dict[str, Any]:
     """The best complete trial as a self-contained record; with ``top`` > 1, the runners-up under ``top``.
 
-    The record's ``config`` is the complete TrainConfig, so the file alone reproduces the run.
+    ``study_name`` may name a coarse-to-fine run: the best over all its stages is exported. The
+    record's ``config`` is the complete TrainConfig, so the file alone reproduces the run.
     """
     if top < 1:
         raise HPSearchError(f"top must be >= 1, got {top}")
-    study = load_existing_study(study_name, storage)
-    best = top_trials(study, top)
+    studies = load_family(study_name, storage)
+    best = best_with_study(studies, top)
     if not best:
         raise HPSearchError(f"study {study_name!r} has no completed trial to export yet")
-    info = study.user_attrs.get("hpsearch", {})
+    first_study = best[0][0]
+    info = first_study.user_attrs.get("hpsearch", {})
     metric = info.get("spec", {}).get("study", {}).get("metric", "value")
     record = {
         "schema_version": SCHEMA_VERSION,
-        "study": study_name,
-        "direction": study.direction.name.lower(),
+        "study": first_study.study_name,
+        "direction": first_study.direction.name.lower(),
         "metric": metric,
-        **_trial_record(best[0]),
+        **_trial_record(best[0][1]),
         "versions": {"hpsearch": hpsearch.__version__, "torch": torch.__version__, "optuna": optuna.__version__,
                      "python": platform.python_version()},
         "study_versions": info.get("versions", {}),
         "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if len(studies) > 1:
+        record["stages"] = [study.study_name for study in studies]
     if top > 1:
-        record["top"] = [_trial_record(trial) for trial in best]
+        record["top"] = [{"study": study.study_name, **_trial_record(trial)} for study, trial in best]
     return record
 
 

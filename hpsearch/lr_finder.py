@@ -82,9 +82,21 @@ class LRFinderResult:
         return max(min(self.suggestion, high) / 10, self.lrs[0]), high
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (non-finite losses become None); ``prior`` is added for readers."""
         values = asdict(self)
+        values["losses"] = [loss if math.isfinite(loss) else None for loss in self.losses]
+        values["smoothed"] = [loss if math.isfinite(loss) else None for loss in self.smoothed]
         values["prior"] = list(self.prior())
         return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> LRFinderResult:
+        """The inverse of ``to_dict`` (as stored with a study)."""
+        fields = {key: value for key, value in values.items() if key != "prior"}
+        fields["suggestions"] = Suggestions(**fields["suggestions"])
+        for key in ("losses", "smoothed"):
+            fields[key] = [math.nan if loss is None else loss for loss in fields[key]]
+        return cls(**fields)
 
 
 def lr_range_test(

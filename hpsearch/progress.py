@@ -19,6 +19,7 @@ from hpsearch.training import EpochMetrics
 
 __all__ = ["EpochTable", "StudyProgress", "print_studies", "print_trials"]
 
+_COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 _EPOCH_COLUMNS = ("epoch", "train_loss", "val_loss", "val_acc", "lr", "grad_norm", "samples/s", "sec")
 
 
@@ -68,6 +69,8 @@ class StudyProgress:
             TextColumn("trial"), MofNCompleteColumn(), BarColumn(bar_width=30), TimeElapsedColumn(),
             TextColumn("eta"), TimeRemainingColumn(), console=console, disable=not enabled)
         self._task = self._progress.add_task("study", total=spec.total_trials)
+        self._counts: dict[str, dict[TrialState, int]] = {}
+        self._best: FrozenTrial | None = None
 
     def __enter__(self) -> StudyProgress:
         self._progress.__enter__()
@@ -78,17 +81,20 @@ class StudyProgress:
         self._progress.__exit__(kind, error, tb)
 
     def on_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        """Optuna callback after each trial: move the bar and restate counts and the best so far."""
+        """Optuna callback after each trial: move the bar and restate counts and the best so far,
+        summed over every study this run touched (the stages of coarse-to-fine)."""
         trials = study.get_trials(deepcopy=False)
-        counts = {state: sum(t.state == state for t in trials) for state in (TrialState.COMPLETE,
-                                                                             TrialState.PRUNED, TrialState.FAIL)}
-        status = (f"{counts[TrialState.COMPLETE]} complete, {counts[TrialState.PRUNED]} pruned, "
-                  f"{counts[TrialState.FAIL]} failed")
-        if counts[TrialState.COMPLETE]:
-            best = study.best_trial
-            status += f"; best {self.spec.metric} {best.value:.4g}: {_params(best.params)}"
+        self._counts[study.study_name] = {state: sum(t.state == state for t in trials) for state in _COUNTED}
+        if trial.state == TrialState.COMPLETE and trial.value is not None and (
+                self._best is None or (trial.value > self._best.value) == (self.spec.direction == "maximize")):
+            self._best = trial
+        totals = {state: sum(counts[state] for counts in self._counts.values()) for state in _COUNTED}
+        status = (f"{totals[TrialState.COMPLETE]} complete, {totals[TrialState.PRUNED]} pruned, "
+                  f"{totals[TrialState.FAIL]} failed")
+        if self._best is not None:
+            status += f"; best {self.spec.metric} {self._best.value:.4g}: {_params(self._best.params)}"
         self._progress.status = status
-        self._progress.update(self._task, completed=min(sum(counts.values()), self.spec.total_trials))
+        self._progress.update(self._task, completed=min(sum(totals.values()), self.spec.total_trials))
 
 
 def print_trials(console: Console, study: optuna.Study, trials: list[FrozenTrial], title: str) -> None:

@@ -18,13 +18,57 @@ from hpsearch.config import TrainConfig
 from hpsearch.errors import ConfigError
 from hpsearch.search.space import DEFAULT_SPACE, SearchSpace
 
-__all__ = ["DEFAULT_TRIALS", "METRICS", "PRUNERS", "STRATEGIES", "StudySpec", "load_spec_file"]
+__all__ = ["DEFAULT_TRIALS", "METRICS", "PRUNERS", "STRATEGIES", "CoarseToFine", "StudySpec", "load_spec_file"]
 
-STRATEGIES = ("grid", "random", "tpe")
+STRATEGIES = ("grid", "random", "tpe", "coarse-to-fine")
 PRUNERS = ("median", "hyperband", "none")
 METRICS = {"val_loss": "minimize", "val_acc": "maximize"}
 DEFAULT_TRIALS = 30
-_STUDY_KEYS = ("name", "strategy", "metric", "pruner", "n_trials", "timeout", "seed", "grid_points")
+_STUDY_KEYS = ("name", "strategy", "metric", "pruner", "n_trials", "timeout", "seed", "grid_points", "lr_find")
+
+
+@dataclass(frozen=True)
+class CoarseToFine:
+    """How coarse-to-fine spends its budget: a short coarse stage, then fine stages on narrowed ranges.
+
+    ``coarse_epochs`` 0 means a third of the training epochs (at least 1); ranges narrow, in log
+    space for log parameters, to the span of the ``keep`` best trials of the stage before, widened
+    by ``margin`` (decades for log ranges, a fraction of the range otherwise).
+    """
+
+    stages: int = 3
+    coarse_trials: int = 12
+    coarse_epochs: int = 0
+    coarse_sampler: str = "random"
+    fine_trials: int = 9
+    keep: int = 4
+    margin: float = 0.3
+
+    def __post_init__(self) -> None:
+        for name, low in (("stages", 2), ("coarse_trials", 1), ("fine_trials", 1), ("keep", 1)):
+            if getattr(self, name) < low:
+                raise ConfigError(f"coarse_to_fine.{name} must be >= {low}, got {getattr(self, name)}")
+        if self.coarse_epochs < 0:
+            raise ConfigError(f"coarse_to_fine.coarse_epochs must be >= 0, got {self.coarse_epochs}")
+        _one_of("coarse_to_fine.coarse_sampler", self.coarse_sampler, ("random", "tpe"))
+        if not (math.isfinite(self.margin) and self.margin >= 0):
+            raise ConfigError(f"coarse_to_fine.margin must be >= 0, got {self.margin}")
+
+    @property
+    def total_trials(self) -> int:
+        return self.coarse_trials + (self.stages - 1) * self.fine_trials
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> CoarseToFine:
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown key {unknown[0]!r} in [coarse_to_fine] (known: {', '.join(known)})")
+        for key, value in values.items():
+            wanted = {"coarse_sampler": str, "margin": float}.get(key, int)
+            if isinstance(value, bool) or not isinstance(value, (int, float) if wanted is float else wanted):
+                raise ConfigError(f"coarse_to_fine.{key} must be {wanted.__name__}, got {value!r}")
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -39,8 +83,10 @@ class StudySpec:
     timeout: float | None = None
     seed: int = 0
     grid_points: int = 5
+    lr_find: bool = False
     space: SearchSpace = DEFAULT_SPACE
     train: TrainConfig = field(default_factory=TrainConfig)
+    coarse_to_fine: CoarseToFine = field(default_factory=CoarseToFine)
 
     def __post_init__(self) -> None:
         _one_of("strategy", self.strategy, STRATEGIES)
@@ -76,6 +122,8 @@ class StudySpec:
         """The number of finished trials the study should reach."""
         if self.n_trials is not None:
             return self.n_trials
+        if self.strategy == "coarse-to-fine":
+            return self.coarse_to_fine.total_trials
         if self.strategy == "grid":
             return math.prod(len(values) for values in self.space.grid(self.grid_points).values())
         return DEFAULT_TRIALS
@@ -87,21 +135,25 @@ class StudySpec:
         """The spec as the tables of a spec file (what is stored with the study)."""
         study = {key: getattr(self, key) for key in _STUDY_KEYS if getattr(self, key) is not None}
         study["name"] = self.study_name
-        return {"study": study, "space": self.space.to_dict(), "train": self.train.to_dict()}
+        tables = {"study": study, "space": self.space.to_dict(), "train": self.train.to_dict()}
+        if self.strategy == "coarse-to-fine":
+            tables["coarse_to_fine"] = dataclasses.asdict(self.coarse_to_fine)
+        return tables
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], source: str = "spec") -> StudySpec:
         """From the tables of a spec file; any unknown table or key is an error naming it."""
-        unknown = sorted(set(values) - {"study", "space", "train"})
+        unknown = sorted(set(values) - {"study", "space", "train", "coarse_to_fine"})
         if unknown:
-            raise ConfigError(f"unknown table [{unknown[0]}] in {source} (known: study, space, train)")
+            raise ConfigError(f"unknown table [{unknown[0]}] in {source} (known: study, space, train, coarse_to_fine)")
         study = dict(values.get("study", {}))
         bad = sorted(set(study) - set(_STUDY_KEYS))
         if bad:
             raise ConfigError(f"unknown key {bad[0]!r} in [study] of {source} (known: {', '.join(_STUDY_KEYS)})")
         space = SearchSpace.from_mapping(values["space"]) if "space" in values else DEFAULT_SPACE
         train = TrainConfig.from_mapping(values.get("train", {}), source=f"[train] of {source}")
-        return cls(space=space, train=train, **_typed_study_fields(study))
+        stages = CoarseToFine.from_mapping(values.get("coarse_to_fine", {}))
+        return cls(space=space, train=train, coarse_to_fine=stages, **_typed_study_fields(study))
 
 
 def load_spec_file(path: str | Path) -> dict[str, Any]:
@@ -117,7 +169,7 @@ def load_spec_file(path: str | Path) -> dict[str, Any]:
 
 def _typed_study_fields(study: dict[str, Any]) -> dict[str, Any]:
     types = {"name": str, "strategy": str, "metric": str, "pruner": str, "n_trials": int, "timeout": float,
-             "seed": int, "grid_points": int}
+             "seed": int, "grid_points": int, "lr_find": bool}
     typed = {}
     for key, value in study.items():
         wanted = types[key]

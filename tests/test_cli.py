@@ -172,7 +172,7 @@ def test_bad_study_inputs_give_one_error_line_and_leave_the_storage_unchanged(tm
     cases = [
         (["--lr-range", "0.1", "0.01"], "space.lr: low must be < high, got low=0.1 high=0.01"),
         (["--wd-range", "0", "0.1"], "space.weight_decay: a log-scale range needs low > 0, got low=0"),
-        (["--strategy", "bayes"], "strategy must be one of grid, random, tpe, got 'bayes'"),
+        (["--strategy", "bayes"], "strategy must be one of grid, random, tpe, coarse-to-fine, got 'bayes'"),
         (["--pruner", "asha"], "pruner must be one of median, hyperband, none, got 'asha'"),
         (["--metric", "f1"], "metric must be one of val_loss, val_acc, got 'f1'"),
         (["--n-trials", "0"], "n_trials must be >= 1, got 0"),

@@ -63,7 +63,7 @@ def test_only_training_hyperparameters_can_be_searched() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"strategy": "bayes"}, "strategy must be one of grid, random, tpe, got 'bayes'"),
+        ({"strategy": "bayes"}, "strategy must be one of grid, random, tpe, coarse-to-fine, got 'bayes'"),
         ({"pruner": "asha"}, "pruner must be one of median, hyperband, none, got 'asha'"),
         ({"metric": "f1"}, "metric must be one of val_loss, val_acc, got 'f1'"),
         ({"n_trials": 0}, "n_trials must be >= 1, got 0"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -15,6 +16,8 @@ import hpsearch
 from hpsearch.data import Data, load_data
 from hpsearch.devices import resolve_device
 from hpsearch.errors import ConfigError
+from hpsearch.lr_finder import LRFinderResult, lr_range_test
+from hpsearch.search.coarse_to_fine import coarse_spec, fine_spec, stage_name, with_lr_prior
 from hpsearch.search.objective import Objective
 from hpsearch.search.pruners import make_pruner
 from hpsearch.search.strategies import make_sampler
@@ -41,10 +44,12 @@ def run_study(
     callbacks: Sequence[TrialCallback] = (),
     data: Data | None = None,
 ) -> optuna.Study:
-    """Run ``spec`` on ``storage`` until the study has ``spec.total_trials`` finished trials.
+    """Run ``spec`` on ``storage`` until its study holds ``spec.total_trials`` finished trials; return
+    the (last) study run.
 
     Re-running the same spec resumes: finished trials count toward the total, interrupted ones do
-    not. Every check (spec, data, stored spec) happens before anything is written.
+    not, and coarse-to-fine picks up at the stage where it stopped. Every check (spec, data,
+    stored spec) happens before anything is written.
     """
     storage = open_storage(storage) if storage is None or isinstance(storage, str) else storage
     device = resolve_device(spec.train.device)
@@ -53,7 +58,45 @@ def run_study(
         data = load_data(train.dataset, data_dir=train.data_dir, download=train.download, subset=train.subset,
                          val_fraction=train.val_fraction, device=device)
     _check_batch_sizes(spec, data)
-    study = _create_or_load(spec, storage)
+    data = data.to(device)
+    if spec.strategy == "coarse-to-fine":
+        return _run_coarse_to_fine(spec, storage, data, callbacks)
+    if spec.lr_find:
+        lr_test = _lr_range_test(spec.study_name, spec, storage, data)
+        return _run_one(with_lr_prior(spec, lr_test), storage, data, callbacks, lr_test)
+    return _run_one(spec, storage, data, callbacks)
+
+
+def _run_coarse_to_fine(spec: StudySpec, storage: BaseStorage, data: Data,
+                        callbacks: Sequence[TrialCallback]) -> optuna.Study:
+    """Stage 0, the LR range test; stage 1, coarse; stages 2.., fine: one study each (NAME/k-…)."""
+    deadline = time.monotonic() + spec.timeout if spec.timeout is not None else None
+    lr_test = _lr_range_test(stage_name(spec.study_name, 1), spec, storage, data)
+
+    def run_stage(stage: int, stage_spec: StudySpec) -> optuna.Study:
+        if deadline is not None:
+            stage_spec = stage_spec.replace(timeout=max(deadline - time.monotonic(), 1e-3))
+        return _run_one(stage_spec, storage, data, callbacks, lr_test if stage == 1 else None,
+                        parent={"name": spec.study_name, "stage": stage, "spec": spec.to_dict()})
+
+    stage_spec = coarse_spec(spec, lr_test)
+    study = run_stage(1, stage_spec)
+    for stage in range(2, spec.coarse_to_fine.stages + 1):
+        if len(finished_trials(study)) < stage_spec.total_trials:
+            break  # the stage before ran out of time: narrowing needs all of it
+        stage_spec = fine_spec(spec, stage, stage_spec.space, study.get_trials(), study.direction)
+        study = run_stage(stage, stage_spec)
+    return study
+
+
+def _run_one(spec: StudySpec, storage: BaseStorage, data: Data, callbacks: Sequence[TrialCallback],
+             lr_test: LRFinderResult | None = None, parent: dict[str, Any] | None = None) -> optuna.Study:
+    """Create or resume one study and run it to its total; a new study with an LR test starts at its
+    suggestion."""
+    study, created = _create_or_load(spec, storage, lr_test, parent)
+    if created and lr_test is not None and lr_test.suggestion is not None and spec.strategy != "grid":
+        low, high = lr_test.prior()
+        study.enqueue_trial({"lr": min(max(lr_test.suggestion, low), high)})
     finished = len(finished_trials(study))
     remaining = spec.total_trials - finished
     if remaining <= 0:
@@ -62,9 +105,19 @@ def run_study(
     # A resumed study gets a seed of its own, so that a random sampler does not repeat its first picks.
     study.sampler = make_sampler(spec.strategy, spec.space, seed=spec.seed + finished, grid_points=spec.grid_points)
     study.pruner = make_pruner(spec.pruner, epochs=spec.train.epochs)
-    study.optimize(Objective(spec, data.to(device)), n_trials=remaining, timeout=spec.timeout,
-                   callbacks=list(callbacks), catch=(RuntimeError,))
+    study.optimize(Objective(spec, data), n_trials=remaining, timeout=spec.timeout, callbacks=list(callbacks),
+                   catch=(RuntimeError,))
     return study
+
+
+def _lr_range_test(study_name: str, spec: StudySpec, storage: BaseStorage, data: Data) -> LRFinderResult:
+    """The LR range test stored with ``study_name``, or a new one when that study does not exist yet."""
+    if study_name in optuna.get_all_study_names(storage):
+        stored = optuna.load_study(study_name=study_name, storage=storage).user_attrs.get("hpsearch", {})
+        if "lr_range_test" in stored:
+            return LRFinderResult.from_dict(stored["lr_range_test"])
+    logger.info("running the LR range test for %s", study_name)
+    return lr_range_test(spec.train, data)
 
 
 def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -74,18 +127,25 @@ def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
             or (t.state == TrialState.FAIL and t.user_attrs.get("status") != "interrupted")]
 
 
-def _create_or_load(spec: StudySpec, storage: BaseStorage) -> optuna.Study:
+def _create_or_load(spec: StudySpec, storage: BaseStorage, lr_test: LRFinderResult | None,
+                    parent: dict[str, Any] | None) -> tuple[optuna.Study, bool]:
+    """The study of ``spec`` (checked against the stored spec), and whether it was created now."""
     name = spec.study_name
     if name in optuna.get_all_study_names(storage):
         study = optuna.load_study(study_name=name, storage=storage)
         _check_same_spec(study, spec, storage)
-        return study
+        return study, False
     study = optuna.create_study(study_name=name, storage=storage, direction=spec.direction)
-    study.set_user_attr("hpsearch", {
+    info: dict[str, Any] = {
         "spec": spec.to_dict(),
         "versions": {"hpsearch": hpsearch.__version__, "torch": torch.__version__, "optuna": optuna.__version__},
-    })
-    return study
+    }
+    if lr_test is not None:
+        info["lr_range_test"] = lr_test.to_dict()
+    if parent is not None:
+        info["coarse_to_fine"] = parent
+    study.set_user_attr("hpsearch", info)
+    return study, True
 
 
 def _check_same_spec(study: optuna.Study, spec: StudySpec, storage: BaseStorage) -> None:

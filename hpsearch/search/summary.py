@@ -12,7 +12,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.errors import HPSearchError
 
-__all__ = ["StudyRow", "counts_by_state", "list_studies", "load_existing_study", "top_trials", "trial_row"]
+__all__ = ["StudyRow", "best_with_study", "counts_by_state", "list_studies", "load_existing_study", "load_family",
+           "top_trials", "trial_row"]
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,17 @@ class StudyRow:
 
 def load_existing_study(name: str, storage: BaseStorage) -> optuna.Study:
     """Load a study that must exist; an unknown name is a user error that lists the known ones."""
+    return load_family(name, storage)[-1]
+
+
+def load_family(name: str, storage: BaseStorage) -> list[optuna.Study]:
+    """The study ``name``, or the stages ``name/1-coarse``, ``name/2-fine``, … of a coarse-to-fine run."""
     names = optuna.get_all_study_names(storage)
-    if name not in names:
+    members = [name] if name in names else sorted(n for n in names if n.startswith(name + "/"))
+    if not members:
         known = ", ".join(sorted(names)) or "none"
         raise HPSearchError(f"no study named {name!r} in this storage (studies: {known})")
-    return optuna.load_study(study_name=name, storage=storage)
+    return [optuna.load_study(study_name=member, storage=storage) for member in members]
 
 
 def list_studies(storage: BaseStorage) -> list[StudyRow]:
@@ -58,11 +65,22 @@ def counts_by_state(study: optuna.Study) -> dict[str, int]:
     return counts
 
 
-def top_trials(study: optuna.Study, k: int = 5) -> list[FrozenTrial]:
-    """The ``k`` best complete trials, best first."""
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    reverse = study.direction == StudyDirection.MAXIMIZE
-    return sorted(complete, key=lambda t: t.value if t.value is not None else float("nan"), reverse=reverse)[:k]
+def top_trials(studies: optuna.Study | list[optuna.Study], k: int = 5) -> list[FrozenTrial]:
+    """The ``k`` best complete trials of one study or of all stages of a family, best first.
+
+    Each trial's ``study`` user attr is not touched; use ``best_with_study`` to know where it came from.
+    """
+    return [trial for _, trial in best_with_study(studies, k)]
+
+
+def best_with_study(studies: optuna.Study | list[optuna.Study], k: int = 5,
+                    ) -> list[tuple[optuna.Study, FrozenTrial]]:
+    """The ``k`` best complete (study, trial) pairs over ``studies``, best first."""
+    group = [studies] if isinstance(studies, optuna.Study) else studies
+    pairs = [(study, trial) for study in group
+             for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if trial.value is not None]
+    reverse = group[0].direction == StudyDirection.MAXIMIZE
+    return sorted(pairs, key=lambda pair: pair[1].value, reverse=reverse)[:k]  # type: ignore[arg-type,return-value]
 
 
 def trial_row(trial: FrozenTrial) -> dict[str, Any]:
