@@ -15,6 +15,8 @@ from hpsearch.spec import StudySpec
 
 __all__ = ["coarse_spec", "fine_spec", "narrow", "stage_name", "with_lr_prior"]
 
+_SLIVER = 0.005  # decades on a log scale, a fraction of the range otherwise
+
 
 def stage_name(study: str, stage: int) -> str:
     """``NAME/1-coarse``, ``NAME/2-fine``, …: one Optuna study per stage, grouped by the prefix."""
@@ -63,13 +65,11 @@ def _narrow_param(param: ParamSpec, values: list[Any], margin: float) -> ParamSp
     if param.choices is not None:
         return ParamSpec(param.name, choices=tuple(c for c in param.choices if c in values))
     assert param.low is not None and param.high is not None
+    # A margin of at least a sliver, so that one best value with no margin still leaves a range.
     if param.log:
-        low = 10 ** (math.log10(min(values)) - margin)
-        high = 10 ** (math.log10(max(values)) + margin)
+        widen = max(margin, _SLIVER)
+        low, high = 10 ** (math.log10(min(values)) - widen), 10 ** (math.log10(max(values)) + widen)
     else:
-        span = param.high - param.low
-        low, high = min(values) - margin * span, max(values) + margin * span
-    low, high = max(low, param.low), min(high, param.high)
-    if low >= high:  # one value and no margin: keep a sliver around it
-        low, high = max(param.low, low * 0.99 if param.log else low - 1e-3 * (param.high - param.low)), param.high
-    return ParamSpec(param.name, low, high, log=param.log)
+        widen = max(margin, _SLIVER) * (param.high - param.low)
+        low, high = min(values) - widen, max(values) + widen
+    return ParamSpec(param.name, max(low, param.low), min(high, param.high), log=param.log)
