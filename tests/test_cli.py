@@ -191,3 +191,18 @@ def test_bad_study_inputs_give_one_error_line_and_leave_the_storage_unchanged(tm
         assert db.read_bytes() == before, args
     code, _, err = invoke("export", "nope", "--storage", storage)
     assert code == 2 and err.strip() == "error: no study named 'nope' in this storage (studies: kept)"
+
+
+def test_run_coarse_to_fine_and_export_across_its_stages(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'hp.db'}"
+    spec = tmp_path / "c2f.toml"
+    spec.write_text('[coarse_to_fine]\nstages = 2\ncoarse_trials = 3\nfine_trials = 2\nkeep = 2\n')
+    code, out, err = invoke("run", "--strategy", "coarse-to-fine", "--spec", str(spec), "--study", "c2f",
+                            "--storage", storage, *STUDY_ARGS)
+    assert code == 0, err
+    assert "best val_loss" in out
+    code, out, _ = invoke("studies", "--storage", storage)
+    assert "c2f/1-coarse" in out and "c2f/2-fine" in out
+    best = tmp_path / "best.json"
+    assert invoke("export", "c2f", "--out", str(best), "--storage", storage)[0] == 0
+    assert json.loads(best.read_text())["stages"] == ["c2f/1-coarse", "c2f/2-fine"]
