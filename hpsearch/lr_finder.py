@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from hpsearch.config import TrainConfig
-from hpsearch.data import Data, load_data
+from hpsearch.data import Data
 from hpsearch.devices import resolve_device
 from hpsearch.errors import ConfigError
 from hpsearch.models import build_model
-from hpsearch.training import make_optimizer
+from hpsearch.training import check_batch_size, config_data, make_optimizer
 
 __all__ = ["LRFinderResult", "Suggestions", "lr_range_test", "smooth", "suggest"]
 
@@ -118,13 +118,8 @@ def lr_range_test(
     """
     _check_arguments(start_lr, end_lr, steps, smoothing, method)
     device = resolve_device(config.device) if device is None else torch.device(device)
-    if data is None:
-        data = load_data(config.dataset, data_dir=config.data_dir, download=config.download, subset=config.subset,
-                         val_fraction=config.val_fraction, device=device)
-    data = data.to(device)
-    if config.batch_size > data.n_train:
-        raise ConfigError(f"batch_size must be at most the {data.n_train} training samples of {data.name}, "
-                          f"got {config.batch_size}")
+    data = config_data(config, device) if data is None else data.to(device)
+    check_batch_size(config.batch_size, data)
     torch.manual_seed(config.seed)
     if model is None:
         model = build_model(config.model, data.input_dim, data.num_classes, config.hidden)

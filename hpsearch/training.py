@@ -26,7 +26,8 @@ from hpsearch.errors import ConfigError
 from hpsearch.models import build_model, count_parameters
 from hpsearch.schedules import build_scheduler
 
-__all__ = ["EpochMetrics", "Reporter", "TrainResult", "evaluate", "make_optimizer", "train", "train_step"]
+__all__ = ["EpochMetrics", "Reporter", "TrainResult", "check_batch_size", "config_data", "evaluate", "make_optimizer",
+           "train", "train_step"]
 
 logger = logging.getLogger(__name__)
 
@@ -113,13 +114,8 @@ def train(
     """
     started = time.perf_counter()
     device = resolve_device(config.device) if device is None else torch.device(device)
-    if data is None:
-        data = load_data(config.dataset, data_dir=config.data_dir, download=config.download,
-                         subset=config.subset, val_fraction=config.val_fraction, device=device)
-    data = data.to(device)
-    if config.batch_size > data.n_train:
-        raise ConfigError(f"batch_size must be at most the {data.n_train} training samples of {data.name}, "
-                          f"got {config.batch_size}")
+    data = config_data(config, device) if data is None else data.to(device)
+    check_batch_size(config.batch_size, data)
 
     torch.manual_seed(config.seed)
     model = build_model(config.model, data.input_dim, data.num_classes, config.hidden).to(device)
@@ -163,6 +159,19 @@ def train(
     return TrainResult(config=config, status=status, reason=reason, history=history, initial_loss=initial_loss,
                        num_params=count_parameters(model), device=str(device),
                        seconds=time.perf_counter() - started, model=model)
+
+
+def config_data(config: TrainConfig, device: torch.device) -> Data:
+    """The dataset ``config`` names, split and subset as it says, on ``device``."""
+    return load_data(config.dataset, data_dir=config.data_dir, download=config.download, subset=config.subset,
+                     val_fraction=config.val_fraction, device=device)
+
+
+def check_batch_size(batch_size: int, data: Data) -> None:
+    """A batch cannot be larger than the training set: say so naming both."""
+    if batch_size > data.n_train:
+        raise ConfigError(f"batch_size must be at most the {data.n_train} training samples of {data.name}, "
+                          f"got {batch_size}")
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:

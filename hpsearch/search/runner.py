@@ -13,7 +13,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 import hpsearch
-from hpsearch.data import Data, load_data
+from hpsearch.data import Data
 from hpsearch.devices import resolve_device
 from hpsearch.errors import ConfigError
 from hpsearch.lr_finder import LRFinderResult, lr_range_test
@@ -23,6 +23,7 @@ from hpsearch.search.pruners import make_pruner
 from hpsearch.search.strategies import make_sampler
 from hpsearch.spec import StudySpec
 from hpsearch.storage import describe_storage, open_storage
+from hpsearch.training import check_batch_size, config_data
 
 __all__ = ["StudyMismatchError", "finished_trials", "run_study"]
 
@@ -53,10 +54,7 @@ def run_study(
     """
     storage = open_storage(storage) if storage is None or isinstance(storage, str) else storage
     device = resolve_device(spec.train.device)
-    if data is None:
-        train = spec.train
-        data = load_data(train.dataset, data_dir=train.data_dir, download=train.download, subset=train.subset,
-                         val_fraction=train.val_fraction, device=device)
+    data = config_data(spec.train, device) if data is None else data
     _check_batch_sizes(spec, data)
     data = data.to(device)
     if spec.strategy == "coarse-to-fine":
@@ -174,6 +172,4 @@ def _check_batch_sizes(spec: StudySpec, data: Data) -> None:
     for param in spec.space.params:
         if param.name == "batch_size":
             sizes = list(param.choices) if param.choices is not None else [int(param.high or 0)]
-    if max(sizes) > data.n_train:
-        raise ConfigError(f"batch_size must be at most the {data.n_train} training samples of {data.name}, "
-                          f"got {max(sizes)}")
+    check_batch_size(max(sizes), data)
