@@ -58,7 +58,7 @@ def _root() -> None:
 
 _DATA, _OPTIM, _RUN = "Data", "Optimization", "Run"
 _TRAIN_OPTIONS: dict[str, tuple[type, str, str]] = {
-    "dataset": (str, "digits, mnist, fashion-mnist, npz:PATH or synthetic[:n=,d=,classes=].", _DATA),
+    "dataset": (str, "digits, mnist, fashion-mnist, npz:PATH or synthetic[:n=,d=,classes=,noise=].", _DATA),
     "data_dir": (str, "Folder of MNIST/Fashion-MNIST files.", _DATA),
     "download": (bool, "Fetch MNIST files into --data-dir.", _DATA),
     "subset": (int, "Train on only the first N training samples.", _DATA),

@@ -2,7 +2,7 @@
 
 Registry: ``digits`` (scikit-learn, offline, default), ``mnist`` and ``fashion-mnist``
 (torchvision files under ``data_dir``), ``npz:PATH`` (the user's arrays) and
-``synthetic[:n=N,d=D,classes=C]`` (generated, for tests and benchmarks).
+``synthetic[:n=N,d=D,classes=C,noise=S]`` (generated, for tests and benchmarks).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ DATASETS = ("digits", "mnist", "fashion-mnist", "npz:PATH", "synthetic")
 # sees the same validation set.
 SPLIT_SEED = 0
 _TORCHVISION_CLASSES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
-_SYNTHETIC_DEFAULTS = {"n": 4000, "d": 784, "classes": 10}
+_SYNTHETIC_DEFAULTS = {"n": 4000, "d": 784, "classes": 10, "noise": 2}
 
 
 @dataclass(frozen=True)
@@ -140,24 +140,24 @@ def from_arrays(
                 ((x_val_f - mean) / std).to(device), y_val_l.to(device), num_classes, name)
 
 
-def make_synthetic(n: int = 4000, d: int = 784, classes: int = 10, seed: int = SPLIT_SEED,
+def make_synthetic(n: int = 4000, d: int = 784, classes: int = 10, noise: float = 2.0, seed: int = SPLIT_SEED,
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Learnable Gaussian clusters: one random prototype per class plus noise, as float32."""
+    """Learnable Gaussian clusters: one random prototype per class plus ``noise`` times unit noise."""
     rng = np.random.default_rng(seed)
     prototypes = rng.standard_normal((classes, d), dtype=np.float32)
     y = rng.integers(0, classes, size=n)
-    x = prototypes[y] + 2.0 * rng.standard_normal((n, d), dtype=np.float32)
+    x = prototypes[y] + noise * rng.standard_normal((n, d), dtype=np.float32)
     return x, y
 
 
 def _parse_synthetic(name: str) -> dict[str, int]:
-    """``synthetic:n=60000,d=784,classes=10`` → keyword arguments of make_synthetic."""
+    """``synthetic:n=60000,d=784,classes=10,noise=2`` → keyword arguments of make_synthetic."""
     values = dict(_SYNTHETIC_DEFAULTS)
     spec = name.partition(":")[2]
     for item in filter(None, spec.split(",")):
         key, _, raw = item.partition("=")
         if key not in values or not raw.isdigit() or int(raw) < 1:
-            raise ConfigError(f"dataset synthetic takes n=, d=, classes= with positive integers, got {name!r}")
+            raise ConfigError(f"dataset synthetic takes n=, d=, classes=, noise= with positive integers, got {name!r}")
         values[key] = int(raw)
     if values["classes"] < 2:
         raise ConfigError(f"dataset synthetic needs classes >= 2, got {name!r}")

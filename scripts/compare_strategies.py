@@ -29,7 +29,9 @@ from hpsearch.spec import CoarseToFine
 
 STRATEGIES = ("grid", "random", "tpe", "coarse-to-fine")
 FRACTIONS = (0.25, 0.5, 1.0)
-DATASETS = {"digits": "digits", "mnist-shaped": "synthetic:n=6000,d=784,classes=10"}
+# noise=10 makes the 784-dimensional clusters overlap: the best lr then matters (val loss 0.76 at
+# 3e-4 against 1.9 at 1e-4 and 1.9 at 1e-2 after 5 epochs), unlike the default noise where all is separable.
+DATASETS = {"digits": "digits", "mnist-shaped": "synthetic:n=6000,d=784,classes=10,noise=10"}
 
 
 class BudgetTracker:
