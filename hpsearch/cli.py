@@ -104,7 +104,7 @@ def with_train_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-StorageOption = Annotated[str | None, typer.Option(help="Optuna storage URL; default sqlite:///hpsearch.db.")]
+StorageOption = Annotated[str | None, typer.Option(help="Optuna storage URL; default hpsearch.journal.")]
 
 
 # --- train ------------------------------------------------------------------------------------

@@ -21,7 +21,9 @@ class Objective:
 
     Everything about the trial goes into its user attrs, so Optuna's storage is the only record:
     ``config`` (the full TrainConfig), ``history`` (per-epoch metrics), ``status``, ``reason``,
-    ``seconds``, ``seed``.
+    ``seconds``, ``seed``. Optuna writes one attr per storage call (a journal line and its fsync, or
+    an SQLite commit), so each is written once, before or after training; within an epoch the
+    storage sees only the reported value and the pruner's read.
     """
 
     def __init__(self, spec: StudySpec, data: Data) -> None:
