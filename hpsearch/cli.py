@@ -229,6 +229,9 @@ def run(
     if best:
         console.print(f"best {study_spec.metric} {best[0].value:.4g} (trial {best[0].number}): "
                       + ", ".join(f"{k}={_short(v)}" for k, v in best[0].params.items()))
+        if not quiet:
+            console.print(f"full config: hpsearch export {study_spec.study_name} --out best.json"
+                          + (f" --storage {storage}" if storage else ""))
     else:
         console.print("no trial completed")
 
