@@ -116,3 +116,15 @@ def test_lr_find_takes_the_lr_range_from_the_test_for_any_strategy(
 
     monkeypatch.setattr(runner_module, "lr_range_test", lambda *a, **k: pytest.fail("test re-run"))
     assert len(run_study(spec.replace(n_trials=4), url, data=digits).trials) == 4
+
+
+def test_a_test_that_never_diverged_leaves_the_given_lr_range(digits: Data) -> None:
+    from hpsearch.lr_finder import lr_range_test
+    from hpsearch.search.coarse_to_fine import with_lr_prior
+
+    calm = lr_range_test(TrainConfig(), digits, start_lr=1e-7, end_lr=1e-5, steps=20)
+    assert calm.diverged_at is None and calm.suggestions.blowup is None
+    spec = StudySpec(space=SearchSpace((ParamSpec("lr", 1e-5, 1e-1, log=True),)))
+    assert with_lr_prior(spec, calm) == spec
+    found = lr_range_test(TrainConfig(), digits)
+    assert with_lr_prior(spec, found).space.params[0].high == pytest.approx(found.prior()[1])

@@ -24,7 +24,10 @@ def stage_name(study: str, stage: int) -> str:
 
 
 def with_lr_prior(spec: StudySpec, lr_test: LRFinderResult) -> StudySpec:
-    """``spec`` with its lr range taken from the LR range test (log scale)."""
+    """``spec`` with its lr range taken from the LR range test (log scale). A test whose curve
+    showed no blow-up or suggested nothing says little about the range: the spec's own lr range stays."""
+    if lr_test.suggestions.blowup is None or lr_test.suggestion is None:
+        return spec
     low, high = lr_test.prior()
     return spec.replace(space=spec.space.replace(ParamSpec("lr", low, high, log=True)))
 
