@@ -8,6 +8,8 @@ import functools
 import inspect
 import json
 import logging
+import shlex
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -38,10 +40,9 @@ class _OneLineErrors(TyperGroup):
                 typer.echo(f"error: {exc.format_message()}", err=True)
             sys.exit(exc.exit_code)
         except (typer.Abort, KeyboardInterrupt):
-            typer.echo("error: interrupted; run the same command again to resume", err=True)
-            sys.exit(130)
+            result = 130
         if result == 130:
-            typer.echo("error: interrupted; run the same command again to resume", err=True)
+            typer.echo(f"error: interrupted; resume with: {_command_line()}", err=True)
         sys.exit(result if isinstance(result, int) else 0)
 
 
@@ -311,7 +312,18 @@ def dashboard(
     serve_dashboard(optuna_storage, host=host, port=port)
 
 
+def _command_line() -> str:
+    """The command as typed, quoted for a shell, to tell the user how to resume."""
+    return shlex.join(["hpsearch", *sys.argv[1:]])
+
+
+def _interrupt_on_sigterm(signum: int, frame: Any) -> None:
+    # SIGTERM (a scheduler, `kill`) ends a run like Ctrl-C: the trial is marked interrupted, not lost.
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Console-script entry point; library warnings go to stderr as ``warning: …`` lines."""
     logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)
+    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     app()
