@@ -125,8 +125,8 @@ def train(
     from hpsearch.training import train as run_training
 
     values = load_config_file(config) if config is not None else {}
-    flags = {**train_flags, **({"seed": seed} if seed is not None else {})}
-    train_config = TrainConfig.from_mapping({**values, **flags}, source=str(config) if config else "flags")
+    train_config = TrainConfig.from_mapping({**values, **train_flags, **_given(seed=seed)},
+                                            source=str(config) if config else "flags")
     if as_json:
         typer.echo(json.dumps(run_training(train_config, checkpoint=checkpoint).to_dict(), indent=2))
         return
@@ -202,7 +202,7 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, only the result.")] = False,
 ) -> None:
     """Search learning rate and weight decay (or a spec's space) with an Optuna study."""
-    from hpsearch.progress import StudyProgress, print_trials
+    from hpsearch.progress import StudyProgress, format_params, print_trials
     from hpsearch.search.runner import run_study
     from hpsearch.search.summary import load_family, top_trials
     from hpsearch.spec import StudySpec, load_spec_file
@@ -229,7 +229,7 @@ def run(
         print_trials(console, result, best, title=f"study {result.study_name}: top {len(best)}")
     if best:
         console.print(f"best {study_spec.metric} {best[0].value:.4g} (trial {best[0].number}): "
-                      + ", ".join(f"{k}={_short(v)}" for k, v in best[0].params.items()))
+                      + format_params(best[0].params))
         if not quiet:
             console.print(f"full config: hpsearch export {study_spec.study_name} --out best.json"
                           + (f" --storage {storage}" if storage else ""))
@@ -239,10 +239,6 @@ def run(
 
 def _given(**values: Any) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
-
-
-def _short(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def _quiet_optuna() -> None:

@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial
 
 import hpsearch
 from hpsearch.errors import HPSearchError
-from hpsearch.search.summary import best_with_study, load_family
+from hpsearch.search.summary import best_with_study, load_family, stored_study_table
 
 __all__ = ["SCHEMA_VERSION", "export_best", "write_export"]
 
@@ -37,7 +37,7 @@ def export_best(study_name: str, storage: BaseStorage, top: int = 1) -> dict[str
         raise HPSearchError(f"study {study_name!r} has no completed trial to export yet")
     first_study = best[0][0]
     info = first_study.user_attrs.get("hpsearch", {})
-    metric = info.get("spec", {}).get("study", {}).get("metric", "value")
+    metric = stored_study_table(first_study.user_attrs).get("metric", "value")
     record = {
         "schema_version": SCHEMA_VERSION,
         "study": first_study.study_name,

@@ -13,11 +13,11 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from hpsearch.search.summary import StudyRow
+from hpsearch.search.summary import StudyRow, stored_study_table
 from hpsearch.spec import StudySpec
 from hpsearch.training import EpochMetrics
 
-__all__ = ["EpochTable", "StudyProgress", "print_studies", "print_trials"]
+__all__ = ["EpochTable", "StudyProgress", "format_params", "print_studies", "print_trials"]
 
 _COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 _EPOCH_COLUMNS = ("epoch", "train_loss", "val_loss", "val_acc", "lr", "grad_norm", "samples/s", "sec")
@@ -92,7 +92,7 @@ class StudyProgress:
         status = (f"{totals[TrialState.COMPLETE]} complete, {totals[TrialState.PRUNED]} pruned, "
                   f"{totals[TrialState.FAIL]} failed")
         if self._best is not None:
-            status += f"; best {self.spec.metric} {self._best.value:.4g}: {_params(self._best.params)}"
+            status += f"; best {self.spec.metric} {self._best.value:.4g}: {format_params(self._best.params)}"
         self._progress.status = status
         self._progress.update(self._task, completed=min(sum(totals.values()), self.spec.total_trials))
 
@@ -100,13 +100,13 @@ class StudyProgress:
 def print_trials(console: Console, study: optuna.Study, trials: list[FrozenTrial], title: str) -> None:
     """A table of trials: number, value, params, epochs run."""
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    metric = study.user_attrs.get("hpsearch", {}).get("spec", {}).get("study", {}).get("metric", "value")
+    metric = stored_study_table(study.user_attrs).get("metric", "value")
     for column in ("trial", metric, "params", "epochs", "seconds"):
         table.add_column(column, justify="left" if column == "params" else "right")
     for trial in trials:
         seconds = trial.user_attrs.get("seconds")
         table.add_row(str(trial.number), f"{trial.value:.4g}" if trial.value is not None else "-",
-                      _params(trial.params), str(len(trial.intermediate_values)),
+                      format_params(trial.params), str(len(trial.intermediate_values)),
                       f"{seconds:.1f}" if seconds is not None else "-")
     console.print(table)
 
@@ -130,6 +130,7 @@ def print_studies(console: Console, rows: list[StudyRow]) -> None:
     console.print(table)
 
 
-def _params(params: dict[str, Any]) -> str:
+def format_params(params: dict[str, Any]) -> str:
+    """``lr=0.00151, schedule=wsd``: floats to three significant digits."""
     return ", ".join(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}"
                      for key, value in params.items())

@@ -13,7 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpsearch.errors import HPSearchError
 
 __all__ = ["StudyRow", "best_with_study", "counts_by_state", "list_studies", "load_existing_study", "load_family",
-           "top_trials", "trial_row"]
+           "stored_study_table", "top_trials", "trial_row"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,11 @@ class StudyRow:
     direction: str
     counts: dict[str, int]
     best_value: float | None
+
+
+def stored_study_table(user_attrs: dict[str, Any]) -> dict[str, Any]:
+    """The ``[study]`` table of the spec hpsearch stored with a study (empty for a foreign study)."""
+    return user_attrs.get("hpsearch", {}).get("spec", {}).get("study", {})
 
 
 def load_existing_study(name: str, storage: BaseStorage) -> optuna.Study:
@@ -47,7 +52,7 @@ def list_studies(storage: BaseStorage) -> list[StudyRow]:
     """Every study in ``storage`` with its strategy, direction, trial counts and best value."""
     rows = []
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=True):
-        spec = summary.user_attrs.get("hpsearch", {}).get("spec", {}).get("study", {})
+        spec = stored_study_table(summary.user_attrs)
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         counts = counts_by_state(study)
         best = summary.best_trial.value if summary.best_trial is not None else None
