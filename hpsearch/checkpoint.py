@@ -13,7 +13,7 @@ from torch import nn
 from hpsearch.config import TrainConfig
 from hpsearch.errors import CheckpointError
 
-__all__ = ["Checkpoint", "load_checkpoint", "save_checkpoint"]
+__all__ = ["Checkpoint", "check_checkpoint_file", "load_checkpoint", "save_checkpoint"]
 
 FORMAT_VERSION = 1
 # The device may change between a run and its resume; every other field must match.
@@ -52,15 +52,15 @@ def save_checkpoint(path: str | Path, progress: Checkpoint, config: TrainConfig,
     os.replace(partial, path)
 
 
+def check_checkpoint_file(path: str | Path) -> None:
+    """Refuse a file that is not an hpsearch checkpoint; cheap, as tensors are mapped, not read."""
+    _read(path, mmap=True)
+
+
 def load_checkpoint(path: str | Path, config: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, shuffle: torch.Generator) -> Checkpoint:
     """Restore every state in place from ``path``; refuse a checkpoint of another configuration."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a corrupt or foreign file
-        raise CheckpointError(f"cannot read checkpoint (--checkpoint {path}): {exc}") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
-        raise CheckpointError(f"not an hpsearch checkpoint (--checkpoint {path})")
+    state = _read(path)
     saved, current = state["config"], config.to_dict()
     for key in current:
         if key not in _RESUMABLE_ACROSS and saved.get(key) != current[key]:
@@ -72,3 +72,18 @@ def load_checkpoint(path: str | Path, config: TrainConfig, model: nn.Module, opt
     shuffle.set_state(state["shuffle_rng"])
     torch.set_rng_state(state["torch_rng"])
     return Checkpoint(epoch=state["epoch"], history=state["history"], initial_loss=state["initial_loss"])
+
+
+def _read(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as exc:  # torch raises many types for a corrupt or foreign file
+        raise CheckpointError(f"cannot read checkpoint {path}: {_first_line(exc)}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
+        raise CheckpointError(f"not an hpsearch checkpoint: {path}")
+    return state
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

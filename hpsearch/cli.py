@@ -20,6 +20,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from hpsearch.errors import HPSearchError
+from hpsearch.storage import DEFAULT_HEARTBEAT, DEFAULT_MAX_RETRIES, DEFAULT_STORAGE
 
 __all__ = ["app", "main"]
 
@@ -106,6 +107,10 @@ def with_train_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 StorageOption = Annotated[str | None, typer.Option(help="Optuna storage URL; default hpsearch.journal.")]
+HeartbeatOption = Annotated[int, typer.Option(help="Seconds between a running trial's heartbeats; a trial silent for three is failed and retried (0: off).", rich_help_panel=_RUN)]  # noqa: E501
+MaxRetriesOption = Annotated[int, typer.Option(help="Times a trial of a killed worker is run again.", rich_help_panel=_RUN)]  # noqa: E501
+CheckpointDirOption = Annotated[Path | None, typer.Option(help="Save each trial's state every epoch under this folder; a retried trial continues from it.", rich_help_panel=_RUN)]  # noqa: E501
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, only the result.")]
 
 
 # --- train ------------------------------------------------------------------------------------
@@ -199,10 +204,16 @@ def run(
     grid_points: Annotated[int | None, typer.Option(help="Grid values per parameter (grid strategy).")] = None,
     lr_find: Annotated[bool | None, typer.Option("--lr-find/--no-lr-find", help="Take the lr range from an LR range test (stored with the study).")] = None,  # noqa: E501
     spec: Annotated[Path | None, typer.Option(help="TOML study spec; flags override it.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, only the result.")] = False,
+    jobs: Annotated[int, typer.Option(help="Worker processes sharing the storage (CPU threads are split between them).", rich_help_panel=_RUN)] = 1,  # noqa: E501
+    devices: Annotated[str | None, typer.Option(help="Devices for the workers, round-robin, e.g. cuda:0,cuda:1.", rich_help_panel=_RUN)] = None,  # noqa: E501
+    heartbeat: HeartbeatOption = DEFAULT_HEARTBEAT,
+    max_retries: MaxRetriesOption = DEFAULT_MAX_RETRIES,
+    checkpoint_dir: CheckpointDirOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Search learning rate and weight decay (or a spec's space) with an Optuna study."""
     from hpsearch.progress import StudyProgress, format_params, print_trials
+    from hpsearch.search.pool import WorkerPool
     from hpsearch.search.runner import run_study
     from hpsearch.search.summary import load_family, top_trials
     from hpsearch.spec import StudySpec, load_spec_file
@@ -220,10 +231,16 @@ def run(
     study_spec = StudySpec.from_mapping({**tables, "study": study_table, "train": train_table,
                                          **({"space": space_table} if space_table else {})},
                                         source=str(spec) if spec else "flags")
-    optuna_storage = open_storage(storage)
+    optuna_storage = open_storage(storage, heartbeat=heartbeat, max_retries=max_retries)
+    device_list = tuple(d.strip() for d in devices.split(",") if d.strip()) if devices else ()
+    pool = None
+    if jobs != 1 or device_list:
+        pool = WorkerPool(storage=storage or DEFAULT_STORAGE, jobs=jobs, devices=device_list, heartbeat=heartbeat,
+                          max_retries=max_retries, checkpoint_dir=checkpoint_dir)
     _quiet_optuna()
     with StudyProgress(console, study_spec, enabled=not quiet) as progress:
-        result = run_study(study_spec, optuna_storage, callbacks=[progress.on_trial])
+        result = run_study(study_spec, optuna_storage, callbacks=[progress.on_trial], checkpoint_dir=checkpoint_dir,
+                           pool=pool)
     best = top_trials(load_family(study_spec.study_name, optuna_storage), 5)
     if not quiet:
         print_trials(console, result, best, title=f"study {result.study_name}: top {len(best)}")
@@ -235,6 +252,42 @@ def run(
                           + (f" --storage {storage}" if storage else ""))
     else:
         console.print("no trial completed")
+
+
+# --- worker -------------------------------------------------------------------------------------
+
+@app.command()
+def worker(
+    study: Annotated[str, typer.Argument(help="Study (or coarse-to-fine family) to work on.")],
+    storage: StorageOption = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps; default the study's.", rich_help_panel=_RUN)] = None,  # noqa: E501
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch in this worker.", rich_help_panel=_RUN)] = None,  # noqa: E501
+    timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
+    heartbeat: HeartbeatOption = DEFAULT_HEARTBEAT,
+    max_retries: MaxRetriesOption = DEFAULT_MAX_RETRIES,
+    checkpoint_dir: CheckpointDirOption = None,
+    index: Annotated[int | None, typer.Option(hidden=True, help="Worker number, to seed its sampler apart.")] = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Join a stored study from any machine and run its trials until the study holds its budget."""
+    from hpsearch.progress import StudyProgress
+    from hpsearch.search.runner import check_checkpoint_dir
+    from hpsearch.search.summary import load_family
+    from hpsearch.search.worker import join_study, stored_spec
+    from hpsearch.storage import open_storage
+
+    if threads is not None and threads < 1:
+        raise typer.BadParameter(f"must be >= 1, got {threads}", param_hint="--threads")
+    _quiet_optuna()
+    optuna_storage = open_storage(storage, heartbeat=heartbeat, max_retries=max_retries)
+    first = load_family(study, optuna_storage)[0]
+    if checkpoint_dir is not None:
+        check_checkpoint_dir(checkpoint_dir, study)
+    with StudyProgress(console, stored_spec(first, optuna_storage), enabled=not quiet) as progress:
+        last = join_study(study, optuna_storage, device=device, threads=threads, checkpoint_dir=checkpoint_dir,
+                          callbacks=[progress.on_trial], worker=index, timeout=timeout)
+    if not quiet:
+        console.print(f"worker done: {last.study_name} holds its budget")
 
 
 def _given(**values: Any) -> dict[str, Any]:

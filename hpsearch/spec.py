@@ -119,13 +119,14 @@ class StudySpec:
 
     @property
     def total_trials(self) -> int:
-        """The number of finished trials the study should reach."""
+        """The number of finished trials the study should reach; a grid ends when it is done."""
+        if self.strategy == "grid":
+            size = math.prod(len(values) for values in self.space.grid(self.grid_points).values())
+            return min(size, self.n_trials) if self.n_trials is not None else size
         if self.n_trials is not None:
             return self.n_trials
         if self.strategy == "coarse-to-fine":
             return self.coarse_to_fine.total_trials
-        if self.strategy == "grid":
-            return math.prod(len(values) for values in self.space.grid(self.grid_points).values())
         return DEFAULT_TRIALS
 
     def replace(self, **changes: Any) -> StudySpec:

@@ -1,19 +1,29 @@
-"""Storage URLs → Optuna storages: the default journal file, SQLite, PostgreSQL/MySQL, Redis, memory."""
+"""Storage URLs → Optuna storages: the default journal file, SQLite, PostgreSQL/MySQL, Redis, memory.
+
+Every storage that several processes can share gets heartbeats: a running trial records one every
+``heartbeat`` seconds, and a trial silent for three of them (its worker was killed) is failed by the
+next worker that starts a trial, then queued again up to ``max_retries`` times.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import warnings
 import weakref
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy
-from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
+from optuna.exceptions import ExperimentalWarning
+from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
 
 from hpsearch.errors import HPSearchError
+from hpsearch.heartbeat import HeartbeatJournalStorage
 
-__all__ = ["DEFAULT_STORAGE", "SQLITE_PRAGMAS", "StorageError", "describe_storage", "open_storage"]
+__all__ = ["DEFAULT_HEARTBEAT", "DEFAULT_MAX_RETRIES", "DEFAULT_STORAGE", "GRACE_BEATS", "SQLITE_PRAGMAS",
+           "StorageError", "describe_storage", "open_storage"]
 
 # Optuna's journal file: an append-only log, one line and one fsync per write, that reads back only
 # the lines it has not seen. SQLite costs about five times as much per trial, mostly in SQLAlchemy's
@@ -23,6 +33,18 @@ DEFAULT_STORAGE = "hpsearch.journal"
 # synchronous=NORMAL a commit appends to the WAL without an fsync: a power cut may lose the last
 # commits, never the file's consistency. WAL needs a local file system, not a network one.
 SQLITE_PRAGMAS = {"journal_mode": "WAL", "synchronous": "NORMAL"}
+# Seconds between a running trial's heartbeats, and how many may be missed before it counts as dead.
+DEFAULT_HEARTBEAT = 10
+GRACE_BEATS = 3
+DEFAULT_MAX_RETRIES = 2
+# How long an SQLite writer waits for another process's lock before "database is locked".
+SQLITE_BUSY_TIMEOUT = 60
+# A server that does not answer within this many seconds is reported as unreachable.
+CONNECT_TIMEOUT = 10
+# URL scheme → (module a driver provides, extra that installs it).
+_DRIVERS = {"postgresql": ("psycopg", "postgres"), "postgresql+psycopg": ("psycopg", "postgres"),
+            "postgresql+psycopg2": ("psycopg2", "postgres"), "mysql": ("MySQLdb", "mysql"),
+            "mysql+pymysql": ("pymysql", "mysql"), "redis": ("redis", "redis")}
 _RDB_SCHEMES = ("sqlite:///", "postgresql://", "postgresql+psycopg2://", "postgresql+psycopg://", "mysql://",
                 "mysql+pymysql://")
 # The URL each storage was opened from, for messages; weak so that a closed storage is forgotten.
@@ -33,11 +55,23 @@ class StorageError(HPSearchError):
     """A storage URL that is malformed or cannot be opened."""
 
 
-def open_storage(url: str | None = None) -> BaseStorage:
+def open_storage(url: str | None = None, *, heartbeat: int | None = DEFAULT_HEARTBEAT,
+                 max_retries: int = DEFAULT_MAX_RETRIES) -> BaseStorage:
     """Open ``url``: ``journal:FILE`` (or a ``*.journal`` / ``*.log`` path), ``sqlite:///FILE``,
-    ``postgresql://…``, ``mysql://…``, ``redis://…``, or ``memory``; None means DEFAULT_STORAGE."""
+    ``postgresql://…``, ``mysql://…``, ``redis://…``, or ``memory``; None means DEFAULT_STORAGE.
+
+    ``heartbeat`` seconds (None or 0: off) and ``max_retries`` set how trials of killed workers are
+    found and run again; ``memory`` has no other process to lose, so it ignores them.
+    """
     url = url or DEFAULT_STORAGE
-    storage = _open(url)
+    if heartbeat is not None and heartbeat < 0:
+        raise StorageError(f"heartbeat must be >= 0 seconds, got {heartbeat}")
+    if max_retries < 0:
+        raise StorageError(f"max_retries must be >= 0, got {max_retries}")
+    _check_driver(url)
+    with warnings.catch_warnings():  # Optuna marks heartbeats experimental; they are used on purpose here
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        storage = _open(url, _Heartbeats(heartbeat or None, max_retries))
     _URLS[storage] = _hide_password(url)
     return storage
 
@@ -49,21 +83,37 @@ def describe_storage(storage: BaseStorage) -> str:
     return _URLS.get(storage, type(storage).__name__)
 
 
-def _open(url: str) -> BaseStorage:
+class _Heartbeats:
+    """The heartbeat keyword arguments of Optuna's storages, or none when heartbeats are off."""
+
+    def __init__(self, interval: int | None, max_retries: int) -> None:
+        self.kwargs: dict[str, Any] = {} if interval is None else {
+            "heartbeat_interval": interval,
+            "grace_period": GRACE_BEATS * interval,
+            # A retry keeps the killed trial's params and reported values and names it (system attrs
+            # failed_trial, retry_history), so the link between the two stays in the storage.
+            "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(
+                max_retry=max_retries, inherit_intermediate_values=True),
+        }
+
+
+def _open(url: str, beats: _Heartbeats) -> BaseStorage:
     try:
         if url == "memory":
             return InMemoryStorage()
         if url.startswith("journal:") or url.endswith((".journal", ".log")):
             path = Path(url.removeprefix("journal:"))
             _check_folder(path, url)
-            return JournalStorage(JournalFileBackend(str(path)))
+            return _journal(JournalFileBackend(str(path)), beats)
         if url.startswith("redis://"):
-            return JournalStorage(JournalRedisBackend(url))
+            backend = JournalRedisBackend(url)
+            backend._redis.ping()  # fail here, naming the URL, rather than at the first write
+            return _journal(backend, beats)
         if url.startswith("sqlite:///"):
-            _check_folder(Path(url.removeprefix("sqlite:///")), url)
-            return _open_sqlite(url)
+            _check_sqlite_file(Path(url.removeprefix("sqlite:///")), url)
+            return _open_sqlite(url, beats)
         if url.startswith(_RDB_SCHEMES):
-            return RDBStorage(url)
+            return RDBStorage(url, engine_kwargs={"connect_args": {"connect_timeout": CONNECT_TIMEOUT}}, **beats.kwargs)
     except StorageError:
         raise
     except Exception as exc:  # SQLAlchemy, redis and OS errors all mean: cannot open this storage
@@ -72,9 +122,13 @@ def _open(url: str) -> BaseStorage:
                        f"or memory, got {url!r}")
 
 
-def _open_sqlite(url: str) -> RDBStorage:
-    """An RDBStorage whose connections all run SQLITE_PRAGMAS."""
-    storage = RDBStorage(url)
+def _journal(backend: JournalFileBackend | JournalRedisBackend, beats: _Heartbeats) -> JournalStorage:
+    return HeartbeatJournalStorage(backend, **beats.kwargs) if beats.kwargs else JournalStorage(backend)
+
+
+def _open_sqlite(url: str, beats: _Heartbeats) -> RDBStorage:
+    """An RDBStorage whose connections all run SQLITE_PRAGMAS and wait for each other's locks."""
+    storage = RDBStorage(url, engine_kwargs={"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}, **beats.kwargs)
 
     def set_pragmas(connection: Any, _record: Any) -> None:
         cursor = connection.cursor()
@@ -99,6 +153,24 @@ def _hide_password(url: str) -> str:
 def _check_folder(path: Path, url: str) -> None:
     if not path.parent.is_dir():
         raise StorageError(f"storage folder does not exist (--storage {url})")
+
+
+def _check_sqlite_file(path: Path, url: str) -> None:
+    """Refuse a file that is not SQLite before SQLAlchemy touches it (it would add a WAL beside it)."""
+    _check_folder(path, url)
+    if path.is_file() and path.stat().st_size > 0:
+        with path.open("rb") as file:
+            if file.read(16) != b"SQLite format 3\x00":
+                raise StorageError(f"not an SQLite database (--storage {url}); give another file")
+
+
+def _check_driver(url: str) -> None:
+    """A URL whose database driver is not installed names the extra that installs it."""
+    scheme = url.partition("://")[0] if "://" in url else ""
+    module, extra = _DRIVERS.get(scheme, (None, None))
+    if module is not None and importlib.util.find_spec(module) is None:
+        raise StorageError(f"{scheme}:// storages need the {module} driver (--storage {_hide_password(url)}); "
+                           f"install it with: pip install 'hpsearch[{extra}]'")
 
 
 def _first_line(exc: Exception) -> str:

@@ -70,6 +70,7 @@ class TrainResult:
     device: str
     seconds: float
     model: nn.Module = field(repr=False, compare=False)
+    resumed_from: int = 0  # the checkpoint's epoch when the run continued from one
 
     @property
     def final(self) -> EpochMetrics | None:
@@ -93,6 +94,7 @@ class TrainResult:
             "epochs": len(self.history),
             "initial_loss": self.initial_loss,
             "num_params": self.num_params,
+            "resumed_from": self.resumed_from,
             "device": self.device,
             "seconds": self.seconds,
             "config": self.config.to_dict(),
@@ -110,7 +112,8 @@ def train(
     """Train ``config`` on ``data`` (loaded from the config when None) and report each epoch.
 
     With ``checkpoint``, state is saved there after every epoch, and a run that finds a checkpoint
-    of the same config resumes from it, ending with the same weights as an uninterrupted run.
+    of the same config resumes from it, ending with the same weights as an uninterrupted run; the
+    reporter is first called with the restored epochs.
     """
     started = time.perf_counter()
     device = resolve_device(config.device) if device is None else torch.device(device)
@@ -133,6 +136,8 @@ def train(
         logger.info("resuming %s from epoch %d", checkpoint, state.epoch)
 
     history = [EpochMetrics(**m) for m in state.history]
+    for restored in history if reporter is not None else ():
+        reporter(restored.epoch, restored)  # the reporter sees the whole run; a stop applies to new epochs only
     initial_loss = state.initial_loss
     status, reason = "completed", None
     for epoch in range(state.epoch + 1, config.epochs + 1):
@@ -158,7 +163,7 @@ def train(
             break
     return TrainResult(config=config, status=status, reason=reason, history=history, initial_loss=initial_loss,
                        num_params=count_parameters(model), device=str(device),
-                       seconds=time.perf_counter() - started, model=model)
+                       seconds=time.perf_counter() - started, model=model, resumed_from=state.epoch)
 
 
 def config_data(config: TrainConfig, device: torch.device) -> Data:

@@ -130,9 +130,10 @@ def test_a_file_that_is_not_a_database_is_a_storage_error(tmp_path: Path) -> Non
     path = tmp_path / "notes.db"
     path.write_text("not a database\n" * 100)
     url = f"sqlite:///{path}"
-    with pytest.raises(StorageError, match="cannot open storage") as raised:
+    with pytest.raises(StorageError, match="not an SQLite database") as raised:
         open_storage(url)
     assert url in str(raised.value)
+    assert path.read_text() == "not a database\n" * 100 and sorted(tmp_path.iterdir()) == [path]  # nothing written
 
 
 def _redis_missing() -> str | None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
+import re
+from pathlib import Path
 
 import optuna
 
 from hpsearch.data import Data
+from hpsearch.search.budget import INTERRUPTED
 from hpsearch.spec import StudySpec
 from hpsearch.training import EpochMetrics, train
 
@@ -21,20 +24,24 @@ class Objective:
 
     Everything about the trial goes into its user attrs, so Optuna's storage is the only record:
     ``config`` (the full TrainConfig), ``history`` (per-epoch metrics), ``status``, ``reason``,
-    ``seconds``, ``seed``. Optuna writes one attr per storage call (a journal line and its fsync, or
-    an SQLite commit), so each is written once, before or after training; within an epoch the
-    storage sees only the reported value and the pruner's read.
+    ``seconds``, ``seed`` and, with ``checkpoint_dir``, ``checkpoint`` (the file saved each epoch; a
+    retry inherits the attr and so continues from that file's epoch). Optuna writes one attr per
+    storage call (a journal line and its fsync, or an SQLite commit), so each is written once, before
+    or after training; within an epoch the storage sees only the reported value and the pruner's read.
     """
 
-    def __init__(self, spec: StudySpec, data: Data) -> None:
+    def __init__(self, spec: StudySpec, data: Data, checkpoint_dir: Path | None = None) -> None:
         self.spec = spec
         self.data = data
+        self.checkpoint_dir = checkpoint_dir
 
     def __call__(self, trial: optuna.Trial) -> float:
         params = {param.name: param.suggest(trial) for param in self.spec.space.params}
         config = self.spec.train.replace(**params)
-        trial.set_user_attr("config", config.to_dict())
-        trial.set_user_attr("seed", config.seed)
+        if "config" not in trial.user_attrs:  # a retry has them from the trial it retries
+            trial.set_user_attr("config", config.to_dict())
+            trial.set_user_attr("seed", config.seed)
+        checkpoint = self._checkpoint(trial)
 
         def report(epoch: int, metrics: EpochMetrics) -> bool:
             value = getattr(metrics, self.spec.metric)
@@ -43,14 +50,20 @@ class Objective:
             return trial.should_prune()
 
         try:
-            result = train(config, self.data, reporter=report)
+            result = train(config, self.data, reporter=report, checkpoint=checkpoint)
         except KeyboardInterrupt:
-            trial.set_user_attr("status", "interrupted")
+            trial.set_user_attr("status", INTERRUPTED)
             trial.set_user_attr("reason", "interrupted by the user")
+            raise
+        except Exception as exc:
+            trial.set_user_attr("status", "failed")
+            trial.set_user_attr("reason", f"{type(exc).__name__}: {exc}")
             raise
         summary = result.to_dict()
         trial.set_user_attr("history", summary["history"])
         trial.set_user_attr("seconds", result.seconds)
+        if result.resumed_from:
+            trial.set_user_attr("resumed_from_epoch", result.resumed_from)
         epochs_run = len(result.history)
         if result.status == "diverged":
             return self._prune(trial, "diverged", result.reason or "diverged")
@@ -62,8 +75,23 @@ class Objective:
             return self._prune(trial, "diverged", f"{self.spec.metric} is {value} after epoch {epochs_run}")
         return value
 
+    def _checkpoint(self, trial: optuna.Trial) -> Path | None:
+        """The trial's checkpoint file: inherited by a retry, else one per trial under checkpoint_dir."""
+        if self.checkpoint_dir is None:
+            return None
+        if "checkpoint" in trial.user_attrs:
+            return Path(trial.user_attrs["checkpoint"])
+        path = checkpoint_folder(self.checkpoint_dir, trial.study.study_name) / f"trial-{trial.number}.pt"
+        trial.set_user_attr("checkpoint", str(path))
+        return path
+
     @staticmethod
     def _prune(trial: optuna.Trial, status: str, reason: str) -> float:
         trial.set_user_attr("status", status)
         trial.set_user_attr("reason", reason)
         raise optuna.TrialPruned(reason)
+
+
+def checkpoint_folder(checkpoint_dir: Path, study_name: str) -> Path:
+    """Where a study's trial checkpoints go: one folder per study, its name made safe for a path."""
+    return Path(checkpoint_dir) / re.sub(r"[^\w.-]+", "_", study_name)

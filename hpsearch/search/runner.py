@@ -5,22 +5,26 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
 import torch
 from optuna.storages import BaseStorage
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 import hpsearch
+from hpsearch.checkpoint import check_checkpoint_file
 from hpsearch.data import Data
 from hpsearch.devices import resolve_device
-from hpsearch.errors import ConfigError
+from hpsearch.errors import CheckpointError, ConfigError
 from hpsearch.lr_finder import LRFinderResult, lr_range_test
+from hpsearch.search.budget import finished_trials
 from hpsearch.search.coarse_to_fine import coarse_spec, fine_spec, stage_name, with_lr_prior
-from hpsearch.search.objective import Objective
-from hpsearch.search.pruners import make_pruner
-from hpsearch.search.strategies import make_sampler
+from hpsearch.search.objective import checkpoint_folder
+from hpsearch.search.pool import WorkerPool
+from hpsearch.search.worker import optimize_to_budget
 from hpsearch.spec import StudySpec
 from hpsearch.storage import describe_storage, open_storage
 from hpsearch.training import check_batch_size, config_data
@@ -44,37 +48,61 @@ def run_study(
     *,
     callbacks: Sequence[TrialCallback] = (),
     data: Data | None = None,
+    checkpoint_dir: Path | None = None,
+    pool: WorkerPool | None = None,
 ) -> optuna.Study:
     """Run ``spec`` on ``storage`` until its study holds ``spec.total_trials`` finished trials; return
     the (last) study run.
 
-    Re-running the same spec resumes: finished trials count toward the total, interrupted ones do
-    not, and coarse-to-fine picks up at the stage where it stopped. Every check (spec, data,
-    stored spec) happens before anything is written.
+    Trials run in this process, or in ``pool``'s worker processes. With ``checkpoint_dir`` each
+    trial saves its state every epoch there, and a retried trial continues from it. Re-running the
+    same spec resumes: finished trials count toward the total, interrupted ones are retried, and
+    coarse-to-fine picks up at the stage where it stopped. Every check (spec, data, stored spec,
+    checkpoints) happens before anything is written.
     """
     storage = open_storage(storage) if storage is None or isinstance(storage, str) else storage
     device = resolve_device(spec.train.device)
     data = config_data(spec.train, device) if data is None else data
     _check_batch_sizes(spec, data)
+    if checkpoint_dir is not None:
+        check_checkpoint_dir(checkpoint_dir, spec.study_name)
     data = data.to(device)
+    run = _Execution(storage, data, callbacks, checkpoint_dir, pool)
     if spec.strategy == "coarse-to-fine":
-        return _run_coarse_to_fine(spec, storage, data, callbacks)
+        return _run_coarse_to_fine(spec, run)
     if spec.lr_find:
         lr_test = _lr_range_test(spec.study_name, spec, storage, data)
-        return _run_one(with_lr_prior(spec, lr_test), storage, data, callbacks, lr_test)
-    return _run_one(spec, storage, data, callbacks)
+        return _run_one(with_lr_prior(spec, lr_test), run, lr_test)
+    return _run_one(spec, run)
 
 
-def _run_coarse_to_fine(spec: StudySpec, storage: BaseStorage, data: Data,
-                        callbacks: Sequence[TrialCallback]) -> optuna.Study:
+@dataclass(frozen=True)
+class _Execution:
+    """Where and how the trials of every stage run: storage, data, callbacks, checkpoints, workers."""
+
+    storage: BaseStorage
+    data: Data
+    callbacks: Sequence[TrialCallback]
+    checkpoint_dir: Path | None
+    pool: WorkerPool | None
+
+    def optimize(self, study: optuna.Study, spec: StudySpec) -> None:
+        if self.pool is not None:
+            self.pool.run(study, self.callbacks, timeout=spec.timeout)
+        else:
+            optimize_to_budget(study, spec, self.data, callbacks=self.callbacks, timeout=spec.timeout,
+                               checkpoint_dir=self.checkpoint_dir)
+
+
+def _run_coarse_to_fine(spec: StudySpec, run: _Execution) -> optuna.Study:
     """Stage 0, the LR range test; stage 1, coarse; stages 2.., fine: one study each (NAME/k-…)."""
     deadline = time.monotonic() + spec.timeout if spec.timeout is not None else None
-    lr_test = _lr_range_test(stage_name(spec.study_name, 1), spec, storage, data)
+    lr_test = _lr_range_test(stage_name(spec.study_name, 1), spec, run.storage, run.data)
 
     def run_stage(stage: int, stage_spec: StudySpec) -> optuna.Study:
         if deadline is not None:
             stage_spec = stage_spec.replace(timeout=max(deadline - time.monotonic(), 1e-3))
-        return _run_one(stage_spec, storage, data, callbacks, lr_test if stage == 1 else None,
+        return _run_one(stage_spec, run, lr_test if stage == 1 else None,
                         parent={"name": spec.study_name, "stage": stage, "spec": spec.to_dict()})
 
     stage_spec = coarse_spec(spec, lr_test)
@@ -87,24 +115,19 @@ def _run_coarse_to_fine(spec: StudySpec, storage: BaseStorage, data: Data,
     return study
 
 
-def _run_one(spec: StudySpec, storage: BaseStorage, data: Data, callbacks: Sequence[TrialCallback],
-             lr_test: LRFinderResult | None = None, parent: dict[str, Any] | None = None) -> optuna.Study:
+def _run_one(spec: StudySpec, run: _Execution, lr_test: LRFinderResult | None = None,
+             parent: dict[str, Any] | None = None) -> optuna.Study:
     """Create or resume one study and run it to its total; a new study with an LR test starts at its
     suggestion."""
-    study, created = _create_or_load(spec, storage, lr_test, parent)
+    study, created = _create_or_load(spec, run.storage, lr_test, parent)
     if created and lr_test is not None and lr_test.suggestion is not None and spec.strategy != "grid":
         low, high = lr_test.prior()
         study.enqueue_trial({"lr": min(max(lr_test.suggestion, low), high)})
     finished = len(finished_trials(study))
-    remaining = spec.total_trials - finished
-    if remaining <= 0:
+    if finished >= spec.total_trials:
         logger.info("study %s already has %d finished trials", study.study_name, finished)
         return study
-    # A resumed study gets a seed of its own, so that a random sampler does not repeat its first picks.
-    study.sampler = make_sampler(spec.strategy, spec.space, seed=spec.seed + finished, grid_points=spec.grid_points)
-    study.pruner = make_pruner(spec.pruner, epochs=spec.train.epochs)
-    study.optimize(Objective(spec, data), n_trials=remaining, timeout=spec.timeout, callbacks=list(callbacks),
-                   catch=(RuntimeError,))
+    run.optimize(study, spec)
     return study
 
 
@@ -118,11 +141,13 @@ def _lr_range_test(study_name: str, spec: StudySpec, storage: BaseStorage, data:
     return lr_range_test(spec.train, data)
 
 
-def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """Trials that count toward the budget: complete, pruned, or failed by an error (not interrupted)."""
-    return [t for t in study.get_trials(deepcopy=False)
-            if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-            or (t.state == TrialState.FAIL and t.user_attrs.get("status") != "interrupted")]
+def check_checkpoint_dir(checkpoint_dir: Path, study_name: str) -> None:
+    """Refuse a checkpoint folder that is a file, or that holds a checkpoint hpsearch did not write."""
+    if checkpoint_dir.exists() and not checkpoint_dir.is_dir():
+        raise CheckpointError(f"not a folder (--checkpoint-dir {checkpoint_dir})")
+    folder = checkpoint_folder(checkpoint_dir, study_name)
+    for path in sorted(folder.glob("*.pt")) + sorted(folder.parent.glob(f"{folder.name}_*/*.pt")):
+        check_checkpoint_file(path)
 
 
 def _create_or_load(spec: StudySpec, storage: BaseStorage, lr_test: LRFinderResult | None,

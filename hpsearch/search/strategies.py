@@ -20,5 +20,7 @@ def make_sampler(strategy: str, space: SearchSpace, *, seed: int, grid_points: i
     if strategy == "random":
         return RandomSampler(seed=seed)
     if strategy == "tpe":
-        return TPESampler(seed=seed, multivariate=True, n_startup_trials=TPE_STARTUP_TRIALS)
+        # constant_liar: trials running in other workers count as bad, so workers spread out; with
+        # one process nothing is running at a sample and it changes nothing.
+        return TPESampler(seed=seed, multivariate=True, n_startup_trials=TPE_STARTUP_TRIALS, constant_liar=True)
     raise ValueError(f"unknown strategy {strategy!r}")  # StudySpec validated the name already

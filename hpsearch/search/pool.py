@@ -1,0 +1,113 @@
+"""``--jobs N``: run a stored study in N worker processes on one storage and follow it from here.
+
+Each worker is ``hpsearch worker STUDY`` in a process of its own (its own session, so a Ctrl-C
+reaches only this coordinator, which then stops the workers with SIGTERM: each marks its running
+trial interrupted and exits). CPU threads are split between the workers, and ``devices`` are
+handed out round-robin. Progress comes from polling the storage, the one place all workers write.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from hpsearch.errors import HPSearchError
+
+__all__ = ["WorkerPool"]
+
+logger = logging.getLogger(__name__)
+
+TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
+POLL_SECONDS = 0.5
+_STOP_GRACE = 30.0  # seconds a worker gets to mark its trial interrupted after SIGTERM
+
+
+@dataclass(frozen=True)
+class WorkerPool:
+    """How to start the workers: storage URL and heartbeat settings they share, and their number."""
+
+    storage: str
+    jobs: int
+    devices: tuple[str, ...] = ()
+    heartbeat: int | None = None
+    max_retries: int | None = None
+    checkpoint_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.jobs < 1:
+            raise HPSearchError(f"jobs must be >= 1, got {self.jobs}")
+        if self.storage == "memory":
+            raise HPSearchError("--jobs needs a storage that processes share, not memory (--storage memory)")
+
+    def run(self, study: optuna.Study, callbacks: Sequence[TrialCallback] = (), timeout: float | None = None) -> None:
+        """Run ``study`` in ``jobs`` workers until they stop; each finished trial goes to ``callbacks``."""
+        workers = [self._start(study.study_name, index, timeout) for index in range(self.jobs)]
+        seen: set[int] = set()
+        try:
+            while any(worker.poll() is None for worker in workers):
+                time.sleep(POLL_SECONDS)
+                _follow(study, seen, callbacks)
+        except KeyboardInterrupt:
+            _stop(workers)
+            raise
+        _follow(study, seen, callbacks)
+        _check_exits(workers)
+
+    def worker_command(self, study_name: str, index: int, timeout: float | None = None) -> list[str]:
+        """The ``hpsearch worker`` command line of worker ``index``."""
+        command = [sys.executable, "-m", "hpsearch", "worker", study_name, "--storage", self.storage, "--quiet",
+                   "--index", str(index), "--threads", str(max(1, (os.cpu_count() or 1) // self.jobs))]
+        if self.devices:
+            command += ["--device", self.devices[index % len(self.devices)]]
+        for flag, value in (("--heartbeat", self.heartbeat), ("--max-retries", self.max_retries),
+                            ("--checkpoint-dir", self.checkpoint_dir), ("--timeout", timeout)):
+            if value is not None:
+                command += [flag, str(value)]
+        return command
+
+    def _start(self, study_name: str, index: int, timeout: float | None) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(self.worker_command(study_name, index, timeout), start_new_session=True)
+
+
+def _follow(study: optuna.Study, seen: set[int], callbacks: Sequence[TrialCallback]) -> None:
+    """Hand each newly finished trial to the callbacks, as ``study.optimize`` would in one process."""
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state.is_finished() and trial.number not in seen:
+            seen.add(trial.number)
+            for callback in callbacks:
+                callback(study, trial)
+
+
+def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
+    for worker in workers:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(timeout=_STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def _check_exits(workers: list[subprocess.Popen[bytes]]) -> None:
+    """A worker that stopped on a user error stops the run; one killed by a signal was retried around."""
+    codes = [worker.returncode for worker in workers]
+    if 130 in codes:
+        raise KeyboardInterrupt
+    for index, code in enumerate(codes):
+        if code > 0:
+            raise HPSearchError(f"worker {index} of {len(workers)} stopped with exit code {code} (its error is above)")
+    killed = [index for index, code in enumerate(codes) if code < 0]
+    if killed:
+        logger.warning("worker(s) %s were killed; their trials were retried by the others",
+                       ", ".join(map(str, killed)))

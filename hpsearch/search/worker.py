@@ -1,0 +1,137 @@
+"""One worker's loop: run trials of a stored study until the study, across all its workers, holds its budget.
+
+Any number of these may run on one storage, in one machine or many. Before each trial a worker
+fails the trials of dead workers (heartbeats) and counts what is finished and running; it stops
+when the finished trials reach the budget, and waits while the rest of the budget is running
+elsewhere, so a killed worker's trial is retried rather than lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import optuna
+import torch
+from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
+from optuna.storages import BaseStorage, fail_stale_trials
+from optuna.storages._heartbeat import is_heartbeat_enabled
+from optuna.trial import FrozenTrial
+
+from hpsearch.data import Data
+from hpsearch.devices import resolve_device
+from hpsearch.errors import ConfigError
+from hpsearch.search.budget import budget, requeue_interrupted
+from hpsearch.search.objective import Objective
+from hpsearch.search.pruners import make_pruner
+from hpsearch.search.strategies import make_sampler
+from hpsearch.search.summary import load_family
+from hpsearch.spec import StudySpec
+from hpsearch.storage import GRACE_BEATS, describe_storage
+from hpsearch.training import config_data
+
+__all__ = ["join_study", "optimize_to_budget", "stored_spec"]
+
+logger = logging.getLogger(__name__)
+
+TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
+# Seconds between looks at the storage while other workers run the last trials of the budget.
+WAIT_POLL = 1.0
+# Seeds of different workers are this far apart, so that two never draw the same random points.
+_WORKER_SEED_STRIDE = 7919
+
+
+def optimize_to_budget(study: optuna.Study, spec: StudySpec, data: Data, *, callbacks: Sequence[TrialCallback] = (),
+                       timeout: float | None = None, checkpoint_dir: Path | None = None, worker: int = 0) -> None:
+    """Run trials of ``study`` in this process until it holds ``spec.total_trials`` finished ones."""
+    requeue_interrupted(study)
+    deadline = time.monotonic() + timeout if timeout is not None else None
+    finished = budget(study).finished
+    # A resumed study, and each worker, get a seed of their own so that random picks do not repeat.
+    study.sampler = make_sampler(spec.strategy, spec.space, seed=spec.seed + finished + _WORKER_SEED_STRIDE * worker,
+                                 grid_points=spec.grid_points)
+    study.pruner = make_pruner(spec.pruner, epochs=spec.train.epochs)
+    objective = Objective(spec, data, checkpoint_dir)
+    # Without heartbeats a RUNNING trial may be a dead one that never ends: do not wait for it.
+    heartbeats = study._storage.get_heartbeat_interval() if is_heartbeat_enabled(study._storage) else None
+    waiting_since: float | None = None
+    warned = False
+    while deadline is None or time.monotonic() < deadline:
+        _fail_stale_trials(study)
+        state = budget(study)
+        if state.finished >= spec.total_trials:
+            return
+        if heartbeats and state.finished + state.running >= spec.total_trials:
+            waited = time.monotonic() - (waiting_since := waiting_since or time.monotonic())
+            if not warned and waited > heartbeats:
+                warned = True
+                logger.warning("waiting for %d running trial(s) of %s in other workers; one whose worker was killed "
+                               "is retried after %d s without a heartbeat", state.running, study.study_name,
+                               GRACE_BEATS * heartbeats)
+            time.sleep(WAIT_POLL)
+            continue
+        waiting_since, warned = None, False
+        try:
+            study.optimize(objective, n_trials=1, callbacks=list(callbacks), catch=(RuntimeError,))
+        except UpdateFinishedTrialError:
+            logger.warning("a trial of %s outlived its heartbeat and was failed by another worker; its retry "
+                           "runs it again", study.study_name)
+
+
+def join_study(name: str, storage: BaseStorage, *, device: str | None = None, threads: int | None = None,
+               checkpoint_dir: Path | None = None, callbacks: Sequence[TrialCallback] = (),
+               worker: int | None = None, timeout: float | None = None) -> optuna.Study:
+    """Work on the stored study ``name`` (or the stages of a coarse-to-fine family, in order) with the
+    spec stored with it, until it holds its budget; return the last study worked on."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    worker = worker if worker is not None else os.getpid()
+    deadline = time.monotonic() + timeout if timeout is not None else None
+    study = load_family(name, storage)[0]
+    data: Data | None = None
+    while True:
+        spec = stored_spec(study, storage)
+        if device is not None:
+            spec = spec.replace(train=spec.train.replace(device=device))
+        if data is None:
+            data = config_data(spec.train, resolve_device(spec.train.device))
+        left = deadline - time.monotonic() if deadline is not None else None
+        optimize_to_budget(study, spec, data, callbacks=callbacks, timeout=left, checkpoint_dir=checkpoint_dir,
+                           worker=worker)
+        following = _next_stage(study, storage)
+        if following is None or (deadline is not None and time.monotonic() >= deadline):
+            return study
+        study = following
+
+
+def stored_spec(study: optuna.Study, storage: BaseStorage) -> StudySpec:
+    """The spec hpsearch stored with ``study``; a study it did not create is a user error."""
+    stored = study.user_attrs.get("hpsearch", {}).get("spec")
+    if stored is None:
+        raise ConfigError(f"study {study.study_name!r} in {describe_storage(storage)} was not created by hpsearch; "
+                          f"a worker needs the spec that `hpsearch run` stores")
+    return StudySpec.from_mapping(stored, source=f"study {study.study_name!r}")
+
+
+def _next_stage(study: optuna.Study, storage: BaseStorage) -> optuna.Study | None:
+    """The coarse-to-fine stage after ``study`` once its coordinator has created it, if there is one."""
+    family = study.user_attrs.get("hpsearch", {}).get("coarse_to_fine")
+    if family is None or family["stage"] >= family["spec"].get("coarse_to_fine", {}).get("stages", 0):
+        return None
+    deadline = time.monotonic() + 60  # the coordinator narrows the ranges, then creates the next stage
+    while time.monotonic() < deadline:
+        stages = load_family(family["name"], storage)
+        if len(stages) > family["stage"]:
+            return stages[family["stage"]]
+        time.sleep(WAIT_POLL)
+    return None
+
+
+def _fail_stale_trials(study: optuna.Study) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        fail_stale_trials(study)
