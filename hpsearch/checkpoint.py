@@ -78,12 +78,9 @@ def _read(path: str | Path, mmap: bool = False) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
-        raise CheckpointError(f"cannot read checkpoint {path}: {_first_line(exc)}") from None
+        raise CheckpointError(f"not an hpsearch checkpoint: {path} (torch cannot read it: "
+                              f"{type(exc).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"not an hpsearch checkpoint: {path}")
     return state
 
-
-def _first_line(exc: Exception) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

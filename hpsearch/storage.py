@@ -7,7 +7,10 @@ next worker that starts a trial, then queued again up to ``max_retries`` times.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import sqlite3
+import time
 import warnings
 import weakref
 from pathlib import Path
@@ -43,7 +46,7 @@ SQLITE_BUSY_TIMEOUT = 60
 CONNECT_TIMEOUT = 10
 # URL scheme → (module a driver provides, extra that installs it).
 _DRIVERS = {"postgresql": ("psycopg", "postgres"), "postgresql+psycopg": ("psycopg", "postgres"),
-            "postgresql+psycopg2": ("psycopg2", "postgres"), "mysql": ("MySQLdb", "mysql"),
+            "postgresql+psycopg2": ("psycopg2", "postgres"), "mysql": ("pymysql", "mysql"),
             "mysql+pymysql": ("pymysql", "mysql"), "redis": ("redis", "redis")}
 _RDB_SCHEMES = ("sqlite:///", "postgresql://", "postgresql+psycopg2://", "postgresql+psycopg://", "mysql://",
                 "mysql+pymysql://")
@@ -112,8 +115,10 @@ def _open(url: str, beats: _Heartbeats) -> BaseStorage:
         if url.startswith("sqlite:///"):
             _check_sqlite_file(Path(url.removeprefix("sqlite:///")), url)
             return _open_sqlite(url, beats)
+        if url.startswith("mysql://"):  # SQLAlchemy's default MySQL driver needs a compiler; the extra has PyMySQL
+            url = "mysql+pymysql://" + url.removeprefix("mysql://")
         if url.startswith(_RDB_SCHEMES):
-            return RDBStorage(url, engine_kwargs={"connect_args": {"connect_timeout": CONNECT_TIMEOUT}}, **beats.kwargs)
+            return _rdb(url, {"connect_timeout": CONNECT_TIMEOUT}, beats)
     except StorageError:
         raise
     except Exception as exc:  # SQLAlchemy, redis and OS errors all mean: cannot open this storage
@@ -122,13 +127,26 @@ def _open(url: str, beats: _Heartbeats) -> BaseStorage:
                        f"or memory, got {url!r}")
 
 
+def _rdb(url: str, connect_args: dict[str, Any], beats: _Heartbeats) -> RDBStorage:
+    """Optuna's RDBStorage; when processes create the same new database at once, one creates its tables
+    and the others, refused by its unique keys, try again and find them."""
+    for attempt in range(3):
+        try:
+            return RDBStorage(url, engine_kwargs={"connect_args": connect_args}, **beats.kwargs)
+        except sqlalchemy.exc.IntegrityError:
+            if attempt == 2:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def _journal(backend: JournalFileBackend | JournalRedisBackend, beats: _Heartbeats) -> JournalStorage:
     return HeartbeatJournalStorage(backend, **beats.kwargs) if beats.kwargs else JournalStorage(backend)
 
 
 def _open_sqlite(url: str, beats: _Heartbeats) -> RDBStorage:
     """An RDBStorage whose connections all run SQLITE_PRAGMAS and wait for each other's locks."""
-    storage = RDBStorage(url, engine_kwargs={"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT}}, **beats.kwargs)
+    storage = _rdb(url, {"timeout": SQLITE_BUSY_TIMEOUT}, beats)
 
     def set_pragmas(connection: Any, _record: Any) -> None:
         cursor = connection.cursor()
@@ -156,12 +174,19 @@ def _check_folder(path: Path, url: str) -> None:
 
 
 def _check_sqlite_file(path: Path, url: str) -> None:
-    """Refuse a file that is not SQLite before SQLAlchemy touches it (it would add a WAL beside it)."""
+    """Refuse a file that is not SQLite before SQLAlchemy touches it (it would add a WAL beside it).
+
+    Read through SQLite, read-only, never with open(): closing any other descriptor of the file drops
+    every POSIX lock this process holds on it, and other processes would then write under our readers.
+    """
     _check_folder(path, url)
-    if path.is_file() and path.stat().st_size > 0:
-        with path.open("rb") as file:
-            if file.read(16) != b"SQLite format 3\x00":
-                raise StorageError(f"not an SQLite database (--storage {url}); give another file")
+    if not path.is_file():
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as connection:
+            connection.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"not an SQLite database (--storage {url}): {exc}; give another file") from None
 
 
 def _check_driver(url: str) -> None:

@@ -1,6 +1,10 @@
-"""Shared fixtures: small real datasets, loaded once per session."""
+"""Shared fixtures: small real datasets, loaded once per session, and a PostgreSQL database per test."""
 
 from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -11,3 +15,27 @@ from hpsearch.data import Data, load_data
 def digits() -> Data:
     """scikit-learn's digits, split and normalized as the default dataset is."""
     return load_data("digits")
+
+
+POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database of this test's own, dropped after it; skipped when the server is down,
+    except on CI (CI=true), where a missing server is a failure."""
+    import psycopg
+
+    name = f"hpsearch_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({str(exc).strip().splitlines()[0]})")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"{POSTGRES_SERVER}/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

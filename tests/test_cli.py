@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -207,32 +206,3 @@ def test_run_coarse_to_fine_and_export_across_its_stages(tmp_path: Path) -> None
     best = tmp_path / "best.json"
     assert invoke("export", "c2f", "--out", str(best), "--storage", storage)[0] == 0
     assert json.loads(best.read_text())["stages"] == ["c2f/1-coarse", "c2f/2-fine"]
-
-
-def test_sigterm_marks_the_running_trial_interrupted_and_the_same_command_resumes(tmp_path: Path) -> None:
-    import signal
-    import time
-
-    import optuna
-
-    storage = f"sqlite:///{tmp_path / 'hp.db'}"
-    args = ["run", "--strategy", "random", "--n-trials", "3", "--epochs", "400", "--hidden", "32", "--storage",
-            storage, "--quiet"]
-    process = subprocess.Popen([sys.executable, "-m", "hpsearch", *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    running: list[optuna.trial.FrozenTrial] = []
-    while not running and time.monotonic() < deadline:
-        time.sleep(0.5)
-        try:
-            study = optuna.load_study(study_name="digits-random", storage=storage)
-            running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
-        except KeyError:  # the study is not created yet
-            continue
-    assert running, "no trial started in time"
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == 130
-    assert err.strip().splitlines()[-1] == "error: interrupted; resume with: " + shlex.join(["hpsearch", *args])
-    trial = optuna.load_study(study_name="digits-random", storage=storage).trials[0]
-    assert trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs["status"] == "interrupted"

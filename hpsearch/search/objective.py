@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
+import socket
 from pathlib import Path
 
 import optuna
@@ -14,7 +16,7 @@ from hpsearch.search.budget import INTERRUPTED
 from hpsearch.spec import StudySpec
 from hpsearch.training import EpochMetrics, train
 
-__all__ = ["Objective"]
+__all__ = ["Objective", "checkpoint_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +26,8 @@ class Objective:
 
     Everything about the trial goes into its user attrs, so Optuna's storage is the only record:
     ``config`` (the full TrainConfig), ``history`` (per-epoch metrics), ``status``, ``reason``,
-    ``seconds``, ``seed`` and, with ``checkpoint_dir``, ``checkpoint`` (the file saved each epoch; a
-    retry inherits the attr and so continues from that file's epoch). Optuna writes one attr per
+    ``seconds``, ``seed``, ``worker`` (host:pid) and, with ``checkpoint_dir``, ``checkpoint`` (the file
+    saved each epoch; a retry inherits the attr and so continues from that file's epoch). Optuna writes one attr per
     storage call (a journal line and its fsync, or an SQLite commit), so each is written once, before
     or after training; within an epoch the storage sees only the reported value and the pruner's read.
     """
@@ -41,6 +43,8 @@ class Objective:
         if "config" not in trial.user_attrs:  # a retry has them from the trial it retries
             trial.set_user_attr("config", config.to_dict())
             trial.set_user_attr("seed", config.seed)
+        # Which process ran it: with many workers, where to look when one fails.
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         checkpoint = self._checkpoint(trial)
 
         def report(epoch: int, metrics: EpochMetrics) -> bool:

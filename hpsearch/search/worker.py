@@ -19,8 +19,8 @@ import optuna
 import torch
 from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.storages import BaseStorage, fail_stale_trials
-from optuna.storages._heartbeat import is_heartbeat_enabled
-from optuna.trial import FrozenTrial
+from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
+from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.data import Data
 from hpsearch.devices import resolve_device
@@ -51,9 +51,10 @@ def optimize_to_budget(study: optuna.Study, spec: StudySpec, data: Data, *, call
     requeue_interrupted(study)
     deadline = time.monotonic() + timeout if timeout is not None else None
     finished = budget(study).finished
-    # A resumed study, and each worker, get a seed of their own so that random picks do not repeat.
-    study.sampler = make_sampler(spec.strategy, spec.space, seed=spec.seed + finished + _WORKER_SEED_STRIDE * worker,
-                                 grid_points=spec.grid_points)
+    # A resumed study, and each worker, get a seed of their own so that random picks do not repeat;
+    # except a grid, whose seed orders the grid and so must be the same in every worker and run.
+    seed = spec.seed if spec.strategy == "grid" else spec.seed + finished + _WORKER_SEED_STRIDE * worker
+    study.sampler = make_sampler(spec.strategy, spec.space, seed=seed, grid_points=spec.grid_points)
     study.pruner = make_pruner(spec.pruner, epochs=spec.train.epochs)
     objective = Objective(spec, data, checkpoint_dir)
     # Without heartbeats a RUNNING trial may be a dead one that never ends: do not wait for it.
@@ -75,11 +76,55 @@ def optimize_to_budget(study: optuna.Study, spec: StudySpec, data: Data, *, call
             time.sleep(WAIT_POLL)
             continue
         waiting_since, warned = None, False
+        # Optuna's samplers and callbacks may call study.stop() (a grid does when it is done), which
+        # Optuna allows only inside its optimize loop: this is that loop, so say so.
+        study._thread_local.in_optimize_loop = True
         try:
-            study.optimize(objective, n_trials=1, callbacks=list(callbacks), catch=(RuntimeError,))
+            _run_trial(study, objective, spec.total_trials, callbacks)
         except UpdateFinishedTrialError:
             logger.warning("a trial of %s outlived its heartbeat and was failed by another worker; its retry "
                            "runs it again", study.study_name)
+        finally:
+            study._thread_local.in_optimize_loop = False
+        if study._stop_flag:
+            study._stop_flag = False
+            return
+
+
+def _run_trial(study: optuna.Study, objective: Objective, total: int, callbacks: Sequence[TrialCallback]) -> None:
+    """Ask, train, tell: ``study.optimize``'s trial step, by hand because a trial that two workers started
+    at once for the last place in the budget must go back to the queue, not run as one too many.
+
+    Optuna's pieces do the rest: its heartbeat thread beats while the trial runs, and ``tell`` stores
+    the outcome (COMPLETE, PRUNED, or FAIL for an error, which is logged and does not stop the worker).
+    """
+    trial = study.ask()
+    if _surplus(study, trial.number, total):
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)
+        return
+    value: float | None = None
+    with get_heartbeat_thread(trial._trial_id, study._storage):
+        try:
+            value, state = objective(trial), TrialState.COMPLETE
+        except optuna.TrialPruned:
+            state = TrialState.PRUNED
+        except RuntimeError as exc:  # a training error fails this trial, not the search
+            logger.warning("trial %d of %s failed: %s: %s", trial.number, study.study_name, type(exc).__name__, exc)
+            state = TrialState.FAIL
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+    frozen = study.tell(trial, value, state=state)
+    for callback in callbacks:
+        callback(study, frozen)
+
+
+def _surplus(study: optuna.Study, number: int, total: int) -> bool:
+    """Whether trial ``number`` would overshoot the budget: finished trials plus the running trials
+    started before it (lower numbers) already fill it."""
+    trials = study.get_trials(deepcopy=False)
+    running_before = sum(t.state == TrialState.RUNNING and t.number < number for t in trials)
+    return budget(study).finished + running_before >= total
 
 
 def join_study(name: str, storage: BaseStorage, *, device: str | None = None, threads: int | None = None,
