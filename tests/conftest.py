@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -20,10 +21,10 @@ def digits() -> Data:
 POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432"
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A PostgreSQL database of this test's own, dropped after it; skipped when the server is down,
-    except on CI (CI=true), where a missing server is a failure."""
+@contextlib.contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new PostgreSQL database, dropped on exit; skip when the server is down, except on CI
+    (CI=true), where a missing server is a failure."""
     import psycopg
 
     name = f"hpsearch_test_{uuid.uuid4().hex[:12]}"
@@ -39,3 +40,10 @@ def postgres_url() -> Iterator[str]:
             yield f"{POSTGRES_SERVER}/{name}"
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database of this test's own."""
+    with fresh_postgres_database() as url:
+        yield url

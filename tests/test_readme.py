@@ -5,14 +5,17 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import fresh_postgres_database
 from typer.testing import CliRunner
 
 from hpsearch.cli import app
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+README_POSTGRES = "postgresql://postgres@127.0.0.1:5432/hpsearch"
 
 
 def readme_commands() -> list[str]:
@@ -35,8 +38,18 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def readme_postgres() -> Iterator[str]:
+    """The tour's PostgreSQL database, made fresh for it (README's names one created by hand)."""
+    with fresh_postgres_database() as url:
+        yield url
+
+
 @pytest.mark.parametrize("command", readme_commands())
-def test_readme_command_runs(command: str, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readme_command_runs(command: str, workdir: Path, monkeypatch: pytest.MonkeyPatch,
+                             request: pytest.FixtureRequest) -> None:
     monkeypatch.chdir(workdir)
+    if README_POSTGRES in command:
+        command = command.replace(README_POSTGRES, request.getfixturevalue("readme_postgres"))
     result = CliRunner().invoke(app, shlex.split(command)[1:])
     assert result.exit_code == 0, result.output + result.stderr

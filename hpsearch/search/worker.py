@@ -136,7 +136,9 @@ def join_study(name: str, storage: BaseStorage, *, device: str | None = None, th
         torch.set_num_threads(threads)
     worker = worker if worker is not None else os.getpid()
     deadline = time.monotonic() + timeout if timeout is not None else None
-    study = load_family(name, storage)[0]
+    family = load_family(name, storage)
+    study = family[0]
+    follow_stages = study.study_name != name  # a coarse-to-fine family's name, not one stage's
     data: Data | None = None
     while True:
         spec = stored_spec(study, storage)
@@ -147,7 +149,7 @@ def join_study(name: str, storage: BaseStorage, *, device: str | None = None, th
         left = deadline - time.monotonic() if deadline is not None else None
         optimize_to_budget(study, spec, data, callbacks=callbacks, timeout=left, checkpoint_dir=checkpoint_dir,
                            worker=worker)
-        following = _next_stage(study, storage)
+        following = _next_stage(study, storage) if follow_stages else None
         if following is None or (deadline is not None and time.monotonic() >= deadline):
             return study
         study = following
