@@ -129,12 +129,13 @@ def _open(url: str, beats: _Heartbeats) -> BaseStorage:
 
 def _rdb(url: str, connect_args: dict[str, Any], beats: _Heartbeats) -> RDBStorage:
     """Optuna's RDBStorage; when processes create the same new database at once, one creates its tables
-    and the others, refused by its unique keys, try again and find them."""
+    and the others, refused (unique keys, tables that exist), try again and find them."""
     for attempt in range(3):
         try:
             return RDBStorage(url, engine_kwargs={"connect_args": connect_args}, **beats.kwargs)
-        except sqlalchemy.exc.IntegrityError:
-            if attempt == 2:
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as exc:
+            racing = isinstance(exc, sqlalchemy.exc.IntegrityError) or "already exists" in str(exc)
+            if not racing or attempt == 2:
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")

@@ -32,9 +32,11 @@ class Budget:
     waiting: int
 
 
-def budget(study: optuna.Study) -> Budget:
+def budget(study: optuna.Study, before: int | None = None) -> Budget:
+    """The study's counts, in one read; with ``before``, only trials numbered below it count as running."""
     trials = study.get_trials(deepcopy=False)
-    return Budget(finished=len(_counted(trials)), running=sum(t.state == TrialState.RUNNING for t in trials),
+    running = [t for t in trials if t.state == TrialState.RUNNING and (before is None or t.number < before)]
+    return Budget(finished=len(_counted(trials)), running=len(running),
                   waiting=sum(t.state == TrialState.WAITING for t in trials))
 
 

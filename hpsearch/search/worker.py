@@ -9,6 +9,7 @@ elsewhere, so a killed worker's trial is retried rather than lost.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 import warnings
@@ -61,26 +62,33 @@ def optimize_to_budget(study: optuna.Study, spec: StudySpec, data: Data, *, call
     heartbeats = study._storage.get_heartbeat_interval() if is_heartbeat_enabled(study._storage) else None
     waiting_since: float | None = None
     warned = False
+    stale_checked = -math.inf
+    room = 0  # places left in the budget after this worker's last trial, as last counted
     while deadline is None or time.monotonic() < deadline:
-        _fail_stale_trials(study)
-        state = budget(study)
-        if state.finished >= spec.total_trials:
-            return
-        if heartbeats and state.finished + state.running >= spec.total_trials:
-            waited = time.monotonic() - (waiting_since := waiting_since or time.monotonic())
-            if not warned and waited > heartbeats:
-                warned = True
-                logger.warning("waiting for %d running trial(s) of %s in other workers; one whose worker was killed "
-                               "is retried after %d s without a heartbeat", state.running, study.study_name,
-                               GRACE_BEATS * heartbeats)
-            time.sleep(WAIT_POLL)
-            continue
+        if heartbeats and time.monotonic() - stale_checked >= heartbeats:
+            _fail_stale_trials(study)  # retries of dead workers' trials join the queue
+            stale_checked = time.monotonic()
+        if room >= 1:  # known free without a look: one read per trial fewer (the surplus check still looks)
+            room = 0
+        else:
+            state = budget(study)
+            if state.finished >= spec.total_trials:
+                return
+            if heartbeats and state.finished + state.running >= spec.total_trials:
+                waited = time.monotonic() - (waiting_since := waiting_since or time.monotonic())
+                if not warned and waited > heartbeats:
+                    warned = True
+                    logger.warning("waiting for %d running trial(s) of %s in other workers; one whose worker was "
+                                   "killed is retried after %d s without a heartbeat", state.running,
+                                   study.study_name, GRACE_BEATS * heartbeats)
+                time.sleep(WAIT_POLL)
+                continue
         waiting_since, warned = None, False
         # Optuna's samplers and callbacks may call study.stop() (a grid does when it is done), which
         # Optuna allows only inside its optimize loop: this is that loop, so say so.
         study._thread_local.in_optimize_loop = True
         try:
-            _run_trial(study, objective, spec.total_trials, callbacks)
+            room = _run_trial(study, objective, spec.total_trials, callbacks)
         except UpdateFinishedTrialError:
             logger.warning("a trial of %s outlived its heartbeat and was failed by another worker; its retry "
                            "runs it again", study.study_name)
@@ -91,40 +99,38 @@ def optimize_to_budget(study: optuna.Study, spec: StudySpec, data: Data, *, call
             return
 
 
-def _run_trial(study: optuna.Study, objective: Objective, total: int, callbacks: Sequence[TrialCallback]) -> None:
+def _run_trial(study: optuna.Study, objective: Objective, total: int, callbacks: Sequence[TrialCallback]) -> int:
     """Ask, train, tell: ``study.optimize``'s trial step, by hand because a trial that two workers started
     at once for the last place in the budget must go back to the queue, not run as one too many.
+    Returns the places the budget has left beyond this trial and those started before it.
 
     Optuna's pieces do the rest: its heartbeat thread beats while the trial runs, and ``tell`` stores
     the outcome (COMPLETE, PRUNED, or FAIL for an error, which is logged and does not stop the worker).
     """
     trial = study.ask()
-    if _surplus(study, trial.number, total):
+    # Finished trials plus the running ones started before this one (lower numbers) fill the budget:
+    # this one is surplus.
+    state = budget(study, before=trial.number)
+    room = total - state.finished - state.running - 1
+    if room < 0:
         study._storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)
-        return
+        return 0
     value: float | None = None
     with get_heartbeat_thread(trial._trial_id, study._storage):
         try:
-            value, state = objective(trial), TrialState.COMPLETE
+            value, outcome = objective(trial), TrialState.COMPLETE
         except optuna.TrialPruned:
-            state = TrialState.PRUNED
+            outcome = TrialState.PRUNED
         except RuntimeError as exc:  # a training error fails this trial, not the search
             logger.warning("trial %d of %s failed: %s: %s", trial.number, study.study_name, type(exc).__name__, exc)
-            state = TrialState.FAIL
+            outcome = TrialState.FAIL
         except BaseException:
             study.tell(trial, state=TrialState.FAIL)
             raise
-    frozen = study.tell(trial, value, state=state)
+    frozen = study.tell(trial, value, state=outcome)
     for callback in callbacks:
         callback(study, frozen)
-
-
-def _surplus(study: optuna.Study, number: int, total: int) -> bool:
-    """Whether trial ``number`` would overshoot the budget: finished trials plus the running trials
-    started before it (lower numbers) already fill it."""
-    trials = study.get_trials(deepcopy=False)
-    running_before = sum(t.state == TrialState.RUNNING and t.number < number for t in trials)
-    return budget(study).finished + running_before >= total
+    return room
 
 
 def join_study(name: str, storage: BaseStorage, *, device: str | None = None, threads: int | None = None,
