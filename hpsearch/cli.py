@@ -318,14 +318,22 @@ def show(
     study: Annotated[str, typer.Argument(help="Study name.")],
     storage: StorageOption = None,
     top: Annotated[int, typer.Option(help="How many trials to show.")] = 10,
+    trial: Annotated[int | None, typer.Option(help="Show this trial in full: config, epochs, status and reason (of the last stage of a coarse-to-fine family unless STUDY names a stage).")] = None,  # noqa: E501
 ) -> None:
-    """Print a study's best trials."""
-    from hpsearch.progress import print_trials
+    """Print a study's best trials, or one trial in full."""
+    from hpsearch.progress import print_trial, print_trials
     from hpsearch.search.summary import load_family, top_trials
     from hpsearch.storage import open_storage
 
     _quiet_optuna()
     family = load_family(study, open_storage(storage))
+    if trial is not None:
+        trials = family[-1].get_trials(deepcopy=False)
+        if not 0 <= trial < len(trials):
+            raise typer.BadParameter(f"study {family[-1].study_name!r} has {len(trials)} trials (0 to "
+                                     f"{len(trials) - 1}), got {trial}", param_hint="--trial")
+        print_trial(console, family[-1], trials[trial])
+        return
     print_trials(console, family[-1], top_trials(family, top), title=f"study {study}: top {top}")
 
 

@@ -17,7 +17,7 @@ from hpsearch.search.summary import StudyRow, stored_study_table
 from hpsearch.spec import StudySpec
 from hpsearch.training import EpochMetrics
 
-__all__ = ["EpochTable", "StudyProgress", "format_params", "print_studies", "print_trials"]
+__all__ = ["EpochTable", "StudyProgress", "format_params", "print_studies", "print_trial", "print_trials"]
 
 _COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 _EPOCH_COLUMNS = ("epoch", "train_loss", "val_loss", "val_acc", "lr", "grad_norm", "samples/s", "sec")
@@ -28,9 +28,7 @@ class EpochTable:
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.table = Table(box=box.SIMPLE_HEAD)
-        for column in _EPOCH_COLUMNS:
-            self.table.add_column(column, justify="right", min_width=len(column))
+        self.table = _epoch_table()
         self._live = Live(self.table, console=console, auto_refresh=False)
 
     def __enter__(self) -> EpochTable:
@@ -44,9 +42,20 @@ class EpochTable:
             self.console.line()  # Live leaves no newline after its last render when output is not a terminal
 
     def add(self, epoch: int, m: EpochMetrics) -> None:
-        self.table.add_row(str(m.epoch), f"{m.train_loss:.4g}", f"{m.val_loss:.4g}", f"{m.val_acc:.4f}",
-                           f"{m.lr:.3g}", f"{m.grad_norm:.3g}", f"{m.samples_per_s:,.0f}", f"{m.seconds:.2f}")
+        self.table.add_row(*_epoch_cells(m))
         self._live.refresh()
+
+
+def _epoch_table() -> Table:
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in _EPOCH_COLUMNS:
+        table.add_column(column, justify="right", min_width=len(column))
+    return table
+
+
+def _epoch_cells(m: EpochMetrics) -> tuple[str, ...]:
+    return (str(m.epoch), f"{m.train_loss:.4g}", f"{m.val_loss:.4g}", f"{m.val_acc:.4f}", f"{m.lr:.3g}",
+            f"{m.grad_norm:.3g}", f"{m.samples_per_s:,.0f}", f"{m.seconds:.2f}")
 
 
 class _TwoLineProgress(Progress):
@@ -111,13 +120,48 @@ def print_trials(console: Console, study: optuna.Study, trials: list[FrozenTrial
     console.print(table)
 
 
+def print_trial(console: Console, study: optuna.Study, trial: FrozenTrial) -> None:
+    """One trial in full: state, status and reason, value, params, training config, per-epoch metrics."""
+    attrs = trial.user_attrs
+    metric = stored_study_table(study.user_attrs).get("metric", "value")
+    value = f"{metric} {trial.value:.4g}" if trial.value is not None else "no value"
+    console.print(f"trial {trial.number} of {study.study_name}: {trial.state.name.lower()}"
+                  f" ({attrs.get('status', '-')}); {value}")
+    if attrs.get("reason"):
+        console.print(f"reason: {attrs['reason']}")
+    retried = trial.system_attrs.get("failed_trial")
+    if retried is not None:
+        console.print(f"retry of trial {retried}" + (f", resumed from epoch {attrs['resumed_from_epoch']}"
+                                                      if "resumed_from_epoch" in attrs else ""))
+    console.print(f"params: {format_params(trial.params) or '-'}")
+    config = attrs.get("config")
+    if config:
+        console.print("config: " + ", ".join(f"{key}={value}" for key, value in config.items()))
+    extras = [f"{key} {attrs[key]}" for key in ("worker", "checkpoint") if key in attrs]
+    if "seconds" in attrs:
+        extras.append(f"{attrs['seconds']:.1f} s")
+    if extras:
+        console.print("; ".join(extras))
+    history = attrs.get("history") or []
+    if history:
+        table = _epoch_table()
+        for epoch in history:
+            table.add_row(*_epoch_cells(EpochMetrics(**epoch)))
+        console.print(table)
+    elif trial.intermediate_values:  # ended before its history was written (interrupted, killed)
+        last = max(trial.intermediate_values)
+        console.print(f"reported {len(trial.intermediate_values)} epochs; epoch {last}: {metric} "
+                      f"{trial.intermediate_values[last]:.4g}")
+
+
 def print_studies(console: Console, rows: list[StudyRow]) -> None:
     """A table of the studies in a storage."""
     if not rows:
         console.print("no studies in this storage")
         return
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    states = ["complete", "pruned", "fail"] + (["running"] if any(row.counts.get("running") for row in rows) else [])
+    states = ["complete", "pruned", "fail"] + [state for state in ("running", "waiting")
+                                               if any(row.counts.get(state) for row in rows)]
     table.add_column("study", min_width=max(len(row.name) for row in rows))
     table.add_column("strategy")
     table.add_column("metric")

@@ -206,3 +206,18 @@ def test_run_coarse_to_fine_and_export_across_its_stages(tmp_path: Path) -> None
     best = tmp_path / "best.json"
     assert invoke("export", "c2f", "--out", str(best), "--storage", storage)[0] == 0
     assert json.loads(best.read_text())["stages"] == ["c2f/1-coarse", "c2f/2-fine"]
+
+
+def test_show_trial_prints_its_config_epochs_and_status(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'hp.db'}"
+    assert invoke("run", "--strategy", "random", "--n-trials", "2", "--pruner", "none", "--storage", storage,
+                  *STUDY_ARGS)[0] == 0
+    code, out, _ = invoke("show", "digits-random", "--trial", "1", "--storage", storage)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("trial 1 of digits-random: complete (completed); val_loss ")
+    assert "epochs=2" in out and "hidden=[32]" in out and "worker " in out
+    epoch_rows = [line.split() for line in lines if line.strip()[:1].isdigit()]
+    assert [row[0] for row in epoch_rows] == ["1", "2"]
+    code, _, err = invoke("show", "digits-random", "--trial", "5", "--storage", storage)
+    assert code == 2 and "has 2 trials (0 to 1), got 5" in err
