@@ -355,6 +355,22 @@ def export(
 
 
 @app.command()
+def report(
+    study: Annotated[str, typer.Argument(help="Study name (or coarse-to-fine family).")],
+    out: Annotated[Path, typer.Option(help="Folder for the PNGs and index.md.")] = Path("report"),
+    storage: StorageOption = None,
+) -> None:
+    """Draw a study's history, lr x weight-decay landscape, learning curves, importances and LR test."""
+    from hpsearch.storage import open_storage
+    from hpsearch.study_report import write_report
+
+    _quiet_optuna()
+    written = write_report(study, open_storage(storage), out)
+    console.print(f"wrote {written.index} with {len(written.figures)} figures"
+                  + (f"; not drawn: {', '.join(written.missing)}" if written.missing else ""))
+
+
+@app.command()
 def dashboard(
     storage: StorageOption = None,
     host: Annotated[str, typer.Option(help="Interface to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",

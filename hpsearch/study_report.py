@@ -1,0 +1,220 @@
+"""``hpsearch report``: a study (or coarse-to-fine family) as PNG figures and an index.md that shows them.
+
+Everything comes from the storage: trials, the stored spec (metric, ranges of each stage) and the
+stored LR range test. A figure that cannot be drawn (too few complete trials) is named in the index
+with the reason, so a report of a study whose trials were all pruned still says what it can.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.distributions import FloatDistribution
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from hpsearch.errors import HPSearchError
+from hpsearch.lr_finder import LRFinderResult
+from hpsearch.report import (
+    StageRange,
+    plot_history,
+    plot_importances,
+    plot_landscape,
+    plot_learning_curves,
+    plot_lr_range_test,
+    save_figure,
+)
+from hpsearch.search.summary import best_with_study, counts_by_state, load_family, stored_study_table
+
+__all__ = ["Report", "study_note", "write_report"]
+
+# Parameter importances need at least this many complete trials to say anything.
+MIN_TRIALS_FOR_IMPORTANCE = 3
+
+
+@dataclass
+class Report:
+    """What ``write_report`` wrote: the figures (name → file), and the figures left out with why."""
+
+    folder: Path
+    figures: dict[str, Path] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def index(self) -> Path:
+        return self.folder / "index.md"
+
+
+_TITLES = {
+    "history": "Optimization history",
+    "landscape": "Learning rate and weight decay",
+    "learning_curves": "Learning curves",
+    "importances": "Parameter importances",
+    "lr_range_test": "LR range test",
+}
+
+
+def write_report(name: str, storage: BaseStorage, out: Path) -> Report:
+    """Draw every figure the study allows into ``out`` and write ``out/index.md`` linking them."""
+    family = load_family(name, storage)
+    trials = [trial for study in family for trial in study.get_trials(deepcopy=False)]
+    table = _family_table(family)
+    metric = table.get("metric", "value")
+    maximize = family[0].direction == optuna.study.StudyDirection.MAXIMIZE
+    if out.exists() and not out.is_dir():
+        raise HPSearchError(f"not a folder (--out {out})")
+    out.mkdir(parents=True, exist_ok=True)
+    report = Report(out)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+
+    report.figures["history"] = _save(plot_history(trials, metric, maximize), out / "history.png")
+    if any({"lr", "weight_decay"} <= set(t.params) for t in trials):
+        report.figures["landscape"] = _save(plot_landscape(trials, metric, maximize, _stage_ranges(family)),
+                                            out / "landscape.png")
+    else:
+        report.missing["landscape"] = "no trial searched both lr and weight_decay"
+    if any(t.intermediate_values for t in trials):
+        report.figures["learning_curves"] = _save(plot_learning_curves(trials, metric, maximize),
+                                                  out / "learning_curves.png")
+    else:
+        report.missing["learning_curves"] = "no trial reported an epoch"
+    # Trials of fewer epochs (a coarse stage) would mix training length into the importances.
+    epochs = max((t.user_attrs.get("config", {}).get("epochs", 0) for t in complete), default=0)
+    full = [t for t in complete if t.user_attrs.get("config", {}).get("epochs", 0) == epochs]
+    importances, why = _importances(full)
+    if importances is not None:
+        basis = f"{len(full)} complete trials of {epochs} epochs"
+        report.figures["importances"] = _save(plot_importances(importances, metric, basis), out / "importances.png")
+    else:
+        report.missing["importances"] = why
+    lr_test = _stored_lr_test(family)
+    if lr_test is not None:
+        report.figures["lr_range_test"] = _save(plot_lr_range_test(lr_test), out / "lr_range_test.png")
+    else:
+        report.missing["lr_range_test"] = "the study ran without an LR range test (--lr-find or coarse-to-fine)"
+    report.index.write_text(_index(name, family, trials, report, table))
+    return report
+
+
+def study_note(name: str, storage: BaseStorage) -> str:
+    """Markdown for optuna-dashboard's note: strategy, LR range test, trial counts and the best config."""
+    family = load_family(name, storage)
+    table = _family_table(family)
+    lines = [f"**hpsearch** study `{name}`: strategy **{table.get('strategy', '?')}**, "
+             f"metric `{table.get('metric', '?')}` ({family[0].direction.name.lower()})", ""]
+    counts = _counts(family)
+    lines.append("Trials: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n) + ".")
+    lr_test = _stored_lr_test(family)
+    if lr_test is not None:
+        low, high = lr_test.prior()
+        suggestion = f"{lr_test.suggestion:.3g} ({lr_test.method})" if lr_test.suggestion is not None else "none"
+        lines.append(f"LR range test: suggested lr {suggestion}; search range {low:.3g} to {high:.3g}.")
+    best = best_with_study(family, 1)
+    if best:
+        study, trial = best[0]
+        lines += ["", f"Best: trial {trial.number} of `{study.study_name}`, value {trial.value:.4g}", "",
+                  "```json", json.dumps(trial.user_attrs.get("config", trial.params), indent=2), "```"]
+    else:
+        lines.append("No trial has completed yet.")
+    return "\n".join(lines)
+
+
+def _family_table(family: list[optuna.Study]) -> dict[str, Any]:
+    """The [study] table of the search as asked: a coarse-to-fine family's own, not its first stage's."""
+    parent = family[0].user_attrs.get("hpsearch", {}).get("coarse_to_fine")
+    return parent["spec"]["study"] if parent else stored_study_table(family[0].user_attrs)
+
+
+def _save(figure: Any, path: Path) -> Path:
+    save_figure(figure, path)
+    return path
+
+
+def _counts(family: list[optuna.Study]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for study in family:
+        for state, n in counts_by_state(study).items():
+            totals[state] = totals.get(state, 0) + n
+    return totals
+
+
+def _stage_ranges(family: list[optuna.Study]) -> list[StageRange]:
+    """The lr and weight-decay box of each coarse-to-fine stage, from the spec stored with it."""
+    if len(family) < 2:
+        return []
+    ranges = []
+    for study in family:
+        space = study.user_attrs.get("hpsearch", {}).get("spec", {}).get("space", {})
+        lr, wd = space.get("lr", {}), space.get("weight_decay", {})
+        if {"low", "high"} <= set(lr) and {"low", "high"} <= set(wd):
+            ranges.append(StageRange(study.study_name.rpartition("/")[2], (lr["low"], lr["high"]),
+                                     (wd["low"], wd["high"])))
+    return ranges
+
+
+def _stored_lr_test(family: list[optuna.Study]) -> LRFinderResult | None:
+    for study in family:
+        stored = study.user_attrs.get("hpsearch", {}).get("lr_range_test")
+        if stored is not None:
+            return LRFinderResult.from_dict(stored)
+    return None
+
+
+def _importances(complete: list[FrozenTrial]) -> tuple[dict[str, float] | None, str]:
+    """fANOVA importances over the complete trials of all stages (one range per parameter spanning them)."""
+    if len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
+        return None, (f"needs at least {MIN_TRIALS_FOR_IMPORTANCE} complete trials; this study has "
+                      f"{len(complete)}")
+    names = sorted({name for t in complete for name in t.params})
+    study = optuna.create_study(direction="minimize")
+    distributions = {}
+    for name in names:
+        values = [t.params[name] for t in complete if name in t.params]
+        first = next(t.distributions[name] for t in complete if name in t.params)
+        distributions[name] = (FloatDistribution(min(values), max(values), log=first.log)
+                               if isinstance(first, FloatDistribution) and min(values) < max(values) else first)
+    for trial in complete:
+        if set(trial.params) == set(names):
+            study.add_trial(optuna.create_trial(params=trial.params, distributions=distributions, value=trial.value))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            importances = optuna.importance.get_param_importances(study)
+    except (ValueError, RuntimeError) as exc:
+        return None, f"Optuna could not compute them: {exc}"
+    if not importances:
+        return None, "no parameter varied across the complete trials"
+    return dict(importances), ""
+
+
+def _index(name: str, family: list[optuna.Study], trials: list[FrozenTrial], report: Report,
+           table: dict[str, Any]) -> str:
+    counts = _counts(family)
+    lines = [f"# hpsearch report: {name}", "",
+             f"- strategy: {table.get('strategy', '?')}; metric: {table.get('metric', '?')} "
+             f"({family[0].direction.name.lower()})",
+             f"- trials: {len(trials)} (" + ", ".join(f"{n} {state}" for state, n in counts.items() if n) + ")"]
+    if len(family) > 1:
+        lines.append("- stages: " + ", ".join(f"`{study.study_name}`" for study in family))
+    best = best_with_study(family, 1)
+    lines += ["", "## Best trial", ""]
+    if best:
+        study, trial = best[0]
+        lines += [f"Trial {trial.number} of `{study.study_name}`: {table.get('metric', 'value')} "
+                  f"**{trial.value:.4g}**; run it again with `hpsearch export {name} --out best.json` and "
+                  "`hpsearch train --config best.json`.", "", "```json",
+                  json.dumps(trial.user_attrs.get("config", trial.params), indent=2), "```"]
+    else:
+        lines.append("No trial completed, so there is no best configuration: every trial was pruned or failed.")
+    for key, path in report.figures.items():
+        lines += ["", f"## {_TITLES[key]}", "", f"![{_TITLES[key]}]({path.name})"]
+    if report.missing:
+        lines += ["", "## Not drawn", ""]
+        lines += [f"- {_TITLES[key]}: {why}." for key, why in report.missing.items()]
+    return "\n".join(lines) + "\n"
+

@@ -1,0 +1,87 @@
+"""hpsearch report: every figure as a real PNG of a readable size, and an index.md that links them all."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import optuna
+import pytest
+from typer.testing import CliRunner
+
+from hpsearch.cli import app
+from hpsearch.config import TrainConfig
+from hpsearch.data import Data
+from hpsearch.search.runner import run_study
+from hpsearch.search.space import SearchSpace
+from hpsearch.spec import StudySpec
+from hpsearch.storage import open_storage
+from hpsearch.study_report import study_note, write_report
+
+FIGURES = ["history.png", "landscape.png", "learning_curves.png", "importances.png", "lr_range_test.png"]
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height from the PNG header (IHDR)."""
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", header[16:24])
+
+
+@pytest.fixture(scope="module")
+def storage(tmp_path_factory: pytest.TempPathFactory, digits: Data) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('report') / 'hp.db'}"
+    run_study(StudySpec(name="small", strategy="random", n_trials=6, pruner="none", lr_find=True,
+                        train=TrainConfig(epochs=3, hidden=(32,))), url, data=digits)
+    # Every lr of this one blows up: all its trials end pruned as diverged.
+    doomed = SearchSpace.from_mapping({"lr": {"low": 20.0, "high": 50.0, "log": True}})
+    run_study(StudySpec(name="doomed", strategy="random", n_trials=3, space=doomed,
+                        train=TrainConfig(epochs=3, hidden=(32,))), url, data=digits)
+    return url
+
+
+def test_a_finished_study_gets_every_figure_and_an_index_linking_them(storage: str, tmp_path: Path) -> None:
+    report = write_report("small", open_storage(storage), tmp_path / "out")
+    assert sorted(path.name for path in report.figures.values()) == sorted(FIGURES) and not report.missing
+    for name in FIGURES:
+        path = tmp_path / "out" / name
+        width, height = png_size(path)
+        assert 600 <= width <= 1400 and 300 <= height <= 1000, (name, width, height)
+        assert path.stat().st_size > 10_000, name  # a drawn figure, not an empty canvas
+    index = (tmp_path / "out" / "index.md").read_text()
+    for name in FIGURES:
+        assert f"]({name})" in index
+    best = min((t for t in optuna.load_study(study_name="small", storage=storage).trials if t.value is not None),
+               key=lambda t: t.value)
+    assert f"**{best.value:.4g}**" in index and f'"lr": {best.params["lr"]}' in index
+
+
+def test_a_study_of_only_pruned_trials_reports_and_says_what_is_missing(storage: str, tmp_path: Path) -> None:
+    states = {t.state for t in optuna.load_study(study_name="doomed", storage=storage).trials}
+    assert states == {optuna.trial.TrialState.PRUNED}
+    report = write_report("doomed", open_storage(storage), tmp_path / "out")
+    assert {"history", "learning_curves"} <= set(report.figures)
+    assert set(report.missing) >= {"importances", "lr_range_test"}
+    index = (tmp_path / "out" / "index.md").read_text()
+    assert "No trial completed" in index
+    assert "- Parameter importances: needs at least 3 complete trials; this study has 0." in index
+    for path in report.figures.values():
+        assert f"]({path.name})" in index and png_size(path)[0] >= 600
+
+
+def test_report_command_and_its_bad_input(storage: str, tmp_path: Path) -> None:
+    runner = CliRunner()
+    done = runner.invoke(app, ["report", "small", "--storage", storage, "--out", str(tmp_path / "r")])
+    assert done.exit_code == 0 and "with 5 figures" in done.stdout
+    (tmp_path / "file").write_text("x")
+    bad = runner.invoke(app, ["report", "small", "--storage", storage, "--out", str(tmp_path / "file")])
+    assert bad.exit_code == 2 and bad.stderr.strip() == f"error: not a folder (--out {tmp_path / 'file'})"
+    missing = runner.invoke(app, ["report", "nope", "--storage", storage, "--out", str(tmp_path / "r2")])
+    assert missing.exit_code == 2 and "no study named 'nope'" in missing.stderr
+    assert not (tmp_path / "r2").exists()
+
+
+def test_study_note_names_the_strategy_the_lr_test_and_the_best_config(storage: str) -> None:
+    note = study_note("small", open_storage(storage))
+    assert "strategy **random**" in note and "LR range test: suggested lr" in note
+    assert "Best: trial" in note and '"epochs": 3' in note
