@@ -111,6 +111,7 @@ HeartbeatOption = Annotated[int, typer.Option(help="Seconds between a running tr
 MaxRetriesOption = Annotated[int, typer.Option(help="Times a trial of a killed worker is run again.", rich_help_panel=_RUN)]  # noqa: E501
 CheckpointDirOption = Annotated[Path | None, typer.Option(help="Save each trial's state every epoch under this folder; a retried trial continues from it.", rich_help_panel=_RUN)]  # noqa: E501
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, only the result.")]
+ArtifactDirOption = Annotated[Path | None, typer.Option(help="Folder of Optuna artifacts (learning curves, checkpoints) for optuna-dashboard; default beside a file storage, else ./hpsearch-artifacts.", rich_help_panel=_RUN)]  # noqa: E501
 
 
 # --- train ------------------------------------------------------------------------------------
@@ -209,10 +210,14 @@ def run(
     heartbeat: HeartbeatOption = DEFAULT_HEARTBEAT,
     max_retries: MaxRetriesOption = DEFAULT_MAX_RETRIES,
     checkpoint_dir: CheckpointDirOption = None,
+    artifacts: Annotated[bool, typer.Option("--artifacts/--no-artifacts", help="Store each completed trial's learning-curve PNG (and final checkpoint) as Optuna artifacts, about 0.1 s a trial.", rich_help_panel=_RUN)] = False,  # noqa: E501
+    artifact_dir: ArtifactDirOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Search learning rate and weight decay (or a spec's space) with an Optuna study."""
+    from hpsearch.dashboard import artifact_folder, write_notes
     from hpsearch.progress import StudyProgress, format_params, print_trials
+    from hpsearch.search.objective import TrialFiles
     from hpsearch.search.pool import WorkerPool
     from hpsearch.search.runner import run_study
     from hpsearch.search.summary import load_family, top_trials
@@ -232,15 +237,16 @@ def run(
                                          **({"space": space_table} if space_table else {})},
                                         source=str(spec) if spec else "flags")
     optuna_storage = open_storage(storage, heartbeat=heartbeat, max_retries=max_retries)
+    files = TrialFiles(checkpoint_dir, artifact_folder(storage, artifact_dir) if artifacts else None)
     device_list = tuple(d.strip() for d in devices.split(",") if d.strip()) if devices else ()
     pool = None
     if jobs != 1 or device_list:
         pool = WorkerPool(storage=storage or DEFAULT_STORAGE, jobs=jobs, devices=device_list, heartbeat=heartbeat,
-                          max_retries=max_retries, checkpoint_dir=checkpoint_dir)
+                          max_retries=max_retries, files=files)
     _quiet_optuna()
     with StudyProgress(console, study_spec, enabled=not quiet) as progress:
-        result = run_study(study_spec, optuna_storage, callbacks=[progress.on_trial], checkpoint_dir=checkpoint_dir,
-                           pool=pool)
+        result = run_study(study_spec, optuna_storage, callbacks=[progress.on_trial], files=files, pool=pool)
+    write_notes(study_spec.study_name, optuna_storage)  # optuna-dashboard shows it on the study's page
     best = top_trials(load_family(study_spec.study_name, optuna_storage), 5)
     if not quiet:
         print_trials(console, result, best, title=f"study {result.study_name}: top {len(best)}")
@@ -266,12 +272,13 @@ def worker(
     heartbeat: HeartbeatOption = DEFAULT_HEARTBEAT,
     max_retries: MaxRetriesOption = DEFAULT_MAX_RETRIES,
     checkpoint_dir: CheckpointDirOption = None,
+    artifact_dir: Annotated[Path | None, typer.Option(help="Store each completed trial's learning curve and final checkpoint as Optuna artifacts in this folder.", rich_help_panel=_RUN)] = None,  # noqa: E501
     index: Annotated[int | None, typer.Option(hidden=True, help="Worker number, to seed its sampler apart.")] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Join a stored study from any machine and run its trials until the study holds its budget."""
     from hpsearch.progress import StudyProgress
-    from hpsearch.search.runner import check_checkpoint_dir
+    from hpsearch.search.objective import TrialFiles
     from hpsearch.search.summary import load_family
     from hpsearch.search.worker import join_study, stored_spec
     from hpsearch.storage import open_storage
@@ -281,10 +288,11 @@ def worker(
     _quiet_optuna()
     optuna_storage = open_storage(storage, heartbeat=heartbeat, max_retries=max_retries)
     first = load_family(study, optuna_storage)[0]
-    if checkpoint_dir is not None:
-        check_checkpoint_dir(checkpoint_dir, study)
+    files = TrialFiles(checkpoint_dir, artifact_dir)
+    files.prepare(study)
     with StudyProgress(console, stored_spec(first, optuna_storage), enabled=not quiet) as progress:
-        last = join_study(study, optuna_storage, device=device, threads=threads, checkpoint_dir=checkpoint_dir,
+        last = join_study(study, optuna_storage, device=device, threads=threads,
+                          files=files,
                           callbacks=[progress.on_trial], worker=index, timeout=timeout)
     if not quiet:
         console.print(f"worker done: {last.study_name} holds its budget")
@@ -375,14 +383,15 @@ def dashboard(
     storage: StorageOption = None,
     host: Annotated[str, typer.Option(help="Interface to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    artifact_dir: ArtifactDirOption = None,
 ) -> None:
-    """Serve optuna-dashboard on the storage until interrupted."""
-    from hpsearch.dashboard import serve_dashboard
+    """Serve optuna-dashboard on the storage, with the trials' artifacts, until interrupted."""
+    from hpsearch.dashboard import artifact_folder, serve_dashboard
     from hpsearch.storage import open_storage
 
-    optuna_storage = open_storage(storage)
+    optuna_storage = open_storage(storage, heartbeat=None)
     typer.echo(f"optuna-dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
-    serve_dashboard(optuna_storage, host=host, port=port)
+    serve_dashboard(optuna_storage, host=host, port=port, artifacts=artifact_folder(storage, artifact_dir))
 
 
 def _command_line() -> str:

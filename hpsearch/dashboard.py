@@ -1,14 +1,61 @@
-"""Serve optuna-dashboard on a storage, bound to the loopback interface unless asked otherwise."""
+"""optuna-dashboard on a storage: serve it (bound to loopback unless asked), and give it what to show.
+
+Each study gets a note (optuna-dashboard's note API) with the strategy, the LR range test and the
+best config. With ``--artifacts``, each completed trial uploads its learning-curve PNG and final
+checkpoint as Optuna artifacts (``search/objective.py``) to a folder next to the storage, which
+``serve_dashboard`` serves.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import BaseStorage
 
-__all__ = ["serve_dashboard"]
+from hpsearch.search.summary import load_family
+
+__all__ = ["artifact_folder", "serve_dashboard", "write_notes"]
+# Where artifacts go when the storage is a server, not a file.
+DEFAULT_ARTIFACTS = Path("hpsearch-artifacts")
 
 
-def serve_dashboard(storage: BaseStorage, host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Block serving the dashboard until interrupted."""
+def artifact_folder(storage_url: str | None, given: Path | None = None) -> Path:
+    """``given``, else a folder beside a file storage (``runs/hp.db`` → ``runs/hp-artifacts``), else
+    ``hpsearch-artifacts`` in the working directory."""
+    from hpsearch.storage import DEFAULT_STORAGE  # storage imports Optuna's journal; keep this module light
+
+    if given is not None:
+        return given
+    url = storage_url or DEFAULT_STORAGE
+    for prefix in ("sqlite:///", "journal:"):
+        if url.startswith(prefix):
+            url = url.removeprefix(prefix)
+            break
+    else:
+        if "://" in url or url == "memory":
+            return DEFAULT_ARTIFACTS
+    path = Path(url)
+    return path.with_name(f"{path.stem}-artifacts")
+
+
+def write_notes(name: str, storage: BaseStorage) -> None:
+    """Give every study of ``name`` (each stage of a coarse-to-fine family) its optuna-dashboard note."""
+    from optuna_dashboard import save_note  # imports a web stack; only notes and serving need it
+
+    from hpsearch.study_report import study_note
+
+    note = study_note(name, storage)
+    for study in load_family(name, storage):
+        save_note(study, note)
+
+
+def serve_dashboard(storage: BaseStorage, host: str = "127.0.0.1", port: int = 8080,
+                    artifacts: Path | None = None) -> None:
+    """Block serving the dashboard (and the artifacts in ``artifacts``, when it exists) until interrupted."""
     from optuna_dashboard import run_server  # imports a web stack; only this command needs it
 
-    run_server(storage, host=host, port=port)
+    store = FileSystemArtifactStore(str(artifacts)) if artifacts is not None and artifacts.is_dir() else None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    run_server(storage, host=host, port=port, artifact_store=store)

@@ -7,18 +7,50 @@ import math
 import os
 import re
 import socket
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
+from hpsearch.checkpoint import check_checkpoint_file
 from hpsearch.data import Data
+from hpsearch.errors import CheckpointError
 from hpsearch.search.budget import INTERRUPTED
 from hpsearch.spec import StudySpec
 from hpsearch.training import EpochMetrics, train
 
-__all__ = ["Objective", "checkpoint_folder"]
+__all__ = ["NO_FILES", "Objective", "TrialFiles", "checkpoint_folder"]
 
 logger = logging.getLogger(__name__)
+
+CURVE_ARTIFACT = "learning_curve.png"
+
+
+@dataclass(frozen=True)
+class TrialFiles:
+    """Where trials write files: a checkpoint each epoch (``checkpoint_dir``), and on completion their
+    learning-curve PNG and final checkpoint as Optuna artifacts for optuna-dashboard (``artifact_dir``)."""
+
+    checkpoint_dir: Path | None = None
+    artifact_dir: Path | None = None
+
+    def prepare(self, study_name: str) -> None:
+        """Before any trial: refuse a folder that is a file or a checkpoint hpsearch did not write, and
+        create the artifact folder."""
+        for flag, folder in (("--checkpoint-dir", self.checkpoint_dir), ("--artifact-dir", self.artifact_dir)):
+            if folder is not None and folder.exists() and not folder.is_dir():
+                raise CheckpointError(f"not a folder ({flag} {folder})")
+        if self.checkpoint_dir is not None:
+            own = checkpoint_folder(self.checkpoint_dir, study_name)  # and the stages' folders, own_1-coarse, …
+            for path in sorted(own.glob("*.pt")) + sorted(own.parent.glob(f"{own.name}_*/*.pt")):
+                check_checkpoint_file(path)
+        if self.artifact_dir is not None:
+            self.artifact_dir.mkdir(parents=True, exist_ok=True)
+
+
+NO_FILES = TrialFiles()
 
 
 class Objective:
@@ -32,10 +64,11 @@ class Objective:
     or after training; within an epoch the storage sees only the reported value and the pruner's read.
     """
 
-    def __init__(self, spec: StudySpec, data: Data, checkpoint_dir: Path | None = None) -> None:
+    def __init__(self, spec: StudySpec, data: Data, files: TrialFiles = NO_FILES) -> None:
         self.spec = spec
         self.data = data
-        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_dir = files.checkpoint_dir
+        self.artifacts = FileSystemArtifactStore(str(files.artifact_dir)) if files.artifact_dir else None
 
     def __call__(self, trial: optuna.Trial) -> float:
         params = {param.name: param.suggest(trial) for param in self.spec.space.params}
@@ -73,11 +106,27 @@ class Objective:
             return self._prune(trial, "diverged", result.reason or "diverged")
         if result.status == "stopped":
             return self._prune(trial, "pruned", f"pruned at epoch {epochs_run}")
-        trial.set_user_attr("status", "completed")
         value = getattr(result, self.spec.metric)
         if not math.isfinite(value):
             return self._prune(trial, "diverged", f"{self.spec.metric} is {value} after epoch {epochs_run}")
+        trial.set_user_attr("status", "completed")
+        if self.artifacts is not None:
+            self._upload(trial, summary["history"], checkpoint)
         return value
+
+    def _upload(self, trial: optuna.Trial, history: list[dict[str, float]], checkpoint: Path | None) -> None:
+        """The learning curve and final checkpoint as artifacts: Optuna takes them only while the trial runs."""
+        from hpsearch.report import plot_trial_curve, save_figure  # matplotlib: only when artifacts are asked for
+
+        assert self.artifacts is not None
+        with tempfile.TemporaryDirectory() as scratch:
+            curve = Path(scratch) / CURVE_ARTIFACT
+            save_figure(plot_trial_curve(history, f"{trial.study.study_name}, trial {trial.number}"), curve)
+            upload_artifact(artifact_store=self.artifacts, file_path=str(curve), study_or_trial=trial,
+                            mimetype="image/png")
+        if checkpoint is not None and checkpoint.is_file():
+            upload_artifact(artifact_store=self.artifacts, file_path=str(checkpoint), study_or_trial=trial,
+                            mimetype="application/octet-stream")
 
     def _checkpoint(self, trial: optuna.Trial) -> Path | None:
         """The trial's checkpoint file: inherited by a retry, else one per trial under checkpoint_dir."""

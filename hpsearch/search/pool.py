@@ -16,12 +16,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial
 
 from hpsearch.errors import HPSearchError
+from hpsearch.search.objective import NO_FILES, TrialFiles
 
 __all__ = ["WorkerPool"]
 
@@ -41,7 +41,7 @@ class WorkerPool:
     devices: tuple[str, ...] = ()
     heartbeat: int | None = None
     max_retries: int | None = None
-    checkpoint_dir: Path | None = None
+    files: TrialFiles = NO_FILES
 
     def __post_init__(self) -> None:
         if self.jobs < 1:
@@ -70,7 +70,8 @@ class WorkerPool:
         if self.devices:
             command += ["--device", self.devices[index % len(self.devices)]]
         for flag, value in (("--heartbeat", self.heartbeat), ("--max-retries", self.max_retries),
-                            ("--checkpoint-dir", self.checkpoint_dir), ("--timeout", timeout)):
+                            ("--checkpoint-dir", self.files.checkpoint_dir),
+                            ("--artifact-dir", self.files.artifact_dir), ("--timeout", timeout)):
             if value is not None:
                 command += [flag, str(value)]
         return command

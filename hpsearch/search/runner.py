@@ -6,7 +6,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -15,14 +14,13 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
 import hpsearch
-from hpsearch.checkpoint import check_checkpoint_file
 from hpsearch.data import Data
 from hpsearch.devices import resolve_device
-from hpsearch.errors import CheckpointError, ConfigError
+from hpsearch.errors import ConfigError
 from hpsearch.lr_finder import LRFinderResult, lr_range_test
 from hpsearch.search.budget import finished_trials
 from hpsearch.search.coarse_to_fine import coarse_spec, fine_spec, stage_name, with_lr_prior
-from hpsearch.search.objective import checkpoint_folder
+from hpsearch.search.objective import NO_FILES, TrialFiles
 from hpsearch.search.pool import WorkerPool
 from hpsearch.search.worker import optimize_to_budget
 from hpsearch.spec import StudySpec
@@ -48,13 +46,13 @@ def run_study(
     *,
     callbacks: Sequence[TrialCallback] = (),
     data: Data | None = None,
-    checkpoint_dir: Path | None = None,
+    files: TrialFiles = NO_FILES,
     pool: WorkerPool | None = None,
 ) -> optuna.Study:
     """Run ``spec`` on ``storage`` until its study holds ``spec.total_trials`` finished trials; return
     the (last) study run.
 
-    Trials run in this process, or in ``pool``'s worker processes. With ``checkpoint_dir`` each
+    Trials run in this process, or in ``pool``'s worker processes. With ``files.checkpoint_dir`` each
     trial saves its state every epoch there, and a retried trial continues from it. Re-running the
     same spec resumes: finished trials count toward the total, interrupted ones are retried, and
     coarse-to-fine picks up at the stage where it stopped. Every check (spec, data, stored spec,
@@ -64,10 +62,9 @@ def run_study(
     device = resolve_device(spec.train.device)
     data = config_data(spec.train, device) if data is None else data
     _check_batch_sizes(spec, data)
-    if checkpoint_dir is not None:
-        check_checkpoint_dir(checkpoint_dir, spec.study_name)
+    files.prepare(spec.study_name)
     data = data.to(device)
-    run = _Execution(storage, data, callbacks, checkpoint_dir, pool)
+    run = _Execution(storage, data, callbacks, files, pool)
     if spec.strategy == "coarse-to-fine":
         return _run_coarse_to_fine(spec, run)
     if spec.lr_find:
@@ -83,7 +80,7 @@ class _Execution:
     storage: BaseStorage
     data: Data
     callbacks: Sequence[TrialCallback]
-    checkpoint_dir: Path | None
+    files: TrialFiles
     pool: WorkerPool | None
 
     def optimize(self, study: optuna.Study, spec: StudySpec) -> None:
@@ -91,7 +88,7 @@ class _Execution:
             self.pool.run(study, self.callbacks, timeout=spec.timeout)
         else:
             optimize_to_budget(study, spec, self.data, callbacks=self.callbacks, timeout=spec.timeout,
-                               checkpoint_dir=self.checkpoint_dir)
+                               files=self.files)
 
 
 def _run_coarse_to_fine(spec: StudySpec, run: _Execution) -> optuna.Study:
@@ -139,15 +136,6 @@ def _lr_range_test(study_name: str, spec: StudySpec, storage: BaseStorage, data:
             return LRFinderResult.from_dict(stored["lr_range_test"])
     logger.info("running the LR range test for %s", study_name)
     return lr_range_test(spec.train, data)
-
-
-def check_checkpoint_dir(checkpoint_dir: Path, study_name: str) -> None:
-    """Refuse a checkpoint folder that is a file, or that holds a checkpoint hpsearch did not write."""
-    if checkpoint_dir.exists() and not checkpoint_dir.is_dir():
-        raise CheckpointError(f"not a folder (--checkpoint-dir {checkpoint_dir})")
-    folder = checkpoint_folder(checkpoint_dir, study_name)
-    for path in sorted(folder.glob("*.pt")) + sorted(folder.parent.glob(f"{folder.name}_*/*.pt")):
-        check_checkpoint_file(path)
 
 
 def _create_or_load(spec: StudySpec, storage: BaseStorage, lr_test: LRFinderResult | None,

@@ -14,7 +14,6 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import optuna
 import torch
@@ -27,7 +26,7 @@ from hpsearch.data import Data
 from hpsearch.devices import resolve_device
 from hpsearch.errors import ConfigError
 from hpsearch.search.budget import budget, requeue_interrupted
-from hpsearch.search.objective import Objective
+from hpsearch.search.objective import NO_FILES, Objective, TrialFiles
 from hpsearch.search.pruners import make_pruner
 from hpsearch.search.strategies import make_sampler
 from hpsearch.search.summary import load_family
@@ -47,7 +46,7 @@ _WORKER_SEED_STRIDE = 7919
 
 
 def optimize_to_budget(study: optuna.Study, spec: StudySpec, data: Data, *, callbacks: Sequence[TrialCallback] = (),
-                       timeout: float | None = None, checkpoint_dir: Path | None = None, worker: int = 0) -> None:
+                       timeout: float | None = None, files: TrialFiles = NO_FILES, worker: int = 0) -> None:
     """Run trials of ``study`` in this process until it holds ``spec.total_trials`` finished ones."""
     requeue_interrupted(study)
     deadline = time.monotonic() + timeout if timeout is not None else None
@@ -57,7 +56,7 @@ def optimize_to_budget(study: optuna.Study, spec: StudySpec, data: Data, *, call
     seed = spec.seed if spec.strategy == "grid" else spec.seed + finished + _WORKER_SEED_STRIDE * worker
     study.sampler = make_sampler(spec.strategy, spec.space, seed=seed, grid_points=spec.grid_points)
     study.pruner = make_pruner(spec.pruner, epochs=spec.train.epochs)
-    objective = Objective(spec, data, checkpoint_dir)
+    objective = Objective(spec, data, files)
     # Without heartbeats a RUNNING trial may be a dead one that never ends: do not wait for it.
     heartbeats = study._storage.get_heartbeat_interval() if is_heartbeat_enabled(study._storage) else None
     waiting_since: float | None = None
@@ -134,7 +133,7 @@ def _run_trial(study: optuna.Study, objective: Objective, total: int, callbacks:
 
 
 def join_study(name: str, storage: BaseStorage, *, device: str | None = None, threads: int | None = None,
-               checkpoint_dir: Path | None = None, callbacks: Sequence[TrialCallback] = (),
+               files: TrialFiles = NO_FILES, callbacks: Sequence[TrialCallback] = (),
                worker: int | None = None, timeout: float | None = None) -> optuna.Study:
     """Work on the stored study ``name`` (or the stages of a coarse-to-fine family, in order) with the
     spec stored with it, until it holds its budget; return the last study worked on."""
@@ -153,8 +152,7 @@ def join_study(name: str, storage: BaseStorage, *, device: str | None = None, th
         if data is None:
             data = config_data(spec.train, resolve_device(spec.train.device))
         left = deadline - time.monotonic() if deadline is not None else None
-        optimize_to_budget(study, spec, data, callbacks=callbacks, timeout=left, checkpoint_dir=checkpoint_dir,
-                           worker=worker)
+        optimize_to_budget(study, spec, data, callbacks=callbacks, timeout=left, files=files, worker=worker)
         following = _next_stage(study, storage) if follow_stages else None
         if following is None or (deadline is not None and time.monotonic() >= deadline):
             return study
