@@ -220,6 +220,7 @@ def run(
     from hpsearch.search.objective import TrialFiles
     from hpsearch.search.pool import WorkerPool
     from hpsearch.search.runner import run_study
+    from hpsearch.search.space import DEFAULT_SPACE
     from hpsearch.search.summary import load_family, top_trials
     from hpsearch.spec import StudySpec, load_spec_file
     from hpsearch.storage import open_storage
@@ -229,7 +230,8 @@ def run(
                                                         timeout=timeout, metric=metric, pruner=pruner, seed=seed,
                                                         grid_points=grid_points, lr_find=lr_find)}
     train_table = {**tables.get("train", {}), **train_flags, **_given(seed=seed)}
-    space_table = dict(tables.get("space", {}))
+    # A range flag changes one parameter of the space, the spec's or the default one; the rest is still searched.
+    space_table = dict(tables["space"]) if "space" in tables else DEFAULT_SPACE.to_dict()
     for name, bounds in (("lr", lr_range), ("weight_decay", wd_range)):
         if bounds is not None:
             space_table[name] = {"low": bounds[0], "high": bounds[1], "log": True}

@@ -221,3 +221,13 @@ def test_show_trial_prints_its_config_epochs_and_status(tmp_path: Path) -> None:
     assert [row[0] for row in epoch_rows] == ["1", "2"]
     code, _, err = invoke("show", "digits-random", "--trial", "5", "--storage", storage)
     assert code == 2 and "has 2 trials (0 to 1), got 5" in err
+
+
+def test_a_range_flag_narrows_one_parameter_and_the_others_are_still_searched(tmp_path: Path) -> None:
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'hp.db'}"
+    assert invoke("run", "--strategy", "random", "--n-trials", "1", "--lr-range", "1e-3", "1e-2", "--storage", storage,
+                  *STUDY_ARGS)[0] == 0
+    trial = optuna.load_study(study_name="digits-random", storage=storage).trials[0]
+    assert set(trial.params) == {"lr", "weight_decay"} and 1e-3 <= trial.params["lr"] <= 1e-2
