@@ -1,0 +1,59 @@
+"""The batched engine: each member trains exactly as its own sequential run would."""
+
+from __future__ import annotations
+
+import pytest
+
+from hpsearch.batched import BatchedTrainer, train_batched
+from hpsearch.config import TrainConfig
+from hpsearch.data import Data
+from hpsearch.errors import ConfigError
+from hpsearch.training import TrainResult, train
+
+TOLERANCE = 1e-4  # fp32: batched matmuls sum in another order than single ones
+KEYS = ("train_loss", "val_loss", "val_acc", "lr", "grad_norm")
+
+
+def assert_same_run(batched: TrainResult, sequential: TrainResult) -> None:
+    assert batched.status == sequential.status
+    assert [m.epoch for m in batched.history] == [m.epoch for m in sequential.history]
+    for mine, theirs in zip(batched.history, sequential.history, strict=True):
+        for key in KEYS:
+            assert getattr(mine, key) == pytest.approx(getattr(theirs, key), abs=TOLERANCE), (mine.epoch, key)
+
+
+def test_each_member_matches_its_sequential_run(digits: Data) -> None:
+    configs = [TrainConfig(epochs=3, lr=1e-3, weight_decay=0.01, seed=0),
+               TrainConfig(epochs=3, lr=3e-3, weight_decay=1e-4, seed=1, clip=0.5),
+               TrainConfig(epochs=3, lr=1e-2, weight_decay=0.05, seed=2, schedule="warmup-cosine"),
+               TrainConfig(epochs=2, lr=3e-4, weight_decay=0.0, seed=3, schedule="step", step_size=1, gamma=0.5)]
+    for batched, config in zip(train_batched(configs, digits), configs, strict=True):
+        assert_same_run(batched, train(config, digits))
+
+
+def test_a_diverging_member_stops_alone(digits: Data) -> None:
+    configs = [TrainConfig(epochs=2, lr=50.0, seed=0, hidden=(64,)),
+               TrainConfig(epochs=2, lr=2e-3, seed=1, hidden=(64,))]
+    doomed, healthy = train_batched(configs, digits)
+    sequential = train(configs[0], digits)
+    assert doomed.status == sequential.status == "diverged" and doomed.reason == sequential.reason
+    assert_same_run(healthy, train(configs[1], digits))
+
+
+def test_a_slot_takes_a_new_trial_between_epochs(digits: Data) -> None:
+    first = [TrainConfig(epochs=2, lr=1e-3, seed=0, hidden=(64,)), TrainConfig(epochs=3, lr=2e-3, seed=1, hidden=(64,))]
+    trainer = BatchedTrainer(first, digits)
+    trainer.run_epoch()
+    newcomer = TrainConfig(epochs=2, lr=5e-3, weight_decay=0.1, seed=7, hidden=(64,))
+    trainer.replace(0, newcomer)  # as if trial 0 was pruned after one epoch
+    while trainer.running():
+        trainer.run_epoch()
+    assert_same_run(trainer.result(0), train(newcomer, digits))
+    assert_same_run(trainer.result(1), train(first[1], digits))
+
+
+def test_members_must_share_the_model_shape_and_batch_size(digits: Data) -> None:
+    with pytest.raises(ConfigError, match="every member of a batch needs the same hidden"):
+        BatchedTrainer([TrainConfig(hidden=(64,)), TrainConfig(hidden=(32,))], digits)
+    with pytest.raises(ConfigError, match="same batch_size"):
+        BatchedTrainer([TrainConfig(batch_size=64), TrainConfig(batch_size=128)], digits)
