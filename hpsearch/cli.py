@@ -205,6 +205,7 @@ def run(
     grid_points: Annotated[int | None, typer.Option(help="Grid values per parameter (grid strategy).")] = None,
     lr_find: Annotated[bool | None, typer.Option("--lr-find/--no-lr-find", help="Take the lr range from an LR range test (stored with the study).")] = None,  # noqa: E501
     spec: Annotated[Path | None, typer.Option(help="TOML study spec; flags override it.")] = None,
+    batch: Annotated[str | None, typer.Option(help="Train K trials at once as one stacked model (a number, or auto).", rich_help_panel=_RUN)] = None,  # noqa: E501
     jobs: Annotated[int, typer.Option(help="Worker processes sharing the storage (CPU threads are split between them).", rich_help_panel=_RUN)] = 1,  # noqa: E501
     devices: Annotated[str | None, typer.Option(help="Devices for the workers, round-robin, e.g. cuda:0,cuda:1.", rich_help_panel=_RUN)] = None,  # noqa: E501
     heartbeat: HeartbeatOption = DEFAULT_HEARTBEAT,
@@ -247,7 +248,8 @@ def run(
                           max_retries=max_retries, files=files)
     _quiet_optuna()
     with StudyProgress(console, study_spec, enabled=not quiet) as progress:
-        result = run_study(study_spec, optuna_storage, callbacks=[progress.on_trial], files=files, pool=pool)
+        result = run_study(study_spec, optuna_storage, callbacks=[progress.on_trial], files=files, pool=pool,
+                           batch=batch)
     write_notes(study_spec.study_name, optuna_storage)  # optuna-dashboard shows it on the study's page
     best = top_trials(load_family(study_spec.study_name, optuna_storage), 5)
     if not quiet:

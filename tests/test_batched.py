@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import optuna
 import pytest
+from optuna.trial import TrialState
 
 from hpsearch.batched import BatchedTrainer, train_batched
 from hpsearch.config import TrainConfig
 from hpsearch.data import Data
 from hpsearch.errors import ConfigError
+from hpsearch.search.runner import run_study
+from hpsearch.search.space import SearchSpace
+from hpsearch.spec import StudySpec
 from hpsearch.training import TrainResult, train
 
 TOLERANCE = 1e-4  # fp32: batched matmuls sum in another order than single ones
@@ -57,3 +65,43 @@ def test_members_must_share_the_model_shape_and_batch_size(digits: Data) -> None
         BatchedTrainer([TrainConfig(hidden=(64,)), TrainConfig(hidden=(32,))], digits)
     with pytest.raises(ConfigError, match="same batch_size"):
         BatchedTrainer([TrainConfig(batch_size=64), TrainConfig(batch_size=128)], digits)
+
+
+def test_a_batched_study_equals_the_sequential_one(tmp_path: Path, digits: Data) -> None:
+    spec = StudySpec(strategy="random", n_trials=6, pruner="none", train=TrainConfig(epochs=2, hidden=(64,)))
+    storage = f"sqlite:///{tmp_path / 'hp.db'}"
+    batched = run_study(spec.replace(name="batched"), storage, data=digits, batch=4)
+    sequential = run_study(spec.replace(name="sequential"), storage, data=digits)
+    pairs = list(zip(batched.trials, sequential.trials, strict=True))
+    assert len(pairs) == 6
+    for mine, theirs in pairs:
+        assert mine.params == theirs.params and mine.state == theirs.state == TrialState.COMPLETE
+        assert mine.value == pytest.approx(theirs.value, abs=TOLERANCE)
+        assert mine.intermediate_values == pytest.approx(theirs.intermediate_values, abs=TOLERANCE)
+        assert set(mine.user_attrs) >= {"config", "seed", "history", "seconds", "status"}
+
+
+def test_a_batched_study_prunes_and_refills_slots(tmp_path: Path, digits: Data) -> None:
+    space = SearchSpace.from_mapping({"lr": {"low": 1e-5, "high": 30.0, "log": True}})
+    spec = StudySpec(name="pruning", strategy="random", n_trials=10, space=space,
+                     train=TrainConfig(epochs=4, hidden=(32,)))
+    study = run_study(spec, f"sqlite:///{tmp_path / 'hp.db'}", data=digits, batch=3)
+    states = [t.state for t in study.trials]
+    assert len(states) == 10 and TrialState.RUNNING not in states
+    assert TrialState.PRUNED in states and TrialState.COMPLETE in states
+    for trial in study.get_trials(states=(TrialState.PRUNED,)):
+        assert trial.user_attrs["status"] in ("pruned", "diverged") and trial.user_attrs["reason"]
+
+
+@pytest.mark.parametrize(("batch", "space", "message"), [
+    ("0", None, "batch must be >= 1 trials, got 0"),
+    ("many", None, "batch must be a number of trials or auto, got 'many'"),
+    ("4", {"batch_size": {"choices": [32, 64]}}, "the space searches batch_size"),
+])
+def test_bad_batch_requests_are_refused_before_anything_is_written(batch: str, space: dict | None, message: str,
+                                                                     tmp_path: Path, digits: Data) -> None:
+    spec = StudySpec(n_trials=2, train=TrainConfig(epochs=1),
+                     **({"space": SearchSpace.from_mapping(space)} if space else {}))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        run_study(spec, f"sqlite:///{tmp_path / 'hp.db'}", data=digits, batch=batch)
+    assert optuna.get_all_study_names(f"sqlite:///{tmp_path / 'hp.db'}") == []

@@ -18,6 +18,8 @@ from hpsearch.data import Data
 from hpsearch.devices import resolve_device
 from hpsearch.errors import ConfigError
 from hpsearch.lr_finder import LRFinderResult, lr_range_test
+from hpsearch.models import build_model, count_parameters
+from hpsearch.search.batched_study import auto_batch, check_batchable, optimize_batched
 from hpsearch.search.budget import finished_trials
 from hpsearch.search.coarse_to_fine import coarse_spec, fine_spec, stage_name, with_lr_prior
 from hpsearch.search.objective import NO_FILES, TrialFiles
@@ -48,23 +50,28 @@ def run_study(
     data: Data | None = None,
     files: TrialFiles = NO_FILES,
     pool: WorkerPool | None = None,
+    batch: int | str | None = None,
 ) -> optuna.Study:
     """Run ``spec`` on ``storage`` until its study holds ``spec.total_trials`` finished trials; return
     the (last) study run.
 
-    Trials run in this process, or in ``pool``'s worker processes. With ``files.checkpoint_dir`` each
-    trial saves its state every epoch there, and a retried trial continues from it. Re-running the
-    same spec resumes: finished trials count toward the total, interrupted ones are retried, and
-    coarse-to-fine picks up at the stage where it stopped. Every check (spec, data, stored spec,
-    checkpoints) happens before anything is written.
+    Trials run in this process (``batch`` K at a time, or "auto"), or in ``pool``'s worker processes.
+    With ``files.checkpoint_dir`` each trial saves its state every epoch there, and a retried trial
+    continues from it. Re-running the same spec resumes: finished trials count toward the total,
+    interrupted ones are retried, and coarse-to-fine picks up at the stage where it stopped. Every
+    check (spec, data, stored spec, checkpoints) happens before anything is written.
     """
     storage = open_storage(storage) if storage is None or isinstance(storage, str) else storage
     device = resolve_device(spec.train.device)
     data = config_data(spec.train, device) if data is None else data
     _check_batch_sizes(spec, data)
+    if batch is not None:
+        if pool is not None:
+            raise ConfigError("--batch trains in this one process; give it --jobs 1")
+        batch = _batch_size(batch, device, spec, data)
     files.prepare(spec.study_name)
     data = data.to(device)
-    run = _Execution(storage, data, callbacks, files, pool)
+    run = _Execution(storage, data, callbacks, files, pool, batch)
     if spec.strategy == "coarse-to-fine":
         return _run_coarse_to_fine(spec, run)
     if spec.lr_find:
@@ -82,9 +89,12 @@ class _Execution:
     callbacks: Sequence[TrialCallback]
     files: TrialFiles
     pool: WorkerPool | None
+    batch: int | None
 
     def optimize(self, study: optuna.Study, spec: StudySpec) -> None:
-        if self.pool is not None:
+        if self.batch is not None:
+            optimize_batched(study, spec, self.data, self.batch, callbacks=self.callbacks, timeout=spec.timeout)
+        elif self.pool is not None:
             self.pool.run(study, self.callbacks, timeout=spec.timeout)
         else:
             optimize_to_budget(study, spec, self.data, callbacks=self.callbacks, timeout=spec.timeout,
@@ -177,6 +187,19 @@ def _check_same_spec(study: optuna.Study, spec: StudySpec, storage: BaseStorage)
 
 def _comparable(table: dict[str, Any], name: str) -> dict[str, Any]:
     return {key: value for key, value in table.items() if key not in _MAY_CHANGE.get(name, ())}
+
+
+def _batch_size(batch: int | str, device: torch.device, spec: StudySpec, data: Data) -> int:
+    """K from ``--batch``: a number, or "auto" for the device and the model's size."""
+    if batch == "auto":
+        model = build_model(spec.train.model, data.input_dim, data.num_classes, spec.train.hidden)
+        return auto_batch(device, count_parameters(model))
+    try:
+        k = int(batch)
+    except ValueError:
+        raise ConfigError(f"batch must be a number of trials or auto, got {batch!r}") from None
+    check_batchable(spec, k)
+    return k
 
 
 def _check_batch_sizes(spec: StudySpec, data: Data) -> None:

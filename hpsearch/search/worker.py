@@ -34,7 +34,7 @@ from hpsearch.spec import StudySpec
 from hpsearch.storage import GRACE_BEATS, describe_storage
 from hpsearch.training import config_data
 
-__all__ = ["join_study", "optimize_to_budget", "stored_spec"]
+__all__ = ["fail_stale_trials_quietly", "join_study", "optimize_to_budget", "stored_spec"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def optimize_to_budget(study: optuna.Study, spec: StudySpec, data: Data, *, call
     room = 0  # places left in the budget after this worker's last trial, as last counted
     while deadline is None or time.monotonic() < deadline:
         if heartbeats and time.monotonic() - stale_checked >= heartbeats:
-            _fail_stale_trials(study)  # retries of dead workers' trials join the queue
+            fail_stale_trials_quietly(study)  # retries of dead workers' trials join the queue
             stale_checked = time.monotonic()
         if room >= 1:  # known free without a look: one read per trial fewer (the surplus check still looks)
             room = 0
@@ -182,7 +182,8 @@ def _next_stage(study: optuna.Study, storage: BaseStorage) -> optuna.Study | Non
     return None
 
 
-def _fail_stale_trials(study: optuna.Study) -> None:
+def fail_stale_trials_quietly(study: optuna.Study) -> None:
+    """Optuna's fail_stale_trials without its experimental-feature warning (heartbeats are used on purpose)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         fail_stale_trials(study)

@@ -1,0 +1,160 @@
+"""``hpsearch run --batch K``: a study's trials trained K at a time in one BatchedTrainer (ask/tell).
+
+Optuna gives K trials (``study.ask``); they train together, each epoch's metrics are reported to
+each member's own trial, and a member that is pruned, diverges or completes is told and its slot
+takes the next trial. Every trial keeps the same user attrs as in the sequential path.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict
+
+import optuna
+import torch
+from optuna.storages._heartbeat import is_heartbeat_enabled
+from optuna.trial import FrozenTrial, TrialState
+
+from hpsearch.batched import BatchedTrainer
+from hpsearch.config import TrainConfig
+from hpsearch.data import Data
+from hpsearch.errors import ConfigError
+from hpsearch.search.budget import INTERRUPTED, budget, requeue_interrupted
+from hpsearch.search.pruners import make_pruner
+from hpsearch.search.strategies import make_sampler
+from hpsearch.search.worker import fail_stale_trials_quietly
+from hpsearch.spec import StudySpec
+from hpsearch.training import EpochMetrics
+
+__all__ = ["SHAPE_PARAMS", "auto_batch", "check_batchable", "optimize_batched"]
+
+logger = logging.getLogger(__name__)
+
+TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
+# K for `--batch auto` on a CPU: the best of scripts/bench_batched.py on two cores (8 or 4 both ~1.7x).
+CPU_BATCH = 8
+# On a GPU, members until their weights, gradients and AdamW moments fill this share of free memory.
+GPU_MEMORY_SHARE = 0.25
+MAX_BATCH = 64
+# Searched parameters that would give members different shapes or batches: not in one BatchedTrainer.
+SHAPE_PARAMS = ("batch_size", "hidden", "model")
+
+
+def check_batchable(spec: StudySpec, k: int) -> None:
+    """Refuse a batch size below 1 or a space that changes what members must share."""
+    if k < 1:
+        raise ConfigError(f"batch must be >= 1 trials, got {k}")
+    shaped = [p.name for p in spec.space.params if p.name in SHAPE_PARAMS]
+    if shaped:
+        raise ConfigError(f"--batch trains members of one shape and batch size; the space searches {shaped[0]}")
+    if spec.train.model != "mlp":
+        raise ConfigError(f"--batch stacks MLPs only, got model {spec.train.model!r}")
+
+
+def auto_batch(device: torch.device, parameters: int) -> int:
+    """K for ``--batch auto``: CPU_BATCH on a CPU; on a GPU as many members as a share of its free memory
+    holds (four float32 copies of each: weights, gradients, two moments), at most MAX_BATCH."""
+    if device.type != "cuda":
+        return CPU_BATCH
+    free, _ = torch.cuda.mem_get_info(device)
+    return max(1, min(MAX_BATCH, int(GPU_MEMORY_SHARE * free // (16 * parameters))))
+
+
+def optimize_batched(study: optuna.Study, spec: StudySpec, data: Data, k: int, *,
+                     callbacks: Sequence[TrialCallback] = (), timeout: float | None = None) -> None:
+    """Run trials of ``study``, K at a time, until it holds ``spec.total_trials`` finished ones."""
+    check_batchable(spec, k)
+    requeue_interrupted(study)
+    finished = budget(study).finished
+    study.sampler = make_sampler(spec.strategy, spec.space, seed=spec.seed + finished, grid_points=spec.grid_points)
+    study.pruner = make_pruner(spec.pruner, epochs=spec.train.epochs)
+    fail_stale_trials_quietly(study)
+    to_ask = spec.total_trials - budget(study).finished
+    deadline = time.monotonic() + timeout if timeout is not None else None
+    trials: dict[int, optuna.Trial] = {}
+    configs: list[TrainConfig] = []
+    for _ in range(min(k, to_ask)):
+        with warnings.catch_warnings():  # the first K asks come before the loop below
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trial, config = _ask(study, spec)
+        trials[len(configs)] = trial
+        configs.append(config)
+    if not configs:
+        return
+    to_ask -= len(configs)
+    trainer = BatchedTrainer(configs, data)
+    # Ask/tell with heartbeats is Optuna's optimize loop done by hand here: say so, or ask() warns.
+    study._thread_local.in_optimize_loop = True
+    try:
+        while trials:
+            metrics = trainer.run_epoch()
+            for slot, epoch in metrics.items():
+                if _report(study, trials[slot], trainer, slot, epoch, spec, callbacks):
+                    del trials[slot]
+                    trainer.retire(slot)
+                    out_of_time = deadline is not None and time.monotonic() >= deadline
+                    if to_ask > 0 and not out_of_time:
+                        trials[slot], config = _ask(study, spec)
+                        trainer.replace(slot, config)
+                        to_ask -= 1
+            _beat(study, trials.values())
+    except KeyboardInterrupt:
+        for trial in trials.values():
+            trial.set_user_attr("status", INTERRUPTED)
+            trial.set_user_attr("reason", "interrupted by the user")
+            study.tell(trial, state=TrialState.FAIL)
+        raise
+    finally:
+        study._thread_local.in_optimize_loop = False
+
+
+def _ask(study: optuna.Study, spec: StudySpec) -> tuple[optuna.Trial, TrainConfig]:
+    trial = study.ask()
+    params = {param.name: param.suggest(trial) for param in spec.space.params}
+    config = spec.train.replace(**params)
+    trial.set_user_attr("config", config.to_dict())
+    trial.set_user_attr("seed", config.seed)
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    return trial, config
+
+
+def _report(study: optuna.Study, trial: optuna.Trial, trainer: BatchedTrainer, slot: int, epoch: EpochMetrics,
+            spec: StudySpec, callbacks: Sequence[TrialCallback]) -> bool:
+    """Report one member's epoch to its trial; tell the trial when it is done. Whether it is done."""
+    value = getattr(epoch, spec.metric)
+    if math.isfinite(value):
+        trial.report(value, epoch.epoch)
+    member = trainer.members[slot]
+    assert member is not None
+    if member.status == "running" and not trial.should_prune():
+        return False
+    result = trainer.result(slot)
+    trial.set_user_attr("history", [asdict(m) for m in result.history])
+    trial.set_user_attr("seconds", result.seconds)
+    if member.status == "completed" and math.isfinite(value):
+        trial.set_user_attr("status", "completed")
+        frozen = study.tell(trial, value)
+    else:
+        status = "diverged" if member.status == "diverged" or not math.isfinite(value) else "pruned"
+        reason = member.reason if member.status == "diverged" else (
+            f"pruned at epoch {epoch.epoch}" if status == "pruned" else f"{spec.metric} is {value}")
+        trial.set_user_attr("status", status)
+        trial.set_user_attr("reason", reason)
+        frozen = study.tell(trial, state=TrialState.PRUNED)
+    for callback in callbacks:
+        callback(study, frozen)
+    return True
+
+
+def _beat(study: optuna.Study, trials: Iterable[optuna.Trial]) -> None:
+    """A heartbeat per running member and epoch, so a killed batch's trials are found and retried."""
+    if is_heartbeat_enabled(study._storage):
+        for trial in trials:
+            study._storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
+
