@@ -221,7 +221,8 @@ class BatchedTrainer:
             param.grad = None
         losses.sum().backward()  # members share no weights, so each gets its own loss's gradient
         grads = [p.grad for p in self.params]
-        norms = torch.stack([g.pow(2).sum(dim=(1, 2)) for g in grads]).sum(dim=0).sqrt()  # [K]
+        norms = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, dim=(1, 2)) for g in grads]),
+                                         dim=0)  # [K]: each member's global norm
         lr = torch.zeros(self.k, device=self.device)
         decay = torch.zeros(self.k, device=self.device)
         clip = torch.full((self.k,), math.inf, device=self.device)
@@ -256,14 +257,15 @@ class BatchedTrainer:
         step3 = step_size.to(self.device, torch.float32).view(-1, 1, 1)
         correction3 = correction2_sqrt.to(self.device, torch.float32).view(-1, 1, 1)
         lr3, decay3, scale3 = lr.view(-1, 1, 1), decay.view(-1, 1, 1), scale.view(-1, 1, 1)
-        moving = (lr3 > 0).to(lr3.dtype)  # frozen members keep their moments as well as their weights
-        keep2 = 1 - moving * (1 - beta2)
+        # Members that do not run have lr 0: their weights stay; their moments change, but replace()
+        # clears the moments of a slot before its next member starts.
         for param, grad, exp_avg, exp_avg_sq in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, strict=True):
-            grad = grad * scale3
+            grad.mul_(scale3)
             param.mul_(1 - lr3 * decay3)
-            exp_avg.lerp_(grad, moving * (1 - beta1))
-            exp_avg_sq.mul_(keep2).add_(moving * (1 - beta2) * grad * grad)
-            param.sub_(step3 * (exp_avg / (exp_avg_sq.sqrt() / correction3 + EPS)))
+            exp_avg.lerp_(grad, 1 - beta1)
+            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            denom = exp_avg_sq.sqrt().div_(correction3).add_(EPS)
+            param.addcdiv_(exp_avg * step3, denom, value=-1)
 
     def _member(self, slot: int) -> _Member:
         member = self.members[slot]

@@ -5,9 +5,11 @@ batch 128; every trial has its own lr, weight decay and seed. Each row is timed 
 epoch, in this one process, so the ratios compare like with like on a noisy machine.
 
     python scripts/bench_batched.py [--samples 12000] [--epochs 2] [--ks 4,8,16,32,64] [--device auto]
+                                    [--run-trials 64] [--run-epochs 3]
 
 Prints a table and the key ratio: the best K's speedup over the sequential engine (goal >= 1.6x on
-two CPU cores, >= 8x on a GPU).
+two CPU cores, >= 8x on a GPU); then a whole `hpsearch run` (TPE, same seed) with and without
+`--batch` at that K: wall time and best value.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from hpsearch import TrainConfig
+from hpsearch import StudySpec, TrainConfig, run_study
 from hpsearch.batched import BatchedTrainer
 from hpsearch.data import load_data
 from hpsearch.devices import resolve_device
@@ -61,6 +63,15 @@ def batched_seconds(data: object, epochs: int, device: torch.device, k: int) -> 
     return (time.perf_counter() - started) / (k * epochs)
 
 
+def whole_run(data: object, trials: int, epochs: int, batch: int | None) -> tuple[float, float]:
+    """Wall seconds and best value of one TPE study of ``trials`` trials (in-memory storage)."""
+    spec = StudySpec(name=f"bench-{batch}", strategy="tpe", n_trials=trials, seed=0,
+                     train=TrainConfig(epochs=epochs, dataset="synthetic"))
+    started = time.perf_counter()
+    study = run_study(spec, "memory", data=data, batch=batch)
+    return time.perf_counter() - started, study.best_value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=12000)
@@ -68,9 +79,11 @@ def main() -> None:
     parser.add_argument("--ks", default="4,8,16,32,64")
     parser.add_argument("--sequential-trials", type=int, default=4)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--run-trials", type=int, default=64, help="trials of the whole-run comparison (0: skip)")
+    parser.add_argument("--run-epochs", type=int, default=3)
     args = parser.parse_args()
     device = resolve_device(args.device)
-    data = load_data(f"synthetic:n={args.samples},d=784,classes=10", device=device)
+    data = load_data(f"synthetic:n={args.samples},d=784,classes=10,noise=10", device=device)
     base = sequential_seconds(data, args.epochs, device, args.sequential_trials)
     rows = [("sequential", base)]
     for k in (int(value) for value in args.ks.split(",")):
@@ -83,6 +96,18 @@ def main() -> None:
         print(f"{name:<16}{1000 * seconds:>20.1f}{base / seconds:>9.2f}x")
     best_name, best = min(rows[1:], key=lambda row: row[1])
     goal = "8x (GPU)" if device.type == "cuda" else "1.6x (CPU)"
+    if args.run_trials:
+        k = int(best_name.partition("=")[2])
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        runs = [("sequential", *whole_run(data, args.run_trials, args.run_epochs, None)),
+                (f"--batch {k}", *whole_run(data, args.run_trials, args.run_epochs, k))]
+        print(f"\nhpsearch run: TPE, {args.run_trials} trials of {args.run_epochs} epochs, median pruner, seed 0\n")
+        print(f"{'run':<16}{'wall s':>10}{'best val_loss':>15}")
+        for name, seconds, value in runs:
+            print(f"{name:<16}{seconds:>10.1f}{value:>15.4f}")
+        print(f"whole run: --batch {k} takes {runs[1][1] / runs[0][1]:.2f}x the sequential wall time")
     print(f"\nkey ratio: {best_name} is {base / best:.2f}x the sequential engine per trial-epoch (goal >= {goal})")
 
 
