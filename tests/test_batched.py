@@ -105,3 +105,14 @@ def test_bad_batch_requests_are_refused_before_anything_is_written(batch: str, s
     with pytest.raises(ConfigError, match=re.escape(message)):
         run_study(spec, f"sqlite:///{tmp_path / 'hp.db'}", data=digits, batch=batch)
     assert optuna.get_all_study_names(f"sqlite:///{tmp_path / 'hp.db'}") == []
+
+
+def test_batch_with_several_jobs_is_one_error_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hpsearch.cli import app
+
+    done = CliRunner().invoke(app, ["run", "--batch", "4", "--jobs", "2", "--storage",
+                                    f"sqlite:///{tmp_path / 'hp.db'}", "--epochs", "1"])
+    assert done.exit_code == 2
+    assert done.stderr.strip() == "error: --batch trains in this one process; give it --jobs 1"
