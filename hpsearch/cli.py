@@ -186,6 +186,38 @@ def lr_find(
                   + (f"; plot in {plot}" if plot else ""))
 
 
+# --- check ------------------------------------------------------------------------------------
+
+@app.command()
+@with_train_options
+def check(
+    train_flags: dict[str, Any],
+    config: Annotated[Path | None, typer.Option(help="JSON or TOML file of settings; flags override it.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of initialization.", rich_help_panel=_RUN)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Pre-flight checks: data, initial loss, weight decay, gradients, overfitting one batch, update size.
+
+    Exit code 0 when nothing fails, 1 when a check fails.
+    """
+    from hpsearch.checks import FAIL, run_checks
+    from hpsearch.config import TrainConfig, load_config_file
+    from hpsearch.devices import resolve_device
+    from hpsearch.progress import print_checks
+    from hpsearch.training import config_data
+
+    values = load_config_file(config) if config is not None else {}
+    train_config = TrainConfig.from_mapping({**values, **train_flags, **_given(seed=seed)},
+                                            source=str(config) if config else "flags")
+    results = run_checks(train_config, config_data(train_config, resolve_device(train_config.device)))
+    if as_json:
+        typer.echo(json.dumps([result.to_dict() for result in results], indent=2))
+    else:
+        print_checks(console, results)
+    if any(result.outcome == FAIL for result in results):
+        raise typer.Exit(1)
+
+
 # --- run --------------------------------------------------------------------------------------
 
 @app.command()

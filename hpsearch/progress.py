@@ -13,11 +13,13 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from hpsearch.checks import CheckResult
 from hpsearch.search.summary import StudyRow, stored_study_table
 from hpsearch.spec import StudySpec
 from hpsearch.training import EpochMetrics
 
-__all__ = ["EpochTable", "StudyProgress", "format_params", "print_studies", "print_trial", "print_trials"]
+__all__ = ["EpochTable", "StudyProgress", "format_params", "print_checks", "print_studies", "print_trial",
+           "print_trials"]
 
 _COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 _EPOCH_COLUMNS = ("epoch", "train_loss", "val_loss", "val_acc", "lr", "grad_norm", "samples/s", "sec")
@@ -152,6 +154,16 @@ def print_trial(console: Console, study: optuna.Study, trial: FrozenTrial) -> No
         last = max(trial.intermediate_values)
         console.print(f"reported {len(trial.intermediate_values)} epochs; epoch {last}: {metric} "
                       f"{trial.intermediate_values[last]:.4g}")
+
+
+def print_checks(console: Console, results: list[CheckResult]) -> None:
+    """One line per check, PASS/WARN/FAIL with measured and expected values; advice under the others."""
+    colours = {"PASS": "green", "WARN": "yellow", "FAIL": "red"}
+    for result in results:
+        console.print(f"[{colours[result.outcome]}]{result.outcome}[/] {result.name}: {result.measured} "
+                      f"(expected {result.expected})", highlight=False)
+        if result.outcome != "PASS":
+            console.print(f"     usually means: {result.meaning}; try: {result.advice}", highlight=False)
 
 
 def print_studies(console: Console, rows: list[StudyRow]) -> None:

@@ -1,0 +1,98 @@
+"""Pre-flight checks: a correct setup passes; each deliberately broken one fails the right check."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+import hpsearch.checks
+from hpsearch.checks import FAIL, PASS, WARN, run_checks
+from hpsearch.cli import app
+from hpsearch.config import TrainConfig
+from hpsearch.data import Data
+from hpsearch.models import MLP, MODELS
+
+HEALTHY = TrainConfig(lr=1e-4, hidden=(64, 32))
+
+
+class DetachedHead(MLP):
+    """The last layer sees its input detached: no gradient reaches the layers before it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in list(self)[:-1]:
+            x = layer(x)
+        return self[-1](x.detach())
+
+
+def softmaxed(input_dim: int, num_classes: int, hidden: Sequence[int]) -> nn.Module:
+    """Probabilities, not logits, go into cross-entropy."""
+    return nn.Sequential(MLP(input_dim, num_classes, hidden), nn.Softmax(dim=1))
+
+
+def dead_units(input_dim: int, num_classes: int, hidden: Sequence[int]) -> nn.Module:
+    """Every hidden unit's bias so negative that ReLU outputs zero for every input."""
+    model = MLP(input_dim, num_classes, hidden)
+    with torch.no_grad():
+        for layer in list(model)[:-1]:
+            if isinstance(layer, nn.Linear):
+                layer.bias.fill_(-100.0)
+    return model
+
+
+def outcomes(config: TrainConfig, data: Data) -> dict[str, str]:
+    return {result.name: result.outcome for result in run_checks(config, data)}
+
+
+def test_a_correct_model_passes_every_check(digits: Data) -> None:
+    assert set(outcomes(HEALTHY, digits).values()) == {PASS}
+
+
+@pytest.mark.parametrize(("name", "factory", "failing"), [
+    ("detached-head", DetachedHead, "gradients"),
+    ("softmaxed", softmaxed, "overfit one batch"),
+    ("dead-units", dead_units, "overfit one batch"),
+])
+def test_a_broken_model_fails_the_right_check(name: str, factory: object, failing: str, digits: Data,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(MODELS, name, factory)
+    found = outcomes(HEALTHY.replace(model=name), digits)
+    assert found[failing] == FAIL, found
+    assert found["data"] == PASS
+
+
+def test_weight_decay_that_is_never_applied_fails(digits: Data, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hpsearch.checks, "make_optimizer",
+                        lambda model, config, device: torch.optim.Adam(model.parameters(), lr=config.lr))
+    found = outcomes(HEALTHY, digits)
+    assert found["weight decay"] == FAIL and found["overfit one batch"] == PASS
+
+
+@pytest.mark.parametrize("lr", [1e-8, 0.5])
+def test_update_ratio_warns_far_from_its_healthy_size(lr: float, digits: Data) -> None:
+    assert outcomes(HEALTHY.replace(lr=lr), digits)["update/weight ratio"] == WARN
+
+
+def test_unnormalized_or_unbalanced_data_warns(digits: Data) -> None:
+    shifted = Data(digits.x_train * 10 + 5, digits.y_train, digits.x_val, digits.y_val, digits.num_classes, "shifted")
+    assert outcomes(HEALTHY, shifted)["data"] == WARN
+    bad_labels = Data(digits.x_train, digits.y_train + 3, digits.x_val, digits.y_val, digits.num_classes, "labels")
+    assert outcomes(HEALTHY, bad_labels)["data"] == FAIL
+
+
+def test_check_command_exit_codes_and_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    done = runner.invoke(app, ["check", "--lr", "1e-4", "--hidden", "64,32", "--json"])
+    assert done.exit_code == 0, done.output
+    results = json.loads(done.stdout)
+    assert [r["name"] for r in results] == ["data", "initial loss", "weight decay", "gradients", "overfit one batch",
+                                           "update/weight ratio"]
+    assert all(set(r) == {"name", "outcome", "measured", "expected", "meaning", "advice"} for r in results)
+    monkeypatch.setitem(MODELS, "detached-head", DetachedHead)
+    broken = runner.invoke(app, ["check", "--model", "detached-head", "--hidden", "64,32"])
+    assert broken.exit_code == 1
+    assert "FAIL gradients" in broken.stdout and "usually means" in broken.stdout
