@@ -245,6 +245,7 @@ def run(
     checkpoint_dir: CheckpointDirOption = None,
     artifacts: Annotated[bool, typer.Option("--artifacts/--no-artifacts", help="Store each completed trial's learning-curve PNG (and final checkpoint) as Optuna artifacts, about 0.1 s a trial.", rich_help_panel=_RUN)] = False,  # noqa: E501
     artifact_dir: ArtifactDirOption = None,
+    preflight: Annotated[bool, typer.Option("--check/--no-check", help="Run the quick pre-flight checks (hpsearch check) before the first trial.", rich_help_panel=_RUN)] = True,  # noqa: E501
     quiet: QuietOption = False,
 ) -> None:
     """Search learning rate and weight decay (or a spec's space) with an Optuna study."""
@@ -257,6 +258,7 @@ def run(
     from hpsearch.search.summary import load_family, top_trials
     from hpsearch.spec import StudySpec, load_spec_file
     from hpsearch.storage import open_storage
+    from hpsearch.study_report import study_diagnosis
 
     tables = load_spec_file(spec) if spec is not None else {}
     study_table = {**tables.get("study", {}), **_given(name=study, strategy=strategy, n_trials=n_trials,
@@ -281,8 +283,10 @@ def run(
     _quiet_optuna()
     with StudyProgress(console, study_spec, enabled=not quiet) as progress:
         result = run_study(study_spec, optuna_storage, callbacks=[progress.on_trial], files=files, pool=pool,
-                           batch=batch)
+                           batch=batch, preflight=preflight)
     write_notes(study_spec.study_name, optuna_storage)  # optuna-dashboard shows it on the study's page
+    for line in study_diagnosis(load_family(study_spec.study_name, optuna_storage)):
+        console.print(line, highlight=False)
     best = top_trials(load_family(study_spec.study_name, optuna_storage), 5)
     if not quiet:
         print_trials(console, result, best, title=f"study {result.study_name}: top {len(best)}")

@@ -131,6 +131,8 @@ def print_trial(console: Console, study: optuna.Study, trial: FrozenTrial) -> No
                   f" ({attrs.get('status', '-')}); {value}")
     if attrs.get("reason"):
         console.print(f"reason: {attrs['reason']}")
+    if attrs.get("diagnosis"):
+        console.print(f"diagnosis: {attrs['diagnosis']['label']} ({attrs['diagnosis']['rule']})")
     retried = trial.system_attrs.get("failed_trial")
     if retried is not None:
         console.print(f"retry of trial {retried}" + (f", resumed from epoch {attrs['resumed_from_epoch']}"

@@ -18,6 +18,7 @@ from optuna.distributions import FloatDistribution
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from hpsearch.diagnosis import label_summary, range_advice
 from hpsearch.errors import HPSearchError
 from hpsearch.lr_finder import LRFinderResult
 from hpsearch.report import (
@@ -31,7 +32,7 @@ from hpsearch.report import (
 )
 from hpsearch.search.summary import best_with_study, counts_by_state, load_family, stored_study_table
 
-__all__ = ["Report", "study_note", "write_report"]
+__all__ = ["Report", "study_diagnosis", "study_note", "write_report"]
 
 # Parameter importances need at least this many complete trials to say anything.
 MIN_TRIALS_FOR_IMPORTANCE = 3
@@ -114,6 +115,7 @@ def study_note(name: str, storage: BaseStorage) -> str:
         low, high = lr_test.prior()
         suggestion = f"{lr_test.suggestion:.3g} ({lr_test.method})" if lr_test.suggestion is not None else "none"
         lines.append(f"LR range test: suggested lr {suggestion}; search range {low:.3g} to {high:.3g}.")
+    lines += [f"- {line}" for line in study_diagnosis(family)]
     best = best_with_study(family, 1)
     if best:
         study, trial = best[0]
@@ -128,6 +130,15 @@ def _family_table(family: list[optuna.Study]) -> dict[str, Any]:
     """The [study] table of the search as asked: a coarse-to-fine family's own, not its first stage's."""
     parent = family[0].user_attrs.get("hpsearch", {}).get("coarse_to_fine")
     return parent["spec"]["study"] if parent else stored_study_table(family[0].user_attrs)
+
+
+def study_diagnosis(family: list[optuna.Study]) -> list[str]:
+    """The trials' diagnosis counts and the range advice, as lines (none when there is nothing to say)."""
+    trials = [trial for study in family for trial in study.get_trials(deepcopy=False)]
+    space = family[-1].user_attrs.get("hpsearch", {}).get("spec", {}).get("space", {})
+    maximize = family[0].direction == optuna.study.StudyDirection.MAXIMIZE
+    summary = label_summary(trials)
+    return ([summary] if summary else []) + [f"advice: {line}" for line in range_advice(trials, space, maximize)]
 
 
 def _save(figure: Any, path: Path) -> Path:
@@ -201,6 +212,9 @@ def _index(name: str, family: list[optuna.Study], trials: list[FrozenTrial], rep
              f"- trials: {len(trials)} (" + ", ".join(f"{n} {state}" for state, n in counts.items() if n) + ")"]
     if len(family) > 1:
         lines.append("- stages: " + ", ".join(f"`{study.study_name}`" for study in family))
+    diagnosis = study_diagnosis(family)
+    if diagnosis:
+        lines += ["", "## Diagnosis", ""] + [f"- {line}" for line in diagnosis]
     best = best_with_study(family, 1)
     lines += ["", "## Best trial", ""]
     if best:

@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpsearch.batched import BatchedTrainer
 from hpsearch.config import TrainConfig
 from hpsearch.data import Data
+from hpsearch.diagnosis import diagnose
 from hpsearch.errors import ConfigError
 from hpsearch.search.budget import INTERRUPTED, budget, requeue_interrupted
 from hpsearch.search.pruners import make_pruner
@@ -135,7 +136,9 @@ def _report(study: optuna.Study, trial: optuna.Trial, trainer: BatchedTrainer, s
     if member.status == "running" and not trial.should_prune():
         return False
     result = trainer.result(slot)
-    trial.set_user_attr("history", [asdict(m) for m in result.history])
+    history = [asdict(m) for m in result.history]
+    trial.set_user_attr("history", history)
+    trial.set_user_attr("diagnosis", diagnose(history, member.status).to_dict())
     trial.set_user_attr("seconds", result.seconds)
     if member.status == "completed" and math.isfinite(value):
         trial.set_user_attr("status", "completed")

@@ -16,6 +16,7 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
 from hpsearch.checkpoint import check_checkpoint_file
 from hpsearch.data import Data
+from hpsearch.diagnosis import diagnose
 from hpsearch.errors import CheckpointError
 from hpsearch.search.budget import INTERRUPTED
 from hpsearch.spec import StudySpec
@@ -57,7 +58,8 @@ class Objective:
     """Callable for ``study.optimize``: trains one configuration on data loaded once per study.
 
     Everything about the trial goes into its user attrs, so Optuna's storage is the only record:
-    ``config`` (the full TrainConfig), ``history`` (per-epoch metrics), ``status``, ``reason``,
+    ``config`` (the full TrainConfig), ``history`` (per-epoch metrics), ``diagnosis`` (label and rule
+    from hpsearch.diagnosis), ``status``, ``reason``,
     ``seconds``, ``seed``, ``worker`` (host:pid) and, with ``checkpoint_dir``, ``checkpoint`` (the file
     saved each epoch; a retry inherits the attr and so continues from that file's epoch). Optuna writes one attr per
     storage call (a journal line and its fsync, or an SQLite commit), so each is written once, before
@@ -98,6 +100,7 @@ class Objective:
             raise
         summary = result.to_dict()
         trial.set_user_attr("history", summary["history"])
+        trial.set_user_attr("diagnosis", diagnose(summary["history"], result.status).to_dict())
         trial.set_user_attr("seconds", result.seconds)
         if result.resumed_from:
             trial.set_user_attr("resumed_from_epoch", result.resumed_from)

@@ -14,6 +14,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
 import hpsearch
+from hpsearch.checks import FAIL, QUICK_CHECKS, run_checks
 from hpsearch.data import Data
 from hpsearch.devices import resolve_device
 from hpsearch.errors import ConfigError
@@ -29,7 +30,7 @@ from hpsearch.spec import StudySpec
 from hpsearch.storage import describe_storage, open_storage
 from hpsearch.training import check_batch_size, config_data
 
-__all__ = ["StudyMismatchError", "finished_trials", "run_study"]
+__all__ = ["PreflightError", "StudyMismatchError", "finished_trials", "run_study"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ def run_study(
     files: TrialFiles = NO_FILES,
     pool: WorkerPool | None = None,
     batch: int | str | None = None,
+    preflight: bool = False,
 ) -> optuna.Study:
     """Run ``spec`` on ``storage`` until its study holds ``spec.total_trials`` finished trials; return
     the (last) study run.
@@ -59,7 +61,8 @@ def run_study(
     With ``files.checkpoint_dir`` each trial saves its state every epoch there, and a retried trial
     continues from it. Re-running the same spec resumes: finished trials count toward the total,
     interrupted ones are retried, and coarse-to-fine picks up at the stage where it stopped. Every
-    check (spec, data, stored spec, checkpoints) happens before anything is written.
+    check (spec, data, stored spec, checkpoints, and with ``preflight`` the quick checks of
+    hpsearch.checks) happens before anything is written.
     """
     storage = open_storage(storage) if storage is None or isinstance(storage, str) else storage
     device = resolve_device(spec.train.device)
@@ -71,6 +74,8 @@ def run_study(
         batch = _batch_size(batch, device, spec, data)
     files.prepare(spec.study_name)
     data = data.to(device)
+    if preflight:
+        _preflight(spec, data)
     run = _Execution(storage, data, callbacks, files, pool, batch)
     if spec.strategy == "coarse-to-fine":
         return _run_coarse_to_fine(spec, run)
@@ -187,6 +192,18 @@ def _check_same_spec(study: optuna.Study, spec: StudySpec, storage: BaseStorage)
 
 def _comparable(table: dict[str, Any], name: str) -> dict[str, Any]:
     return {key: value for key, value in table.items() if key not in _MAY_CHANGE.get(name, ())}
+
+
+class PreflightError(ConfigError):
+    """A quick pre-flight check failed: the setup is broken before any trial could tell."""
+
+
+def _preflight(spec: StudySpec, data: Data) -> None:
+    """The quick checks on the study's fixed training settings; the first failure stops the run."""
+    for result in run_checks(spec.train, data, QUICK_CHECKS):
+        if result.outcome == FAIL:
+            raise PreflightError(f"pre-flight check {result.name!r} failed: {result.measured}, expected "
+                                 f"{result.expected} ({result.meaning}); hpsearch check says more, --no-check skips")
 
 
 def _batch_size(batch: int | str, device: torch.device, spec: StudySpec, data: Data) -> int:

@@ -1,0 +1,108 @@
+"""What went wrong, in plain words: a label for each trial from its curves, and advice on the ranges.
+
+Labels, first rule that fires wins: DIVERGING (the run blew up, or its training loss climbs well
+above its best), STUCK (training loss barely moved), OSCILLATING (training loss went up again in
+several epochs), OVERFITTING (validation loss rose well above its best while training loss kept
+falling), else OK. Each comes with the rule and the numbers that fired it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+
+from optuna.trial import FrozenTrial, TrialState
+
+__all__ = ["LABELS", "Diagnosis", "diagnose", "label_summary", "range_advice"]
+
+LABELS = ("DIVERGING", "STUCK", "OSCILLATING", "OVERFITTING", "OK")
+STUCK_IMPROVEMENT = 0.05  # training loss fell by less than this share of its first value
+CLIMB_FACTOR = 1.5  # the last training loss over its best: diverging
+OSCILLATION_RISE = 0.05  # an epoch whose training loss rose by more than this share counts as a rise
+OVERFIT_FACTOR = 1.2  # the last validation loss over its best, with training loss still falling
+EDGE_SHARE = 0.1  # the top quartile all within this share of a log range from one end: at the edge
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    label: str
+    rule: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"label": self.label, "rule": self.rule}
+
+
+def diagnose(history: Sequence[Mapping[str, float]], status: str = "completed") -> Diagnosis:
+    """The label of one run from its per-epoch ``train_loss`` and ``val_loss`` and its status."""
+    train = [float(epoch["train_loss"]) for epoch in history]
+    val = [float(epoch["val_loss"]) for epoch in history]
+    if status == "diverged" or not all(math.isfinite(v) for v in train + val):
+        return Diagnosis("DIVERGING", "the run diverged (non-finite or exploding loss)")
+    if len(train) < 2:
+        return Diagnosis("OK", "one epoch: too short to judge")
+    best = min(train)
+    if train[-1] > CLIMB_FACTOR * best:
+        return Diagnosis("DIVERGING", f"training loss climbed to {train[-1]:.3g}, over {CLIMB_FACTOR}x its best "
+                                      f"{best:.3g}")
+    if train[-1] > (1 - STUCK_IMPROVEMENT) * train[0]:
+        return Diagnosis("STUCK", f"training loss moved from {train[0]:.3g} to {train[-1]:.3g}, less than "
+                                  f"{STUCK_IMPROVEMENT:.0%}")
+    rises = sum(after > (1 + OSCILLATION_RISE) * before for before, after in pairwise(train))
+    if rises >= 2:
+        return Diagnosis("OSCILLATING", f"training loss rose by over {OSCILLATION_RISE:.0%} in {rises} of "
+                                        f"{len(train) - 1} epochs")
+    best_val = min(val)
+    if val[-1] > OVERFIT_FACTOR * best_val and train[-1] < train[val.index(best_val)]:
+        return Diagnosis("OVERFITTING", f"validation loss rose to {val[-1]:.3g} from its best {best_val:.3g} at "
+                                        f"epoch {val.index(best_val) + 1} while training loss kept falling")
+    return Diagnosis("OK", "loss fell steadily")
+
+
+def label_summary(trials: Sequence[FrozenTrial]) -> str:
+    """``9 of 30 trials diverged (all above lr 0.08); 2 stuck; 19 ok`` from the trials' diagnoses."""
+    labelled = [t for t in trials if "diagnosis" in t.user_attrs]
+    counts = Counter(t.user_attrs["diagnosis"]["label"] for t in labelled)
+    parts = []
+    for label in LABELS:
+        if counts[label]:
+            text = f"{counts[label]} {label.lower()}"
+            if label == "DIVERGING":
+                lrs = [t.params["lr"] for t in labelled if t.user_attrs["diagnosis"]["label"] == label
+                       and "lr" in t.params]
+                if lrs:
+                    text += f" (all at lr >= {min(lrs):.3g})"
+            parts.append(text)
+    return f"{len(labelled)} trials diagnosed: " + ", ".join(parts) if parts else ""
+
+
+def range_advice(trials: Sequence[FrozenTrial], space: Mapping[str, Mapping[str, object]], maximize: bool,
+                 ) -> list[str]:
+    """Advice when the best trials crowd one end of a log range, or when trials diverge above some lr."""
+    advice = []
+    done = sorted((t for t in trials if t.state == TrialState.COMPLETE and t.value is not None),
+                  key=lambda t: t.value, reverse=maximize)  # type: ignore[arg-type, return-value]
+    top = done[:max(1, len(done) // 4)] if len(done) >= 4 else []
+    for name, bounds in space.items():
+        if not bounds.get("log") or "low" not in bounds or not top or not all(name in t.params for t in top):
+            continue
+        low, high = math.log10(float(bounds["low"])), math.log10(float(bounds["high"]))  # type: ignore[arg-type]
+        span = high - low
+        places = [(math.log10(t.params[name]) - low) / span for t in top]
+        flag = "--lr-range" if name == "lr" else "--wd-range" if name == "weight_decay" else f"[space] {name}"
+        if min(places) >= 1 - EDGE_SHARE:
+            advice.append(f"the best quarter of trials all sit in the top {EDGE_SHARE:.0%} of the {name} range: "
+                          f"try {flag} {10 ** (high - span / 2):.3g} {10 ** (high + span / 2):.3g}")
+        elif max(places) <= EDGE_SHARE:
+            advice.append(f"the best quarter of trials all sit in the bottom {EDGE_SHARE:.0%} of the {name} range: "
+                          f"try {flag} {10 ** (low - span / 2):.3g} {10 ** (low + span / 2):.3g}")
+    diverged = [t.params["lr"] for t in trials if "lr" in t.params
+                and t.user_attrs.get("diagnosis", {}).get("label") == "DIVERGING"]
+    healthy = [t.params["lr"] for t in done if "lr" in t.params]
+    if len(diverged) >= max(2, len(trials) // 5) and (not healthy or min(diverged) > max(healthy) / 10):
+        low = float(space.get("lr", {}).get("low", min(diverged) / 100))  # type: ignore[arg-type]
+        advice.append(f"{len(diverged)} of {len(trials)} trials diverged, all at lr >= {min(diverged):.3g}: "
+                      f"try --lr-range {low:.3g} {min(diverged) / 2:.3g}")
+    return advice
