@@ -37,8 +37,9 @@ class Diagnosis:
 
 def diagnose(history: Sequence[Mapping[str, float]], status: str = "completed") -> Diagnosis:
     """The label of one run from its per-epoch ``train_loss`` and ``val_loss`` and its status."""
-    train = [float(epoch["train_loss"]) for epoch in history]
-    val = [float(epoch["val_loss"]) for epoch in history]
+    # A stored history holds None where a loss was not finite.
+    train = [math.nan if epoch["train_loss"] is None else float(epoch["train_loss"]) for epoch in history]
+    val = [math.nan if epoch["val_loss"] is None else float(epoch["val_loss"]) for epoch in history]
     if status == "diverged" or not all(math.isfinite(v) for v in train + val):
         return Diagnosis("DIVERGING", "the run diverged (non-finite or exploding loss)")
     if len(train) < 2:

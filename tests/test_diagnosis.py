@@ -28,6 +28,7 @@ def curve(train: list[float], val: list[float] | None = None) -> list[dict[str, 
     (curve([2.3, 1.2, 0.6, 0.4, 0.3], [2.2, 1.3, 0.7, 0.5, 0.45]), "completed", "OK"),
     (curve([2.3, 1.0, 5.0, 40.0]), "completed", "DIVERGING"),
     (curve([2.3, float("nan")]), "diverged", "DIVERGING"),
+    ([{"epoch": 1, "train_loss": None, "val_loss": None}], "diverged", "DIVERGING"),  # as stored: JSON has no NaN
     (curve([2.30, 2.29, 2.29, 2.28, 2.28]), "completed", "STUCK"),
     (curve([2.3, 1.0, 1.4, 0.8, 1.2, 0.7], [2.3, 1.1, 1.3, 0.9, 1.1, 0.8]), "completed", "OSCILLATING"),
     (curve([2.3, 1.0, 0.5, 0.2, 0.05], [2.2, 1.1, 0.8, 1.0, 1.4]), "completed", "OVERFITTING"),
