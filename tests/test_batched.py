@@ -116,3 +116,15 @@ def test_batch_with_several_jobs_is_one_error_line(tmp_path: Path) -> None:
                                     f"sqlite:///{tmp_path / 'hp.db'}", "--epochs", "1"])
     assert done.exit_code == 2
     assert done.stderr.strip() == "error: --batch trains in this one process; give it --jobs 1"
+
+
+def test_the_elementwise_adamw_matches_too(digits: Data) -> None:
+    """Where torch lacks its fused AdamW kernel, the tensor-wide update gives the same runs."""
+    configs = [TrainConfig(epochs=2, lr=3e-3, weight_decay=0.05, seed=4, hidden=(64,), clip=1.0),
+               TrainConfig(epochs=2, lr=1e-3, weight_decay=1e-4, seed=5, hidden=(64,), schedule="cosine")]
+    trainer = BatchedTrainer(configs, digits)
+    trainer._fused = False
+    while trainer.running():
+        trainer.run_epoch()
+    for slot, config in enumerate(configs):
+        assert_same_run(trainer.result(slot), train(config, digits))
