@@ -22,6 +22,7 @@ from hpsearch.training import train
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 HPSEARCH = [sys.executable, "-m", "hpsearch"]
+EPOCHS = 150  # long enough (a second or two a trial) that a trial seen running is still running at the kill
 
 
 def start(*args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
@@ -70,26 +71,27 @@ def test_two_workers_on_postgresql_finish_a_grid_with_no_point_twice(postgres_ur
 
 
 def test_a_worker_killed_mid_trial_is_retried_from_its_checkpoint(postgres_url: str, tmp_path: Path) -> None:
-    spec = write_spec(tmp_path / "k.toml", "k9", "random", 6, 60)
+    spec = write_spec(tmp_path / "k.toml", "k9", "random", 6, EPOCHS)
     shared = ["--storage", postgres_url, "--heartbeat", "1", "--checkpoint-dir", str(tmp_path / "ckpt"), "--quiet"]
     doomed = start("run", "--spec", str(spec), *shared)
     wait_for(lambda: bool(trials_of("k9", postgres_url)), "the study")
     survivor = start("worker", "k9", "--threads", "1", *shared)
-    doomed_name = f":{doomed.pid}"
+    found: list[FrozenTrial] = []
 
-    def doomed_trial() -> FrozenTrial | None:
-        return next((t for t in trials_of("k9", postgres_url) if t.state == TrialState.RUNNING
-                     and t.user_attrs.get("worker", "").endswith(doomed_name) and len(t.intermediate_values) >= 2
-                     ), None)
+    def doomed_trial_running() -> bool:
+        """A trial of the doomed worker mid-way (two epochs checkpointed), once one has completed."""
+        trials = trials_of("k9", postgres_url)
+        running = [t for t in trials if t.state == TrialState.RUNNING and len(t.intermediate_values) >= 2
+                   and t.user_attrs.get("worker", "").endswith(f":{doomed.pid}")]
+        if running and any(t.state == TrialState.COMPLETE for t in trials):
+            found.append(running[0])
+        return bool(found)
 
-    wait_for(lambda: doomed_trial() is not None and any(t.state == TrialState.COMPLETE
-                                                        for t in trials_of("k9", postgres_url)),
-             "a completed trial and a running trial of the doomed worker with two epochs")
-    before = {t.number: t.value for t in trials_of("k9", postgres_url) if t.state == TrialState.COMPLETE}
-    killed = doomed_trial()
-    assert killed is not None
-    doomed.kill()  # SIGKILL: no handler runs, the trial stays RUNNING until its heartbeat is missed
+    wait_for(doomed_trial_running, "a completed trial and a running trial of the doomed worker with two epochs")
+    doomed.kill()  # SIGKILL at once: no handler runs, the trial stays RUNNING until its heartbeat is missed
     doomed.wait()
+    killed = found[0]
+    before = {t.number: t.value for t in trials_of("k9", postgres_url) if t.state == TrialState.COMPLETE}
     code, _, err = finish(survivor)
     assert code == 0, err
 
@@ -102,7 +104,7 @@ def test_a_worker_killed_mid_trial_is_retried_from_its_checkpoint(postgres_url: 
     assert retry.state == TrialState.COMPLETE and retry.params == killed.params
     assert retry.user_attrs["checkpoint"] == killed.user_attrs["checkpoint"]
     assert retry.user_attrs["resumed_from_epoch"] >= 2
-    assert sorted(retry.intermediate_values) == list(range(1, 61))
+    assert sorted(retry.intermediate_values) == list(range(1, EPOCHS + 1))
     uninterrupted = train(TrainConfig.from_mapping(retry.user_attrs["config"]))
     assert retry.value == pytest.approx(uninterrupted.val_loss, rel=1e-3)
 
@@ -127,7 +129,7 @@ def test_four_local_processes_share_a_file_storage(storage: str, tmp_path: Path)
 def test_an_interrupted_run_marks_its_trials_and_the_same_command_completes_it(stop: signal.Signals, jobs: str,
                                                                                tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'hp.db'}"
-    args = ["run", "--strategy", "random", "--n-trials", "3", "--epochs", "120", "--hidden", "32", "--jobs", jobs,
+    args = ["run", "--strategy", "random", "--n-trials", "3", "--epochs", str(EPOCHS), "--hidden", "32", "--jobs", jobs,
             "--storage", storage, "--quiet"]
     process = start(*args)
     wait_for(lambda: sum(t.state == TrialState.RUNNING and len(t.intermediate_values) > 0
@@ -137,7 +139,7 @@ def test_an_interrupted_run_marks_its_trials_and_the_same_command_completes_it(s
     assert code == 130, err
     assert err.strip().splitlines()[-1] == "error: interrupted; resume with: " + shlex.join(["hpsearch", *args])
     interrupted = [t for t in trials_of("digits-random", storage) if t.state == TrialState.FAIL]
-    assert len(interrupted) == int(jobs)
+    assert 1 <= len(interrupted) <= int(jobs)  # a trial may just have finished as the signal came
     assert all(t.user_attrs["status"] == "interrupted" and t.user_attrs["reason"] for t in interrupted)
     assert not [t for t in trials_of("digits-random", storage) if t.state == TrialState.RUNNING]
 
