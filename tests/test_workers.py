@@ -56,7 +56,7 @@ def write_spec(path: Path, study: str, strategy: str, n_trials: int, epochs: int
 
 
 def test_two_workers_on_postgresql_finish_a_grid_with_no_point_twice(postgres_url: str, tmp_path: Path) -> None:
-    spec = write_spec(tmp_path / "grid.toml", "grid20", "grid", 20, 2,
+    spec = write_spec(tmp_path / "grid.toml", "grid20", "grid", 20, 15,
                       'grid_points = 20\n[space]\nlr = {low = 1e-4, high = 1e-1, log = true}')
     code, out, err = finish(start("run", "--spec", str(spec), "--jobs", "2", "--storage", postgres_url, "--quiet"))
     assert code == 0, err
@@ -111,7 +111,7 @@ def test_a_worker_killed_mid_trial_is_retried_from_its_checkpoint(postgres_url: 
 
 @pytest.mark.parametrize("storage", ["sqlite:///hp.db", "default"])
 def test_four_local_processes_share_a_file_storage(storage: str, tmp_path: Path) -> None:
-    args = ["run", "--strategy", "random", "--n-trials", "40", "--epochs", "1", "--hidden", "16", "--jobs", "4",
+    args = ["run", "--strategy", "random", "--n-trials", "40", "--epochs", "10", "--hidden", "16", "--jobs", "4",
             "--quiet", *(["--storage", storage] if storage != "default" else [])]
     code, _, err = finish(start(*args, cwd=tmp_path))
     assert code == 0, err
