@@ -93,10 +93,10 @@ class _Heartbeats:
         self.kwargs: dict[str, Any] = {} if interval is None else {
             "heartbeat_interval": interval,
             "grace_period": GRACE_BEATS * interval,
-            # A retry keeps the killed trial's params and reported values and names it (system attrs
-            # failed_trial, retry_history), so the link between the two stays in the storage.
-            "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(
-                max_retry=max_retries, inherit_intermediate_values=True),
+            # A retry keeps the killed trial's params and names it (system attrs failed_trial,
+            # retry_history), so the link between the two stays in the storage. It reports its own
+            # values: from its first epoch, or the restored ones when it resumes from a checkpoint.
+            "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=max_retries),
         }
 
 

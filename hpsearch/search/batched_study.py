@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import socket
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict
 
 import optuna
 import torch
@@ -24,9 +21,9 @@ from optuna.trial import FrozenTrial, TrialState
 from hpsearch.batched import BatchedTrainer
 from hpsearch.config import TrainConfig
 from hpsearch.data import Data
-from hpsearch.diagnosis import diagnose
 from hpsearch.errors import ConfigError
-from hpsearch.search.budget import INTERRUPTED, budget, requeue_interrupted
+from hpsearch.search.budget import budget, requeue_interrupted
+from hpsearch.search.objective import mark_interrupted, record_result, start_trial
 from hpsearch.search.pruners import make_pruner
 from hpsearch.search.strategies import make_sampler
 from hpsearch.search.worker import fail_stale_trials_quietly
@@ -107,8 +104,7 @@ def optimize_batched(study: optuna.Study, spec: StudySpec, data: Data, k: int, *
             _beat(study, trials.values())
     except KeyboardInterrupt:
         for trial in trials.values():
-            trial.set_user_attr("status", INTERRUPTED)
-            trial.set_user_attr("reason", "interrupted by the user")
+            mark_interrupted(trial)
             study.tell(trial, state=TrialState.FAIL)
         raise
     finally:
@@ -117,12 +113,7 @@ def optimize_batched(study: optuna.Study, spec: StudySpec, data: Data, k: int, *
 
 def _ask(study: optuna.Study, spec: StudySpec) -> tuple[optuna.Trial, TrainConfig]:
     trial = study.ask()
-    params = {param.name: param.suggest(trial) for param in spec.space.params}
-    config = spec.train.replace(**params)
-    trial.set_user_attr("config", config.to_dict())
-    trial.set_user_attr("seed", config.seed)
-    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-    return trial, config
+    return trial, start_trial(trial, spec)
 
 
 def _report(study: optuna.Study, trial: optuna.Trial, trainer: BatchedTrainer, slot: int, epoch: EpochMetrics,
@@ -133,23 +124,12 @@ def _report(study: optuna.Study, trial: optuna.Trial, trainer: BatchedTrainer, s
         trial.report(value, epoch.epoch)
     member = trainer.members[slot]
     assert member is not None
-    if member.status == "running" and not trial.should_prune():
-        return False
-    result = trainer.result(slot)
-    history = [asdict(m) for m in result.history]
-    trial.set_user_attr("history", history)
-    trial.set_user_attr("diagnosis", diagnose(history, member.status).to_dict())
-    trial.set_user_attr("seconds", result.seconds)
-    if member.status == "completed" and math.isfinite(value):
-        trial.set_user_attr("status", "completed")
-        frozen = study.tell(trial, value)
-    else:
-        status = "diverged" if member.status == "diverged" or not math.isfinite(value) else "pruned"
-        reason = member.reason if member.status == "diverged" else (
-            f"pruned at epoch {epoch.epoch}" if status == "pruned" else f"{spec.metric} is {value}")
-        trial.set_user_attr("status", status)
-        trial.set_user_attr("reason", reason)
-        frozen = study.tell(trial, state=TrialState.PRUNED)
+    if member.status == "running":
+        if not trial.should_prune():
+            return False
+        member.status = "stopped"  # as train() ends a run its reporter stops
+    final = record_result(trial, trainer.result(slot), spec.metric)
+    frozen = study.tell(trial, final) if final is not None else study.tell(trial, state=TrialState.PRUNED)
     for callback in callbacks:
         callback(study, frozen)
     return True

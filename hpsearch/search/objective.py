@@ -15,14 +15,16 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
 from hpsearch.checkpoint import check_checkpoint_file
+from hpsearch.config import TrainConfig
 from hpsearch.data import Data
 from hpsearch.diagnosis import diagnose
 from hpsearch.errors import CheckpointError
 from hpsearch.search.budget import INTERRUPTED
 from hpsearch.spec import StudySpec
-from hpsearch.training import EpochMetrics, train
+from hpsearch.training import EpochMetrics, TrainResult, train
 
-__all__ = ["NO_FILES", "Objective", "TrialFiles", "checkpoint_folder"]
+__all__ = ["NO_FILES", "Objective", "TrialFiles", "checkpoint_folder", "mark_interrupted", "record_result",
+           "start_trial"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,11 +61,11 @@ class Objective:
 
     Everything about the trial goes into its user attrs, so Optuna's storage is the only record:
     ``config`` (the full TrainConfig), ``history`` (per-epoch metrics), ``diagnosis`` (label and rule
-    from hpsearch.diagnosis), ``status``, ``reason``,
-    ``seconds``, ``seed``, ``worker`` (host:pid) and, with ``checkpoint_dir``, ``checkpoint`` (the file
-    saved each epoch; a retry inherits the attr and so continues from that file's epoch). Optuna writes one attr per
-    storage call (a journal line and its fsync, or an SQLite commit), so each is written once, before
-    or after training; within an epoch the storage sees only the reported value and the pruner's read.
+    from hpsearch.diagnosis), ``status``, ``reason``, ``seconds``, ``seed``, ``worker`` (host:pid)
+    and, with ``checkpoint_dir``, ``checkpoint`` (the file saved each epoch; a retry inherits the
+    attr and so continues from that file's epoch). Optuna writes one attr per storage call (a
+    journal line and its fsync, or an SQLite commit), so each is written once, before or after
+    training; within an epoch the storage sees only the reported value and the pruner's read.
     """
 
     def __init__(self, spec: StudySpec, data: Data, files: TrialFiles = NO_FILES) -> None:
@@ -73,13 +75,7 @@ class Objective:
         self.artifacts = FileSystemArtifactStore(str(files.artifact_dir)) if files.artifact_dir else None
 
     def __call__(self, trial: optuna.Trial) -> float:
-        params = {param.name: param.suggest(trial) for param in self.spec.space.params}
-        config = self.spec.train.replace(**params)
-        if "config" not in trial.user_attrs:  # a retry has them from the trial it retries
-            trial.set_user_attr("config", config.to_dict())
-            trial.set_user_attr("seed", config.seed)
-        # Which process ran it: with many workers, where to look when one fails.
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        config = start_trial(trial, self.spec)
         checkpoint = self._checkpoint(trial)
 
         def report(epoch: int, metrics: EpochMetrics) -> bool:
@@ -91,30 +87,17 @@ class Objective:
         try:
             result = train(config, self.data, reporter=report, checkpoint=checkpoint)
         except KeyboardInterrupt:
-            trial.set_user_attr("status", INTERRUPTED)
-            trial.set_user_attr("reason", "interrupted by the user")
+            mark_interrupted(trial)
             raise
         except Exception as exc:
             trial.set_user_attr("status", "failed")
             trial.set_user_attr("reason", f"{type(exc).__name__}: {exc}")
             raise
-        summary = result.to_dict()
-        trial.set_user_attr("history", summary["history"])
-        trial.set_user_attr("diagnosis", diagnose(summary["history"], result.status).to_dict())
-        trial.set_user_attr("seconds", result.seconds)
-        if result.resumed_from:
-            trial.set_user_attr("resumed_from_epoch", result.resumed_from)
-        epochs_run = len(result.history)
-        if result.status == "diverged":
-            return self._prune(trial, "diverged", result.reason or "diverged")
-        if result.status == "stopped":
-            return self._prune(trial, "pruned", f"pruned at epoch {epochs_run}")
-        value = getattr(result, self.spec.metric)
-        if not math.isfinite(value):
-            return self._prune(trial, "diverged", f"{self.spec.metric} is {value} after epoch {epochs_run}")
-        trial.set_user_attr("status", "completed")
+        value = record_result(trial, result, self.spec.metric)
+        if value is None:
+            raise optuna.TrialPruned(trial.user_attrs["reason"])
         if self.artifacts is not None:
-            self._upload(trial, summary["history"], checkpoint)
+            self._upload(trial, trial.user_attrs["history"], checkpoint)
         return value
 
     def _upload(self, trial: optuna.Trial, history: list[dict[str, float]], checkpoint: Path | None) -> None:
@@ -141,11 +124,49 @@ class Objective:
         trial.set_user_attr("checkpoint", str(path))
         return path
 
-    @staticmethod
-    def _prune(trial: optuna.Trial, status: str, reason: str) -> float:
-        trial.set_user_attr("status", status)
-        trial.set_user_attr("reason", reason)
-        raise optuna.TrialPruned(reason)
+
+
+def start_trial(trial: optuna.Trial, spec: StudySpec) -> TrainConfig:
+    """Suggest the trial's params and record what it is: ``config`` and ``seed`` (a retry has them from
+    the trial it retries) and ``worker``, the host:pid running it, where to look when one fails."""
+    params = {param.name: param.suggest(trial) for param in spec.space.params}
+    config = spec.train.replace(**params)
+    if "config" not in trial.user_attrs:
+        trial.set_user_attr("config", config.to_dict())
+        trial.set_user_attr("seed", config.seed)
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    return config
+
+
+def mark_interrupted(trial: optuna.Trial) -> None:
+    """Ctrl-C or SIGTERM ended the trial: it does not count, and the next run retries it."""
+    trial.set_user_attr("status", INTERRUPTED)
+    trial.set_user_attr("reason", "interrupted by the user")
+
+
+def record_result(trial: optuna.Trial, result: TrainResult, metric: str) -> float | None:
+    """Store a finished run with its trial (history, diagnosis, seconds, status, reason); return its
+    ``metric`` value, or None when the trial is to be told PRUNED (diverged, stopped, non-finite)."""
+    history = result.to_dict()["history"]  # JSON-ready: None where a loss was not finite
+    trial.set_user_attr("history", history)
+    trial.set_user_attr("diagnosis", diagnose(history, result.status).to_dict())
+    trial.set_user_attr("seconds", result.seconds)
+    if result.resumed_from:
+        trial.set_user_attr("resumed_from_epoch", result.resumed_from)
+    epochs_run = len(result.history)
+    value = getattr(result, metric)
+    if result.status == "diverged":
+        status, reason = "diverged", result.reason or "diverged"
+    elif result.status == "stopped":
+        status, reason = "pruned", f"pruned at epoch {epochs_run}"
+    elif not math.isfinite(value):
+        status, reason = "diverged", f"{metric} is {value} after epoch {epochs_run}"
+    else:
+        trial.set_user_attr("status", "completed")
+        return value
+    trial.set_user_attr("status", status)
+    trial.set_user_attr("reason", reason)
+    return None
 
 
 def checkpoint_folder(checkpoint_dir: Path, study_name: str) -> Path:
