@@ -1,11 +1,12 @@
 """Time per trial-epoch: the sequential engine against K trials trained in lockstep (hpsearch.batched).
 
 MNIST-shaped synthetic data (784 features, 10 classes), the reference MLP (784-256-128-10), AdamW,
-batch 128; every trial has its own lr, weight decay and seed. Each row is timed after one warm-up
-epoch, in this one process, so the ratios compare like with like on a noisy machine.
+batch 128; every trial has its own lr, weight decay and seed. Each row is the median of --rounds
+rounds that time every engine in turn, after one warm-up epoch each, in this one process, so the
+ratios compare like with like on a noisy machine.
 
     python scripts/bench_batched.py [--samples 12000] [--epochs 2] [--ks 4,8,16,32,64] [--device auto]
-                                    [--run-trials 64] [--run-epochs 3]
+                                    [--rounds 3] [--run-trials 64] [--run-epochs 3]
 
 Prints a table and the key ratio: the best K's speedup over the sequential engine (goal >= 1.6x on
 two CPU cores, >= 8x on a GPU); then a whole `hpsearch run` (TPE, same seed) with and without
@@ -15,6 +16,7 @@ two CPU cores, >= 8x on a GPU); then a whole `hpsearch run` (TPE, same seed) wit
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import numpy as np
@@ -22,7 +24,7 @@ import torch
 
 from hpsearch import StudySpec, TrainConfig, run_study
 from hpsearch.batched import BatchedTrainer
-from hpsearch.data import load_data
+from hpsearch.data import Data, load_data
 from hpsearch.devices import resolve_device
 from hpsearch.training import train
 
@@ -39,9 +41,8 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def sequential_seconds(data: object, epochs: int, device: torch.device, trials: int) -> float:
+def sequential_seconds(data: Data, epochs: int, device: torch.device, trials: int) -> float:
     """Seconds per trial-epoch of ``train``, one trial after another."""
-    train(configs(1, 1, str(device))[0], data, device=device)  # warm-up: kernels, allocator, imports
     sync(device)
     started = time.perf_counter()
     for config in configs(trials, epochs, str(device)):
@@ -50,12 +51,10 @@ def sequential_seconds(data: object, epochs: int, device: torch.device, trials: 
     return (time.perf_counter() - started) / (trials * epochs)
 
 
-def batched_seconds(data: object, epochs: int, device: torch.device, k: int) -> float:
+def batched_seconds(data: Data, epochs: int, device: torch.device, k: int) -> float:
     """Seconds per trial-epoch of K trials in one BatchedTrainer."""
-    warm = BatchedTrainer(configs(k, 1, str(device)), data, device)
-    warm.run_epoch()
-    sync(device)
     trainer = BatchedTrainer(configs(k, epochs, str(device)), data, device)
+    sync(device)
     started = time.perf_counter()
     while trainer.running():
         trainer.run_epoch()
@@ -63,7 +62,27 @@ def batched_seconds(data: object, epochs: int, device: torch.device, k: int) -> 
     return (time.perf_counter() - started) / (k * epochs)
 
 
-def whole_run(data: object, trials: int, epochs: int, batch: int | None) -> tuple[float, float]:
+def timed_rows(data: Data, args: argparse.Namespace, device: torch.device) -> list[tuple[str, float]]:
+    """Median seconds per trial-epoch of each engine over ``args.rounds`` rounds, after one warm-up each.
+
+    Every round times every engine in turn, so a slow spell of this shared machine falls on all of them
+    rather than on one row, and the median drops a round that it spoilt.
+    """
+    ks = [int(value) for value in args.ks.split(",")]
+    train(configs(1, 1, str(device))[0], data, device=device)  # warm-up: kernels, allocator, imports
+    for k in ks:
+        BatchedTrainer(configs(k, 1, str(device)), data, device).run_epoch()
+    times: dict[str, list[float]] = {"sequential": []}
+    for round_ in range(1, args.rounds + 1):
+        times["sequential"].append(sequential_seconds(data, args.epochs, device, args.sequential_trials))
+        for k in ks:
+            times.setdefault(f"batched K={k}", []).append(batched_seconds(data, args.epochs, device, k))
+        print(f"  round {round_}: " + ", ".join(f"{name} {1000 * t[-1]:.1f} ms" for name, t in times.items()),
+              flush=True)
+    return [(name, statistics.median(values)) for name, values in times.items()]
+
+
+def whole_run(data: Data, trials: int, epochs: int, batch: int | None) -> tuple[float, float]:
     """Wall seconds and best value of one TPE study of ``trials`` trials (in-memory storage)."""
     spec = StudySpec(name=f"bench-{batch}", strategy="tpe", n_trials=trials, seed=0,
                      train=TrainConfig(epochs=epochs, dataset="synthetic"))
@@ -78,17 +97,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--ks", default="4,8,16,32,64")
     parser.add_argument("--sequential-trials", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every engine; each row is their median")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--run-trials", type=int, default=64, help="trials of the whole-run comparison (0: skip)")
     parser.add_argument("--run-epochs", type=int, default=3)
     args = parser.parse_args()
     device = resolve_device(args.device)
     data = load_data(f"synthetic:n={args.samples},d=784,classes=10,noise=10", device=device)
-    base = sequential_seconds(data, args.epochs, device, args.sequential_trials)
-    rows = [("sequential", base)]
-    for k in (int(value) for value in args.ks.split(",")):
-        rows.append((f"batched K={k}", batched_seconds(data, args.epochs, device, k)))
-        print(f"  {rows[-1][0]}: {1000 * rows[-1][1]:.1f} ms per trial-epoch", flush=True)
+    rows = timed_rows(data, args, device)
+    base = rows[0][1]
     print(f"\n{data.n_train} training samples x 784, MLP 256-128, batch 128, {args.epochs} epochs, on {device}"
           f" ({torch.get_num_threads()} CPU threads)\n")
     print(f"{'engine':<16}{'ms per trial-epoch':>20}{'speedup':>10}")

@@ -123,7 +123,8 @@ def test_the_elementwise_adamw_matches_too(digits: Data) -> None:
     configs = [TrainConfig(epochs=2, lr=3e-3, weight_decay=0.05, seed=4, hidden=(64,), clip=1.0),
                TrainConfig(epochs=2, lr=1e-3, weight_decay=1e-4, seed=5, hidden=(64,), schedule="cosine")]
     trainer = BatchedTrainer(configs, digits)
-    trainer._fused = False
+    for stack in trainer.stacks:
+        stack.fused = False
     while trainer.running():
         trainer.run_epoch()
     for slot, config in enumerate(configs):
