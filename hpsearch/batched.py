@@ -1,6 +1,6 @@
 """K trials trained in lockstep as stacked models: batched matmuls, one AdamW update per member.
 
-A small MLP leaves the device launch-bound; stacking K members as weights of shape [K, in, out]
+A small MLP leaves the device launch-bound; stacking K members as weights of shape [K, out, in]
 gives every kernel K times the work. Each member keeps what makes it its own trial: its initial
 weights (those ``training.train`` would draw with its seed), its data order, its learning rate and
 weight decay, its schedule, its clipping and its divergence check. Members may be replaced between
@@ -13,7 +13,8 @@ slots form one stack.
 
 Written by hand because torch has no optimizer with per-member settings over stacked weights:
 each member's slices go through torch's fused AdamW kernel with its own lr and weight decay (or,
-without that kernel, the same update written tensor-wide).
+without that kernel, the same update written tensor-wide). The backward pass is written out too,
+for speed (see ``_Stack.loss_and_grads``).
 """
 
 from __future__ import annotations
@@ -93,11 +94,10 @@ class _Stack:
     def __init__(self, slots: list[int], linears: list[nn.Linear], device: torch.device) -> None:
         self.slots = slots  # the trainer's slot numbers, in stacking order
         k = len(slots)
-        self.weights = [torch.zeros(k, layer.in_features, layer.out_features, device=device) for layer in linears]
+        # nn.Linear's layout, [out, in] per member: the gradients below come out in it without a transpose.
+        self.weights = [torch.zeros(k, layer.out_features, layer.in_features, device=device) for layer in linears]
         self.biases = [torch.zeros(k, 1, layer.out_features, device=device) for layer in linears]
         self.params = [p for pair in zip(self.weights, self.biases, strict=True) for p in pair]
-        for param in self.params:
-            param.requires_grad_(True)
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
         # The fused kernel's step counters, one per member and tensor as torch.optim.AdamW keeps them; a
@@ -118,20 +118,59 @@ class _Stack:
         """Member ``index`` takes ``model``'s weights and starts its AdamW state afresh."""
         linears = [layer for layer in model if isinstance(layer, nn.Linear)]
         for weight, bias, layer in zip(self.weights, self.biases, linears, strict=True):
-            weight[index].copy_(layer.weight.T)
+            weight[index].copy_(layer.weight)
             bias[index, 0].copy_(layer.bias)
         for state in self.exp_avg + self.exp_avg_sq:
             state[index].zero_()
         self.state_steps[index][0].zero_()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits [K, B, C] for inputs [K, B, D]: member k through its own weights."""
-        for index, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
-            x = torch.baddbmm(bias, x, weight)
-            if index < len(self.weights) - 1:
-                x = torch.relu_(x)  # baddbmm's backward needs its inputs, not its output
-        return x
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each layer's output for inputs [K, B, D], member k through its own weights: the ReLU
+        activations [K, B, H], then the logits as [K, C, B].
 
+        Classes before the batch is cross-entropy's own layout, and a softmax over that middle
+        dimension runs some 20 times faster on a CPU than over a last dimension of 10 classes.
+        """
+        outputs = []
+        last = len(self.weights) - 1
+        for index, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
+            if index < last:
+                # ReLU in place: only its output is needed, by the next layer and the backward
+                x = torch.relu_(torch.baddbmm(bias, x, weight.transpose(1, 2)))
+            else:
+                x = torch.baddbmm(bias.transpose(1, 2), weight, x.transpose(1, 2))
+            outputs.append(x)
+        return outputs
+
+    def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Each member's mean cross-entropy on its batch ([K]) and its gradients, in ``params``' order.
+
+        Backpropagation written out rather than left to autograd: each weight's gradient is then one
+        batched matmul in the layout MKL runs fastest, and no graph is built; with the logits' layout
+        that is about 15% of a CPU step (measured against autograd over the same stack).
+        """
+        outputs = self.forward(x)
+        hidden = [x, *outputs[:-1]]  # each layer's input
+        log_probs = torch.log_softmax(outputs[-1], dim=1)  # [K, C, B]
+        picked = y.unsqueeze(1)
+        losses = -log_probs.gather(1, picked).squeeze(1).mean(dim=1)
+        # d(mean cross-entropy)/d(logits) = (softmax - one_hot(y)) / batch
+        grad = log_probs.exp_().scatter_add_(1, picked, torch.full_like(picked, -1, dtype=log_probs.dtype))
+        grad.div_(y.shape[1])
+        last = len(self.weights) - 1
+        weight_grads = [torch.bmm(grad, hidden[last])]
+        bias_grads = [grad.sum(dim=2, keepdim=True).transpose(1, 2)]
+        grad = torch.bmm(grad.transpose(1, 2), self.weights[last])  # [K, B, H] from here on
+        for layer in reversed(range(last)):
+            grad = torch.ops.aten.threshold_backward(grad, hidden[layer + 1], 0)  # through the ReLU
+            weight_grads.append(torch.bmm(grad.transpose(1, 2), hidden[layer]))
+            bias_grads.append(grad.sum(dim=1, keepdim=True))
+            if layer > 0:  # the data needs no gradient
+                grad = torch.bmm(grad, self.weights[layer])
+        pairs = zip(reversed(weight_grads), reversed(bias_grads), strict=True)
+        return losses, [g for pair in pairs for g in pair]
+
+    @torch.no_grad()
     def step(self, x: torch.Tensor, y: torch.Tensor, lrs: list[float], decays: list[float], clip: torch.Tensor | None,
              ) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward, backward, clip and AdamW for every member; per-member loss and pre-clip norm ([K] each).
@@ -139,21 +178,15 @@ class _Stack:
         A member with lr 0 is not updated; ``clip`` holds each member's max norm (inf: none), or is
         None when no member clips.
         """
-        logits = self.forward(x)
-        losses = F.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(dim=1)  # [K]
-        for param in self.params:
-            param.grad = None
-        losses.sum().backward()  # members share no weights, so each gets its own loss's gradient
-        grads = [p.grad for p in self.params]
-        with torch.no_grad():
-            norms = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, dim=(1, 2)) for g in grads]),
-                                             dim=0)  # [K]: each member's global norm
-            if clip is not None:
-                scale = torch.clamp(clip / (norms + 1e-6), max=1.0)  # torch.nn.utils.clip_grads_with_norm_'s rule
-                for grad in grads:
-                    grad.mul_(scale.view(-1, 1, 1))
-            self._adamw(grads, lrs, decays)
-        return losses.detach(), norms
+        losses, grads = self.loss_and_grads(x, y)
+        norms = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, dim=(1, 2)) for g in grads]),
+                                         dim=0)  # [K]: each member's global norm
+        if clip is not None:
+            scale = torch.clamp(clip / (norms + 1e-6), max=1.0)  # torch.nn.utils.clip_grads_with_norm_'s rule
+            for grad in grads:
+                grad.mul_(scale.view(-1, 1, 1))
+        self._adamw(grads, lrs, decays)
+        return losses, norms
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
@@ -162,10 +195,10 @@ class _Stack:
         correct = torch.zeros(self.k, device=x.device)
         for start in range(0, len(x), EVAL_CHUNK):
             chunk = x[start:start + EVAL_CHUNK]
-            logits = self.forward(chunk.unsqueeze(0).expand(self.k, -1, -1))
+            logits = self.forward(chunk.unsqueeze(0).expand(self.k, -1, -1))[-1]  # [K, C, B]
             labels = y[start:start + EVAL_CHUNK].unsqueeze(0).expand(self.k, -1)
-            loss_sum += F.cross_entropy(logits.transpose(1, 2), labels, reduction="none").sum(dim=1)
-            correct += (logits.argmax(dim=2) == labels).sum(dim=1)
+            loss_sum += F.cross_entropy(logits, labels, reduction="none").sum(dim=1)
+            correct += (logits.argmax(dim=1) == labels).sum(dim=1)
         return (loss_sum / len(x)).tolist(), (correct / len(x)).tolist()
 
     def _adamw(self, grads: list[torch.Tensor], lrs: list[float], decays: list[float]) -> None:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import re
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
 from hpsearch.batched import BatchedTrainer, train_batched
@@ -30,13 +35,61 @@ def assert_same_run(batched: TrainResult, sequential: TrainResult) -> None:
             assert getattr(mine, key) == pytest.approx(getattr(theirs, key), abs=TOLERANCE), (mine.epoch, key)
 
 
-def test_each_member_matches_its_sequential_run(digits: Data) -> None:
+@pytest.mark.parametrize("stacks", [1, 3])  # one stack; or three threads over 2, 1 and 1 members
+def test_each_member_matches_its_sequential_run(stacks: int, digits: Data) -> None:
     configs = [TrainConfig(epochs=3, lr=1e-3, weight_decay=0.01, seed=0),
                TrainConfig(epochs=3, lr=3e-3, weight_decay=1e-4, seed=1, clip=0.5),
                TrainConfig(epochs=3, lr=1e-2, weight_decay=0.05, seed=2, schedule="warmup-cosine"),
                TrainConfig(epochs=2, lr=3e-4, weight_decay=0.0, seed=3, schedule="step", step_size=1, gamma=0.5)]
-    for batched, config in zip(train_batched(configs, digits), configs, strict=True):
+    for batched, config in zip(train_batched(configs, digits, stacks=stacks), configs, strict=True):
         assert_same_run(batched, train(config, digits))
+
+
+def test_stacks_train_on_their_own_threads_and_leave_torch_s_setting_alone(digits: Data) -> None:
+    threads = torch.get_num_threads()
+    trainer = BatchedTrainer([TrainConfig(epochs=1, seed=s, hidden=(32,)) for s in range(3)], digits, stacks=2)
+    seen: set[str] = set()
+    for stack in trainer.stacks:
+        step = stack.step
+
+        def recorded(*args: object, step: Callable[..., object] = step) -> object:
+            seen.add(threading.current_thread().name)
+            return step(*args)
+
+        stack.step = recorded  # type: ignore[method-assign]
+    trainer.run_epoch()
+    assert len(seen) == 2 and all(name.startswith("hpsearch-stack") for name in seen)
+    assert torch.get_num_threads() == threads
+    assert [len(stack.slots) for stack in trainer.stacks] == [2, 1]
+
+
+def test_a_failing_stack_stops_the_epoch_and_says_why(digits: Data) -> None:
+    threads = torch.get_num_threads()
+    trainer = BatchedTrainer([TrainConfig(epochs=2, seed=s, hidden=(32,)) for s in range(2)], digits, stacks=2)
+    other = trainer.stacks[1]
+    calls = []
+    step = other.step
+
+    def counted(*args: object) -> object:
+        calls.append(1)
+        time.sleep(0.02)  # slow enough that the failure is seen long before this stack's epoch would end
+        return step(*args)
+
+    def broken(*args: object) -> object:
+        raise RuntimeError("out of memory")
+
+    trainer.stacks[0].step = broken  # type: ignore[method-assign]
+    other.step = counted  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="out of memory"):
+        trainer.run_epoch()
+    assert len(calls) < math.ceil(digits.n_train / 128)  # the healthy stack stopped before its epoch's end
+    assert torch.get_num_threads() == threads
+
+
+@pytest.mark.parametrize("stacks", [0, 3])
+def test_stacks_must_be_between_one_and_the_members(stacks: int, digits: Data) -> None:
+    with pytest.raises(ConfigError, match=f"stacks must be between 1 and the 2 members, got {stacks}"):
+        BatchedTrainer([TrainConfig(seed=0), TrainConfig(seed=1)], digits, stacks=stacks)
 
 
 def test_a_diverging_member_stops_alone(digits: Data) -> None:
