@@ -78,40 +78,71 @@ class _Member:
 
 @dataclass
 class _EpochSums:
-    """What one stack's epoch adds up per member (index in the stack): losses, norms, steps, seconds."""
+    """What one member's epoch added up (loss, norm, steps), its stack's training seconds, its validation."""
 
-    loss: list[float]
-    norm: list[float]
-    steps: list[float]
+    loss: float
+    norm: float
+    steps: float
     seconds: float
-    val_loss: list[float]
-    val_acc: list[float]
+    val_loss: float
+    val_acc: float
 
 
 class _Stack:
     """The stacked weights, AdamW moments and step counts of some slots: what one thread trains."""
 
-    def __init__(self, slots: list[int], linears: list[nn.Linear], device: torch.device) -> None:
+    def __init__(self, slots: list[int], shapes: list[tuple[int, int]], device: torch.device) -> None:
         self.slots = slots  # the trainer's slot numbers, in stacking order
+        self.shapes = shapes  # each layer's (out, in)
         k = len(slots)
         # nn.Linear's layout, [out, in] per member: the gradients below come out in it without a transpose.
-        self.weights = [torch.zeros(k, layer.out_features, layer.in_features, device=device) for layer in linears]
-        self.biases = [torch.zeros(k, 1, layer.out_features, device=device) for layer in linears]
+        self.weights = [torch.zeros(k, out, in_, device=device) for out, in_ in shapes]
+        self.biases = [torch.zeros(k, 1, out, device=device) for out, _ in shapes]
         self.params = [p for pair in zip(self.weights, self.biases, strict=True) for p in pair]
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
         # The fused kernel's step counters, one per member and tensor as torch.optim.AdamW keeps them; a
         # member's tensors always share a count, so they share one counter (the kernel only reads it).
         self.state_steps = [[torch.zeros((), device=device)] * len(self.params) for _ in range(k)]
+        self.counts = [0] * k  # the same counts in Python, for the tensor-wide update: no device sync
         # Each member's slices, taken once: slicing in the hot loop costs as much as a small kernel.
         self.member_params = [[p[i] for p in self.params] for i in range(k)]
         self.member_exp_avg = [[m[i] for m in self.exp_avg] for i in range(k)]
         self.member_exp_avg_sq = [[v[i] for v in self.exp_avg_sq] for i in range(k)]
-        self.fused = hasattr(torch, "_fused_adamw_") and device.type in ("cpu", "cuda")
+        # On a CPU the fused kernel per member is a fifth of the time of the tensor-wide update; on a GPU
+        # the tensor-wide update launches the same few kernels for any K, the fused one K times as many.
+        self.fused = hasattr(torch, "_fused_adamw_") and device.type == "cpu"
 
     @property
     def k(self) -> int:
         return len(self.slots)
+
+    @torch.no_grad()
+    def subset(self, indices: list[int]) -> _Stack:
+        """A stack of copies of the members at ``indices``, to train them alone while the others idle."""
+        part = _Stack([self.slots[i] for i in indices], self.shapes, self.params[0].device)
+        chosen = torch.tensor(indices, device=part.params[0].device)
+        for mine, theirs in zip(self._state(), part._state(), strict=True):
+            torch.index_select(mine, 0, chosen, out=theirs)
+        for new, old in enumerate(indices):
+            part.state_steps[new][0].copy_(self.state_steps[old][0])
+            part.counts[new] = self.counts[old]
+        part.fused = self.fused
+        return part
+
+    @torch.no_grad()
+    def write_back(self, part: _Stack, indices: list[int]) -> None:
+        """Take back the members that ``subset(indices)`` copied into ``part``, as trained there."""
+        chosen = torch.tensor(indices, device=part.params[0].device)
+        for mine, theirs in zip(self._state(), part._state(), strict=True):
+            mine.index_copy_(0, chosen, theirs)
+        for new, old in enumerate(indices):
+            self.state_steps[old][0].copy_(part.state_steps[new][0])
+            self.counts[old] = part.counts[new]
+        self.fused = part.fused
+
+    def _state(self) -> list[torch.Tensor]:
+        return self.params + self.exp_avg + self.exp_avg_sq
 
     @torch.no_grad()
     def load(self, index: int, model: nn.Module) -> None:
@@ -123,6 +154,7 @@ class _Stack:
         for state in self.exp_avg + self.exp_avg_sq:
             state[index].zero_()
         self.state_steps[index][0].zero_()
+        self.counts[index] = 0
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Each layer's output for inputs [K, B, D], member k through its own weights: the ReLU
@@ -204,10 +236,10 @@ class _Stack:
     def _adamw(self, grads: list[torch.Tensor], lrs: list[float], decays: list[float]) -> None:
         """torch.optim.AdamW's update with each member's own lr and weight decay.
 
-        Each member's slices of the stacked tensors go through the very kernel that
+        On a CPU each member's slices of the stacked tensors go through the very kernel that
         ``torch.optim.AdamW(fused=True)`` runs in the sequential engine, one call per member (a
-        fifth of the time of the elementwise version below on a CPU, and the same numbers). That
-        kernel is torch's private ``_fused_adamw_``; where it is missing or refuses the device, the
+        fifth of the time of the elementwise version below, and the same numbers). That kernel is
+        torch's private ``_fused_adamw_``; on other devices, or where it is missing or fails, the
         elementwise version runs instead.
         """
         if self.fused:
@@ -221,11 +253,17 @@ class _Stack:
     def _fused_adamw(self, grads: list[torch.Tensor], lrs: list[float], decays: list[float]) -> None:
         for index, (lr, decay) in enumerate(zip(lrs, decays, strict=True)):
             if lr > 0:
-                self.state_steps[index][0].add_(1)  # torch.optim counts the step before the kernel runs
-                torch._fused_adamw_(  # type: ignore[attr-defined]
-                    self.member_params[index], [g[index] for g in grads], self.member_exp_avg[index],
-                    self.member_exp_avg_sq[index], [], self.state_steps[index], amsgrad=False, lr=lr,
-                    beta1=BETAS[0], beta2=BETAS[1], weight_decay=decay, eps=EPS, maximize=False)
+                step = self.state_steps[index][0]
+                step.add_(1)  # torch.optim counts the step before the kernel runs
+                try:
+                    torch._fused_adamw_(  # type: ignore[attr-defined]
+                        self.member_params[index], [g[index] for g in grads], self.member_exp_avg[index],
+                        self.member_exp_avg_sq[index], [], self.state_steps[index], amsgrad=False, lr=lr,
+                        beta1=BETAS[0], beta2=BETAS[1], weight_decay=decay, eps=EPS, maximize=False)
+                except BaseException:
+                    step.sub_(1)  # not counted: the elementwise update takes this step over
+                    raise
+                self.counts[index] += 1
 
     def _elementwise_adamw(self, grads: list[torch.Tensor], lrs: list[float], decays: list[float]) -> None:
         """The same update as torch's, tensor-wide: every member at once, per-member step counts."""
@@ -233,17 +271,14 @@ class _Stack:
         device = self.params[0].device
         for index, lr in enumerate(lrs):
             if lr > 0:
-                self.state_steps[index][0].add_(1)
+                self.counts[index] += 1
         # Bias corrections in double precision, as torch computes them from a Python step count: in
         # float32, 1 - 0.999**t loses four digits early on and the runs drift apart.
-        steps = [max(1, int(s[0])) for s in self.state_steps]
-        step_size = torch.tensor(lrs, dtype=torch.float64) / torch.tensor([1 - beta1 ** t for t in steps],
-                                                                          dtype=torch.float64)
-        correction2_sqrt = torch.tensor([math.sqrt(1 - beta2 ** t) for t in steps], dtype=torch.float64)
-        step3 = step_size.to(device, torch.float32).view(-1, 1, 1)
-        correction3 = correction2_sqrt.to(device, torch.float32).view(-1, 1, 1)
-        lr3 = torch.tensor(lrs, device=device).view(-1, 1, 1)
-        decay3 = torch.tensor(decays, device=device).view(-1, 1, 1)
+        steps = [max(1, count) for count in self.counts]
+        rows = torch.tensor([[lr / (1 - beta1 ** t) for lr, t in zip(lrs, steps, strict=True)],
+                             [math.sqrt(1 - beta2 ** t) for t in steps], lrs, decays], dtype=torch.float64)
+        # One copy to the device for the whole step, queued without waiting for the device.
+        step3, correction3, lr3, decay3 = rows.to(device, torch.float32, non_blocking=True).view(4, -1, 1, 1)
         # A member that does not run has lr 0: its weights stay; its moments change, but load() clears
         # them before a slot's next member starts, and a diverged member is never updated again.
         for param, grad, exp_avg, exp_avg_sq in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, strict=True):
@@ -274,8 +309,8 @@ class BatchedTrainer:
         if not 1 <= stacks <= k:
             raise ConfigError(f"stacks must be between 1 and the {k} members, got {stacks}")
         template = build_model(self.shape.model, self.data.input_dim, self.data.num_classes, self.shape.hidden)
-        linears = [layer for layer in template if isinstance(layer, nn.Linear)]
-        self.stacks = [_Stack(list(range(k))[index::stacks], linears, self.device) for index in range(stacks)]
+        shapes = [(layer.out_features, layer.in_features) for layer in template if isinstance(layer, nn.Linear)]
+        self.stacks = [_Stack(list(range(k))[index::stacks], shapes, self.device) for index in range(stacks)]
         self._where = {slot: (stack, index) for stack in self.stacks for index, slot in enumerate(stack.slots)}
         self._halt = threading.Event()
         self.members: list[_Member | None] = [None] * k
@@ -306,11 +341,11 @@ class BatchedTrainer:
         self.members[slot] = _Member(config=config, shuffle=shuffle, lrs=[config.lr * m for m in multipliers])
 
     def retire(self, slot: int) -> None:
-        """Leave ``slot`` empty: it still computes (shapes are fixed) but is never updated or reported."""
+        """Leave ``slot`` empty: its stack trains without it until ``replace`` fills it again."""
         self.members[slot] = None
 
     def running(self) -> list[int]:
-        return [slot for slot, m in enumerate(self.members) if m is not None and m.status == "running"]
+        return [slot for slot in range(self.k) if self._is_running(slot)]
 
     def run_epoch(self) -> dict[int, EpochMetrics]:
         """One epoch of every running member, in lockstep; returns each one's metrics by slot."""
@@ -320,24 +355,21 @@ class BatchedTrainer:
             return {}
         start_lr = {slot: self._member(slot).lr for slot in starting}
         busy = [stack for stack in self.stacks if any(slot in start_lr for slot in stack.slots)]
-        sums = self._each(self._stack_epoch, busy)
+        sums = {slot: member_sums for stack_sums in self._each(self._stack_epoch, busy)
+                for slot, member_sums in stack_sums.items()}
         seconds = time.perf_counter() - started
         metrics = {}
-        for stack, stack_sums in zip(busy, sums, strict=True):
-            for index, slot in enumerate(stack.slots):
-                if slot not in start_lr:
-                    continue
-                member = self._member(slot)
-                member.epoch += 1
-                steps = max(stack_sums.steps[index], 1.0)
-                metrics[slot] = EpochMetrics(
-                    epoch=member.epoch, train_loss=stack_sums.loss[index] / steps,
-                    val_loss=stack_sums.val_loss[index], val_acc=stack_sums.val_acc[index], lr=start_lr[slot],
-                    grad_norm=stack_sums.norm[index] / steps, samples_per_s=self.data.n_train / stack_sums.seconds,
-                    seconds=seconds)
-                member.history.append(metrics[slot])
-                if member.status == "running" and member.epoch >= member.config.epochs:
-                    member.status = "completed"
+        for slot, member_sums in sums.items():
+            member = self._member(slot)
+            member.epoch += 1
+            steps = max(member_sums.steps, 1.0)
+            metrics[slot] = EpochMetrics(
+                epoch=member.epoch, train_loss=member_sums.loss / steps, val_loss=member_sums.val_loss,
+                val_acc=member_sums.val_acc, lr=start_lr[slot], grad_norm=member_sums.norm / steps,
+                samples_per_s=self.data.n_train / member_sums.seconds, seconds=seconds)
+            member.history.append(metrics[slot])
+            if member.status == "running" and member.epoch >= member.config.epochs:
+                member.status = "completed"
         return metrics
 
     def evaluate(self) -> tuple[list[float], list[float]]:
@@ -381,20 +413,29 @@ class BatchedTrainer:
         finally:
             torch.set_num_threads(threads)  # torch also keeps the last setting for threads yet to start
 
-    def _stack_epoch(self, stack: _Stack) -> _EpochSums:
-        """One epoch of ``stack``'s running members, then their validation metrics."""
+    def _stack_epoch(self, stack: _Stack) -> dict[int, _EpochSums]:
+        """One epoch of ``stack``'s running members; idle slots are left out rather than computed."""
+        indices = [i for i, slot in enumerate(stack.slots) if self._is_running(slot)]
+        if len(indices) == stack.k:
+            return self._train_epoch(stack)
+        part = stack.subset(indices)
+        try:
+            return self._train_epoch(part)
+        finally:
+            stack.write_back(part, indices)
+
+    def _train_epoch(self, stack: _Stack) -> dict[int, _EpochSums]:
+        """One epoch of ``stack``, whose members all run, then their validation metrics, by slot."""
         started = time.perf_counter()
         n, batch, device = self.data.n_train, self.shape.batch_size, self.device
-        members = [self.members[slot] for slot in stack.slots]
-        running = [m is not None and m.status == "running" for m in members]
-        # Each running member draws its order from its own generator, as its own run would; others idle.
-        orders = torch.stack([torch.randperm(n, device=device, generator=m.shuffle) if run and m is not None
-                              else torch.arange(n, device=device) for m, run in zip(members, running, strict=True)])
-        clips = [m.config.clip if run and m is not None and m.config.clip is not None else math.inf
-                 for m, run in zip(members, running, strict=True)]
+        members = [self._member(slot) for slot in stack.slots]
+        running = [True] * stack.k
+        # Each member draws its order from its own generator, as its own run would.
+        orders = torch.stack([torch.randperm(n, device=device, generator=m.shuffle) for m in members])
+        clips = [m.config.clip if m.config.clip is not None else math.inf for m in members]
         clip = torch.tensor(clips, device=device) if any(math.isfinite(c) for c in clips) else None
-        decays = [m.config.weight_decay if m is not None else 0.0 for m in members]
-        active = torch.tensor(running, dtype=torch.float32, device=device)
+        decays = [m.config.weight_decay for m in members]
+        active = torch.ones(stack.k, device=device)
         loss_sum = torch.zeros(stack.k, device=device)
         norm_sum = torch.zeros(stack.k, device=device)
         steps = torch.zeros(stack.k, device=device)
@@ -403,24 +444,22 @@ class BatchedTrainer:
         for start in range(0, n, batch):
             if self._halt.is_set():
                 break
-            index = orders[:, start:start + batch]
+            index = orders[:, start:start + batch].reshape(-1)
             # index_select on the flat index: a fifth of the time of advanced indexing with [K, B]
-            x = self.data.x_train.index_select(0, index.reshape(-1)).view(stack.k, -1, self.data.input_dim)
-            y = self.data.y_train.index_select(0, index.reshape(-1)).view(stack.k, -1)
-            lrs = [m.lrs[min(m.step, len(m.lrs) - 1)] if run and m is not None else 0.0
-                   for m, run in zip(members, running, strict=True)]
+            x = self.data.x_train.index_select(0, index).view(stack.k, -1, self.data.input_dim)
+            y = self.data.y_train.index_select(0, index).view(stack.k, -1)
+            lrs = [m.lr if run else 0.0 for m, run in zip(members, running, strict=True)]
             losses, norms = stack.step(x, y, lrs, decays, clip)
             loss_sum += losses * active
             norm_sum += norms * active
             steps += active
             count += 1
             for member, run in zip(members, running, strict=True):
-                if run and member is not None:
+                if run:
                     member.step += 1
             if count == 1:
-                first = losses.tolist()
-                for member, run, loss in zip(members, running, first, strict=True):
-                    if run and member is not None and math.isnan(member.initial_loss):
+                for member, loss in zip(members, losses.tolist(), strict=True):
+                    if math.isnan(member.initial_loss):
                         member.initial_loss = loss
             if count % DIVERGENCE_CHECK_EVERY == 0 or start + batch >= n:
                 self._check_divergence(members, running, active, (loss_sum - checked_sum) / (steps - checked_steps)
@@ -430,15 +469,16 @@ class BatchedTrainer:
                     break
         seconds = time.perf_counter() - started
         val_loss, val_acc = stack.evaluate(self.data.x_val, self.data.y_val)
-        return _EpochSums(loss=loss_sum.tolist(), norm=norm_sum.tolist(), steps=steps.tolist(), seconds=seconds,
-                          val_loss=val_loss, val_acc=val_acc)
+        columns = zip(stack.slots, loss_sum.tolist(), norm_sum.tolist(), steps.tolist(), val_loss, val_acc, strict=True)
+        return {slot: _EpochSums(loss=loss, norm=norm, steps=count, seconds=seconds, val_loss=vl, val_acc=va)
+                for slot, loss, norm, count, vl, va in columns}
 
     @staticmethod
-    def _check_divergence(members: list[_Member | None], running: list[bool], active: torch.Tensor,
+    def _check_divergence(members: list[_Member], running: list[bool], active: torch.Tensor,
                           window: torch.Tensor) -> None:
         """Stop each member whose mean loss since the last check has diverged, as ``training.train`` checks it."""
         for index, (member, loss) in enumerate(zip(members, window.tolist(), strict=True)):
-            if not running[index] or member is None:
+            if not running[index]:
                 continue
             reason = _divergence(loss, member.initial_loss)
             if reason is not None:  # frozen from here on, as its own run would have stopped
@@ -448,6 +488,10 @@ class BatchedTrainer:
 
     def _stack_evaluate(self, stack: _Stack) -> tuple[list[float], list[float]]:
         return stack.evaluate(self.data.x_val, self.data.y_val)
+
+    def _is_running(self, slot: int) -> bool:
+        member = self.members[slot]
+        return member is not None and member.status == "running"
 
     def _member(self, slot: int) -> _Member:
         member = self.members[slot]

@@ -182,3 +182,9 @@ def test_the_elementwise_adamw_matches_too(digits: Data) -> None:
         trainer.run_epoch()
     for slot, config in enumerate(configs):
         assert_same_run(trainer.result(slot), train(config, digits))
+
+
+def test_auto_batch_is_four_members_per_cpu_thread() -> None:
+    from hpsearch.search.batched_study import MAX_BATCH, auto_batch
+
+    assert auto_batch(torch.device("cpu"), 10_000) == min(MAX_BATCH, 4 * torch.get_num_threads())

@@ -35,8 +35,10 @@ __all__ = ["SHAPE_PARAMS", "auto_batch", "check_batchable", "optimize_batched"]
 logger = logging.getLogger(__name__)
 
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
-# K for `--batch auto` on a CPU: the best of scripts/bench_batched.py on two cores (8 or 4 both ~1.7x).
-CPU_BATCH = 8
+# `--batch auto` on a CPU: members per CPU thread (one stack of them per core). On two cores the time
+# per trial-epoch is flat from K = 4 to 32 (scripts/bench_batched.py); fewer members at once leave
+# TPE more finished trials to learn from and fewer idle slots at the end of a study.
+CPU_MEMBERS_PER_THREAD = 4
 # On a GPU, members until their weights, gradients and AdamW moments fill this share of free memory.
 GPU_MEMORY_SHARE = 0.25
 MAX_BATCH = 64
@@ -56,10 +58,11 @@ def check_batchable(spec: StudySpec, k: int) -> None:
 
 
 def auto_batch(device: torch.device, parameters: int) -> int:
-    """K for ``--batch auto``: CPU_BATCH on a CPU; on a GPU as many members as a share of its free memory
-    holds (four float32 copies of each: weights, gradients, two moments), at most MAX_BATCH."""
+    """K for ``--batch auto``: CPU_MEMBERS_PER_THREAD per CPU thread on a CPU; on a GPU as many members as
+    a share of its free memory holds (four float32 copies of each: weights, gradients, two moments); at
+    most MAX_BATCH."""
     if device.type != "cuda":
-        return CPU_BATCH
+        return min(MAX_BATCH, CPU_MEMBERS_PER_THREAD * torch.get_num_threads())
     free, _ = torch.cuda.mem_get_info(device)
     return max(1, min(MAX_BATCH, int(GPU_MEMORY_SHARE * free // (16 * parameters))))
 
