@@ -372,15 +372,6 @@ class BatchedTrainer:
                 member.status = "completed"
         return metrics
 
-    def evaluate(self) -> tuple[list[float], list[float]]:
-        """Validation loss and accuracy of every slot."""
-        loss, acc = [math.nan] * self.k, [math.nan] * self.k
-        for stack, (stack_loss, stack_acc) in zip(self.stacks, self._each(self._stack_evaluate, self.stacks),
-                                                  strict=True):
-            for index, slot in enumerate(stack.slots):
-                loss[slot], acc[slot] = stack_loss[index], stack_acc[index]
-        return loss, acc
-
     def result(self, slot: int) -> TrainResult:
         """The finished member of ``slot`` as ``train`` would report it."""
         member = self._member(slot)
@@ -485,9 +476,6 @@ class BatchedTrainer:
                 member.status, member.reason = "diverged", f"diverged at epoch {member.epoch + 1}: {reason}"
                 running[index] = False
                 active[index] = 0.0
-
-    def _stack_evaluate(self, stack: _Stack) -> tuple[list[float], list[float]]:
-        return stack.evaluate(self.data.x_val, self.data.y_val)
 
     def _is_running(self, slot: int) -> bool:
         member = self.members[slot]

@@ -125,21 +125,23 @@ def test_four_local_processes_share_a_file_storage(storage: str, tmp_path: Path)
     assert len({t.user_attrs["worker"] for t in finished}) == 4
 
 
-@pytest.mark.parametrize(("stop", "jobs"), [(signal.SIGTERM, "1"), (signal.SIGINT, "2")])
+@pytest.mark.parametrize(("stop", "jobs", "batch"), [(signal.SIGTERM, "1", ""), (signal.SIGINT, "2", ""),
+                                                     (signal.SIGINT, "1", "2")])  # --batch 2: two stack threads
 def test_an_interrupted_run_marks_its_trials_and_the_same_command_completes_it(stop: signal.Signals, jobs: str,
-                                                                               tmp_path: Path) -> None:
+                                                                               batch: str, tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'hp.db'}"
     args = ["run", "--strategy", "random", "--n-trials", "3", "--epochs", str(EPOCHS), "--hidden", "32", "--jobs", jobs,
-            "--storage", storage, "--quiet"]
+            *(["--batch", batch] if batch else []), "--storage", storage, "--quiet"]
+    at_once = int(batch or jobs)
     process = start(*args)
     wait_for(lambda: sum(t.state == TrialState.RUNNING and len(t.intermediate_values) > 0
-                         for t in trials_of("digits-random", storage)) == int(jobs), "running trials")
+                         for t in trials_of("digits-random", storage)) == at_once, "running trials")
     process.send_signal(stop)
     code, _, err = finish(process)
     assert code == 130, err
     assert err.strip().splitlines()[-1] == "error: interrupted; resume with: " + shlex.join(["hpsearch", *args])
     interrupted = [t for t in trials_of("digits-random", storage) if t.state == TrialState.FAIL]
-    assert 1 <= len(interrupted) <= int(jobs)  # a trial may just have finished as the signal came
+    assert 1 <= len(interrupted) <= at_once  # a trial may just have finished as the signal came
     assert all(t.user_attrs["status"] == "interrupted" and t.user_attrs["reason"] for t in interrupted)
     assert not [t for t in trials_of("digits-random", storage) if t.state == TrialState.RUNNING]
 
