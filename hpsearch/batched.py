@@ -288,6 +288,7 @@ class _Stack:
             denom = exp_avg_sq.sqrt().div_(correction3).add_(EPS)
             param.addcdiv_(exp_avg * step3, denom, value=-1)
 
+
 class BatchedTrainer:
     """K slots of one MLP shape on one device; ``run_epoch`` advances every running member by one epoch.
 

@@ -7,10 +7,11 @@ ratios compare like with like on a noisy machine.
 
     python scripts/bench_batched.py [--samples 12000] [--epochs 2] [--ks 4,8,16,32,64] [--device auto]
                                     [--rounds 3] [--run-trials 64] [--run-epochs 3]
+                                    [--run-batch auto]
 
 Prints a table and the key ratio: the best K's speedup over the sequential engine (goal >= 1.6x on
 two CPU cores, >= 8x on a GPU); then a whole `hpsearch run` (TPE, same seed) with and without
-`--batch` at that K: wall time and best value.
+`--batch` (auto unless --run-batch says otherwise): wall time and best value.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from hpsearch import StudySpec, TrainConfig, run_study
 from hpsearch.batched import BatchedTrainer
 from hpsearch.data import Data, load_data
 from hpsearch.devices import resolve_device
+from hpsearch.models import build_model, count_parameters
+from hpsearch.search.batched_study import auto_batch
 from hpsearch.training import train
 
 
@@ -82,13 +85,37 @@ def timed_rows(data: Data, args: argparse.Namespace, device: torch.device) -> li
     return [(name, statistics.median(values)) for name, values in times.items()]
 
 
-def whole_run(data: Data, trials: int, epochs: int, batch: int | None) -> tuple[float, float]:
+def whole_run(data: Data, trials: int, epochs: int, batch: str | None) -> tuple[float, float]:
     """Wall seconds and best value of one TPE study of ``trials`` trials (in-memory storage)."""
     spec = StudySpec(name=f"bench-{batch}", strategy="tpe", n_trials=trials, seed=0,
                      train=TrainConfig(epochs=epochs, dataset="synthetic"))
     started = time.perf_counter()
     study = run_study(spec, "memory", data=data, batch=batch)
     return time.perf_counter() - started, study.best_value
+
+
+def compare_whole_runs(data: Data, args: argparse.Namespace, device: torch.device) -> None:
+    """Print the wall time (median of --rounds alternating runs) and best value of a whole study, with and
+    without --batch."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    label = f"--batch {args.run_batch}"
+    if args.run_batch == "auto":
+        label += f" (= {auto_batch(device, count_parameters(build_model('mlp', 784, 10, (256, 128))))})"
+    runs: dict[str, list[tuple[float, float]]] = {"sequential": [], label: []}
+    for _ in range(args.rounds):
+        runs["sequential"].append(whole_run(data, args.run_trials, args.run_epochs, None))
+        runs[label].append(whole_run(data, args.run_trials, args.run_epochs, args.run_batch))
+    print(f"\nhpsearch run: TPE, {args.run_trials} trials of {args.run_epochs} epochs, median pruner, seed 0, "
+          f"median of {args.rounds}\n")
+    print(f"{'run':<24}{'wall s':>10}{'best val_loss':>15}")
+    wall = {}
+    for name, results in runs.items():
+        wall[name] = statistics.median(seconds for seconds, _ in results)
+        values = sorted({round(value, 6) for _, value in results})
+        print(f"{name:<24}{wall[name]:>10.1f}{', '.join(f'{v:.4f}' for v in values):>15}")
+    print(f"whole run: {label} takes {wall[label] / wall['sequential']:.2f}x the sequential wall time")
 
 
 def main() -> None:
@@ -101,6 +128,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--run-trials", type=int, default=64, help="trials of the whole-run comparison (0: skip)")
     parser.add_argument("--run-epochs", type=int, default=3)
+    parser.add_argument("--run-batch", default="auto", help="--batch of the whole run: K or auto (what a user gets)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     data = load_data(f"synthetic:n={args.samples},d=784,classes=10,noise=10", device=device)
@@ -114,17 +142,7 @@ def main() -> None:
     best_name, best = min(rows[1:], key=lambda row: row[1])
     goal = "8x (GPU)" if device.type == "cuda" else "1.6x (CPU)"
     if args.run_trials:
-        k = int(best_name.partition("=")[2])
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        runs = [("sequential", *whole_run(data, args.run_trials, args.run_epochs, None)),
-                (f"--batch {k}", *whole_run(data, args.run_trials, args.run_epochs, k))]
-        print(f"\nhpsearch run: TPE, {args.run_trials} trials of {args.run_epochs} epochs, median pruner, seed 0\n")
-        print(f"{'run':<16}{'wall s':>10}{'best val_loss':>15}")
-        for name, seconds, value in runs:
-            print(f"{name:<16}{seconds:>10.1f}{value:>15.4f}")
-        print(f"whole run: --batch {k} takes {runs[1][1] / runs[0][1]:.2f}x the sequential wall time")
+        compare_whole_runs(data, args, device)
     print(f"\nkey ratio: {best_name} is {base / best:.2f}x the sequential engine per trial-epoch (goal >= {goal})")
 
 
