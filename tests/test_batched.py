@@ -172,10 +172,12 @@ def test_batch_with_several_jobs_is_one_error_line(tmp_path: Path) -> None:
 
 
 def test_the_elementwise_adamw_matches_too(digits: Data) -> None:
-    """Where torch lacks its fused AdamW kernel, the tensor-wide update gives the same runs."""
-    configs = [TrainConfig(epochs=2, lr=3e-3, weight_decay=0.05, seed=4, hidden=(64,), clip=1.0),
-               TrainConfig(epochs=2, lr=1e-3, weight_decay=1e-4, seed=5, hidden=(64,), schedule="cosine")]
-    trainer = BatchedTrainer(configs, digits)
+    """On a GPU (one stack, the tensor-wide update) or where torch lacks its fused AdamW kernel, the runs
+    are the same; the third member finishes first, so the last epoch trains a subset of the stack."""
+    configs = [TrainConfig(epochs=3, lr=3e-3, weight_decay=0.05, seed=4, hidden=(64,), clip=1.0),
+               TrainConfig(epochs=3, lr=1e-3, weight_decay=1e-4, seed=5, hidden=(64,), schedule="cosine"),
+               TrainConfig(epochs=2, lr=2e-3, weight_decay=0.01, seed=6, hidden=(64,))]
+    trainer = BatchedTrainer(configs, digits, stacks=1)
     for stack in trainer.stacks:
         stack.fused = False
     while trainer.running():
@@ -184,7 +186,10 @@ def test_the_elementwise_adamw_matches_too(digits: Data) -> None:
         assert_same_run(trainer.result(slot), train(config, digits))
 
 
-def test_auto_batch_is_four_members_per_cpu_thread() -> None:
-    from hpsearch.search.batched_study import MAX_BATCH, auto_batch
+def test_auto_batch_is_four_members_per_cpu_thread_while_memory_holds_them() -> None:
+    from hpsearch.search.batched_study import MAX_BATCH, _physical_memory, auto_batch
 
     assert auto_batch(torch.device("cpu"), 10_000) == min(MAX_BATCH, 4 * torch.get_num_threads())
+    huge = _physical_memory() // 16  # one member's four copies would fill all the memory
+    assert auto_batch(torch.device("cpu"), huge) == 1
+    assert auto_batch(torch.device("cpu"), huge // 8) == min(2, 4 * torch.get_num_threads())  # a quarter: 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -39,8 +40,9 @@ TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 # per trial-epoch is flat from K = 4 to 32 (scripts/bench_batched.py); fewer members at once leave
 # TPE more finished trials to learn from and fewer idle slots at the end of a study.
 CPU_MEMBERS_PER_THREAD = 4
-# On a GPU, members until their weights, gradients and AdamW moments fill this share of free memory.
-GPU_MEMORY_SHARE = 0.25
+# Members until their weights, gradients and AdamW moments fill this share of the GPU's free memory
+# (on a CPU, of the machine's physical memory).
+MEMORY_SHARE = 0.25
 MAX_BATCH = 64
 # Searched parameters that would give members different shapes or batches: not in one BatchedTrainer.
 SHAPE_PARAMS = ("batch_size", "hidden", "model")
@@ -58,13 +60,22 @@ def check_batchable(spec: StudySpec, k: int) -> None:
 
 
 def auto_batch(device: torch.device, parameters: int) -> int:
-    """K for ``--batch auto``: CPU_MEMBERS_PER_THREAD per CPU thread on a CPU; on a GPU as many members as
-    a share of its free memory holds (four float32 copies of each: weights, gradients, two moments); at
-    most MAX_BATCH."""
-    if device.type != "cuda":
-        return min(MAX_BATCH, CPU_MEMBERS_PER_THREAD * torch.get_num_threads())
-    free, _ = torch.cuda.mem_get_info(device)
-    return max(1, min(MAX_BATCH, int(GPU_MEMORY_SHARE * free // (16 * parameters))))
+    """K for ``--batch auto``: CPU_MEMBERS_PER_THREAD per CPU thread on a CPU, as many members as a share of
+    the GPU's free memory holds on a GPU; on either, no more than a share of the memory holds (four float32
+    copies of each member: weights, gradients, two moments) and at most MAX_BATCH."""
+    if device.type == "cuda":
+        memory, wanted = torch.cuda.mem_get_info(device)[0], MAX_BATCH
+    else:
+        memory, wanted = _physical_memory(), CPU_MEMBERS_PER_THREAD * torch.get_num_threads()
+    return max(1, min(MAX_BATCH, wanted, int(MEMORY_SHARE * memory // (16 * parameters))))
+
+
+def _physical_memory() -> int:
+    """Bytes of this machine's memory; where the system does not say (Windows), as if plenty."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 2**62
 
 
 def optimize_batched(study: optuna.Study, spec: StudySpec, data: Data, k: int, *,
