@@ -246,8 +246,8 @@ class BatchedTrainer:
         seconds = time.perf_counter() - started
         val_loss, val_acc = stack.evaluate(self.data.x_val, self.data.y_val)
         columns = zip(stack.slots, loss_sum.tolist(), norm_sum.tolist(), steps.tolist(), val_loss, val_acc, strict=True)
-        return {slot: _EpochSums(loss=loss, norm=norm, steps=count, seconds=seconds, val_loss=vl, val_acc=va)
-                for slot, loss, norm, count, vl, va in columns}
+        return {slot: _EpochSums(loss=loss, norm=norm, steps=taken, seconds=seconds, val_loss=vl, val_acc=va)
+                for slot, loss, norm, taken, vl, va in columns}
 
     @staticmethod
     def _check_divergence(members: list[_Member], running: list[bool], active: torch.Tensor,

@@ -36,6 +36,7 @@ class StackedMLP:
     def __init__(self, slots: list[int], shapes: list[tuple[int, int]], device: torch.device) -> None:
         self.slots = slots  # in stacking order
         self.shapes = shapes
+        self.device = device
         k = len(slots)
         # nn.Linear's layout, [out, in] per member: the gradients below come out in it without a transpose.
         self.weights = [torch.zeros(k, out, in_, device=device) for out, in_ in shapes]
@@ -43,10 +44,11 @@ class StackedMLP:
         self.params = [p for pair in zip(self.weights, self.biases, strict=True) for p in pair]
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
-        # The fused kernel's step counters, one per member and tensor as torch.optim.AdamW keeps them; a
-        # member's tensors always share a count, so they share one counter (the kernel only reads it).
-        self.state_steps = [[torch.zeros((), device=device)] * len(self.params) for _ in range(k)]
-        self.counts = [0] * k  # the same counts in Python, for the tensor-wide update: no device sync
+        self.counts = [0] * k  # each member's AdamW steps, in Python: no device sync to read them
+        # The fused kernel reads a step count per tensor; a member's tensors share its count, and the
+        # kernel only reads it, so one scratch tensor, set from ``counts`` before each call, serves all.
+        self._step = torch.zeros((), device=device)
+        self._steps = [self._step] * len(self.params)
         # Each member's slices, taken once: slicing in the hot loop costs as much as a small kernel.
         self.member_params = [[p[i] for p in self.params] for i in range(k)]
         self.member_exp_avg = [[m[i] for m in self.exp_avg] for i in range(k)]
@@ -62,24 +64,21 @@ class StackedMLP:
     @torch.no_grad()
     def subset(self, indices: list[int]) -> StackedMLP:
         """A stack of copies of the members at ``indices``, to train them alone while the others idle."""
-        part = StackedMLP([self.slots[i] for i in indices], self.shapes, self.params[0].device)
-        chosen = torch.tensor(indices, device=part.params[0].device)
+        part = StackedMLP([self.slots[i] for i in indices], self.shapes, self.device)
+        chosen = torch.tensor(indices, device=self.device)
         for mine, theirs in zip(self._state(), part._state(), strict=True):
             torch.index_select(mine, 0, chosen, out=theirs)
-        for new, old in enumerate(indices):
-            part.state_steps[new][0].copy_(self.state_steps[old][0])
-            part.counts[new] = self.counts[old]
+        part.counts = [self.counts[i] for i in indices]
         part.fused = self.fused
         return part
 
     @torch.no_grad()
     def write_back(self, part: StackedMLP, indices: list[int]) -> None:
         """Take back the members that ``subset(indices)`` copied into ``part``, as trained there."""
-        chosen = torch.tensor(indices, device=part.params[0].device)
+        chosen = torch.tensor(indices, device=self.device)
         for mine, theirs in zip(self._state(), part._state(), strict=True):
             mine.index_copy_(0, chosen, theirs)
         for new, old in enumerate(indices):
-            self.state_steps[old][0].copy_(part.state_steps[new][0])
             self.counts[old] = part.counts[new]
         self.fused = part.fused
 
@@ -95,7 +94,6 @@ class StackedMLP:
             bias[index, 0].copy_(layer.bias)
         for state in self.exp_avg + self.exp_avg_sq:
             state[index].zero_()
-        self.state_steps[index][0].zero_()
         self.counts[index] = 0
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -195,22 +193,16 @@ class StackedMLP:
     def _fused_adamw(self, grads: list[torch.Tensor], lrs: list[float], decays: list[float]) -> None:
         for index, (lr, decay) in enumerate(zip(lrs, decays, strict=True)):
             if lr > 0:
-                step = self.state_steps[index][0]
-                step.add_(1)  # torch.optim counts the step before the kernel runs
-                try:
-                    torch._fused_adamw_(  # type: ignore[attr-defined]
-                        self.member_params[index], [g[index] for g in grads], self.member_exp_avg[index],
-                        self.member_exp_avg_sq[index], [], self.state_steps[index], amsgrad=False, lr=lr,
-                        beta1=BETAS[0], beta2=BETAS[1], weight_decay=decay, eps=EPS, maximize=False)
-                except BaseException:
-                    step.sub_(1)  # not counted: the elementwise update takes this step over
-                    raise
+                self._step.fill_(self.counts[index] + 1)  # torch.optim counts the step before the kernel runs
+                torch._fused_adamw_(  # type: ignore[attr-defined]
+                    self.member_params[index], [g[index] for g in grads], self.member_exp_avg[index],
+                    self.member_exp_avg_sq[index], [], self._steps, amsgrad=False, lr=lr, beta1=BETAS[0],
+                    beta2=BETAS[1], weight_decay=decay, eps=EPS, maximize=False)
                 self.counts[index] += 1
 
     def _elementwise_adamw(self, grads: list[torch.Tensor], lrs: list[float], decays: list[float]) -> None:
         """The same update as torch's, tensor-wide: every member at once, per-member step counts."""
         beta1, beta2 = BETAS
-        device = self.params[0].device
         for index, lr in enumerate(lrs):
             if lr > 0:
                 self.counts[index] += 1
@@ -220,7 +212,7 @@ class StackedMLP:
         rows = torch.tensor([[lr / (1 - beta1 ** t) for lr, t in zip(lrs, steps, strict=True)],
                              [math.sqrt(1 - beta2 ** t) for t in steps], lrs, decays], dtype=torch.float64)
         # One copy to the device for the whole step, queued without waiting for the device.
-        step3, correction3, lr3, decay3 = rows.to(device, torch.float32, non_blocking=True).view(4, -1, 1, 1)
+        step3, correction3, lr3, decay3 = rows.to(self.device, torch.float32, non_blocking=True).view(4, -1, 1, 1)
         # A member that does not run has lr 0: its weights stay; its moments change, but load() clears
         # them before a slot's next member starts, and a diverged member is never updated again.
         for param, grad, exp_avg, exp_avg_sq in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, strict=True):
