@@ -8,28 +8,33 @@ about a broken model.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from hpsearch.config import TrainConfig
-from hpsearch.data import Data
-from hpsearch.models import build_model
-from hpsearch.training import make_optimizer
+from hpsearch.data import TaskData
+from hpsearch.step import Stepper
+from hpsearch.task import build_model, initial_loss_expected, is_classification
 
-__all__ = ["FAIL", "PASS", "QUICK_CHECKS", "WARN", "CheckResult", "run_checks"]
+__all__ = ["FAIL", "PASS", "QUICK_CHECKS", "SKIP", "WARN", "CheckResult", "run_checks"]
 
-PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
+PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
 # Relative errors of backprop against finite differences, as the textbook (CS231n) grades them.
 # The textbook calls < 1e-7 fine; ReLU kinks and float64 round-off of a difference quotient reach
 # ~1e-6 on a correct model, so PASS goes up to GRADCHECK_PASS. Gradients below GRADIENT_FLOOR are
 # compared absolutely: their difference quotients are mostly round-off.
 GRADCHECK_FINE, GRADCHECK_PASS, GRADCHECK_WRONG = 1e-7, 1e-5, 1e-4
 GRADIENT_FLOOR, DIFFERENCE_STEP = 1e-4, 1e-5
+# The gradient check perturbs this many coordinates of each parameter tensor, and of at most
+# GRADCHECK_TENSORS tensors (spread over the model) when it has more: a large model is sampled.
+GRADCHECK_COORDINATES, GRADCHECK_TENSORS = 20, 12
+# Samples the data check reads when the data streams (a Dataset is not read whole for a check).
+DATA_CHECK_SAMPLES = 2048
 OVERFIT_EXAMPLES, OVERFIT_STEPS, OVERFIT_LR, OVERFIT_TARGET = 8, 300, 1e-2, 0.05
 RATIO_LOW, RATIO_HIGH = 1e-5, 1e-2
 
@@ -49,54 +54,67 @@ class CheckResult:
         return asdict(self)
 
 
-def check_data(config: TrainConfig, data: Data) -> CheckResult:
-    """Shapes, finite values, label range, class balance and the training split's normalization."""
-    x, y, c = data.x_train, data.y_train, data.num_classes
+def check_data(config: TrainConfig, data: TaskData) -> CheckResult:
+    """Shapes, finite values, label range, class balance and the training split's normalization (of the first
+    DATA_CHECK_SAMPLES samples when the data streams)."""
+    x, y = data.head(data.n_train if hasattr(data, "x_train") else DATA_CHECK_SAMPLES)
+    classification, c = is_classification(config, data), data.num_classes
     problems, warnings = [], []
-    if x.ndim != 2 or len(x) != len(y) or data.x_val.shape[1:] != x.shape[1:]:
-        problems.append(f"shapes x {tuple(x.shape)}, y {tuple(y.shape)}, x_val {tuple(data.x_val.shape)}")
-    if not bool(torch.isfinite(x).all()):
+    if len(x) != len(y) or tuple(x.shape[1:]) != tuple(data.sample_shape):
+        problems.append(f"shapes x {tuple(x.shape)}, y {tuple(y.shape)}, samples {tuple(data.sample_shape)}")
+    if not bool(torch.isfinite(x.float()).all()):
         problems.append("NaN or infinite features")
-    if len(y) and (int(y.min()) < 0 or int(y.max()) >= c):
-        problems.append(f"labels {int(y.min())}..{int(y.max())} outside 0..{c - 1}")
-    counts = torch.bincount(y.clamp(0, c - 1), minlength=c).float()
-    smallest = float(counts.min() / counts.sum()) if counts.sum() > 0 else 0.0
-    if smallest < 1 / (5 * c):
-        warnings.append(f"smallest class {smallest:.1%} of samples")
-    mean, std = float(x.mean()), float(x.std())
+    expected = "finite, mean ~0 and std ~1"
+    if classification:
+        expected = f"finite, labels 0..{c - 1}, each class >= {1 / (5 * c):.1%}, mean ~0 and std ~1"
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= c):
+            problems.append(f"labels {int(y.min())}..{int(y.max())} outside 0..{c - 1}")
+        counts = torch.bincount(y.long().clamp(0, c - 1), minlength=c).float()
+        smallest = float(counts.min() / counts.sum()) if counts.sum() > 0 else 0.0
+        if smallest < 1 / (5 * c):
+            warnings.append(f"smallest class {smallest:.1%} of samples")
+    elif not bool(torch.isfinite(y).all()):
+        problems.append("NaN or infinite targets")
+    mean, std = float(x.float().mean()), float(x.float().std())
     if abs(mean) > 0.5 or not 0.5 <= std <= 2:
         warnings.append(f"features mean {mean:.2f}, std {std:.2f}")
-    measured = "; ".join(problems + warnings) or f"{len(x)}x{x.shape[1]}, {c} classes, mean {mean:.2f}, std {std:.2f}"
+    kind = f"{c} classes" if classification else f"{c} target(s)"
+    shape = "x".join(str(d) for d in (len(x), *data.sample_shape))
+    measured = "; ".join(problems + warnings) or f"{shape}, {kind}, mean {mean:.2f}, std {std:.2f}"
     outcome = FAIL if problems else WARN if warnings else PASS
-    return CheckResult("data", outcome, measured, f"finite, labels 0..{c - 1}, each class >= {1 / (5 * c):.1%}, "
-                       "mean ~0 and std ~1", "broken inputs or labels train a model that learns nothing useful",
+    return CheckResult("data", outcome, measured, expected,
+                       "broken inputs or labels train a model that learns nothing useful",
                        "check the loader, the label encoding and the normalization")
 
 
-def check_initial_loss(config: TrainConfig, data: Data) -> CheckResult:
-    """At initialization the loss should be near log(C): the model has no preference yet."""
-    model = _model(config, data)
+def check_initial_loss(config: TrainConfig, data: TaskData) -> CheckResult:
+    """At initialization the loss should be near its no-preference value: log(C) for cross-entropy, the
+    targets' mean square for mse (a fresh model outputs about zero). Skipped for a custom loss."""
+    x, y = data.head(512)
+    known = initial_loss_expected(config, data, y)
+    if known is None:
+        return CheckResult("initial loss", SKIP, "-", "-", f"no expected start is known for the custom loss "
+                           f"{config.loss!r}", "compare the first epoch's loss with what your loss should start at")
+    expected, written = known
+    stepper = Stepper(_model(config, data), config, data.device)
     with torch.no_grad():
-        loss = float(F.cross_entropy(model(data.x_train[:512]), data.y_train[:512]))
-    expected = math.log(data.num_classes)
-    ratio = loss / expected if math.isfinite(loss) else math.inf
+        loss = float(stepper.forward_loss(x, y))
+    ratio = loss / expected if math.isfinite(loss) and expected > 0 else math.inf
     outcome = PASS if 0.8 <= ratio <= 1.25 else WARN if 0.5 <= ratio <= 2 else FAIL
-    return CheckResult("initial loss", outcome, f"{loss:.4g}", f"~log({data.num_classes}) = {expected:.4g}",
-                       "far from log(C): a bad initialization scale, inputs not normalized, or a wrong loss",
-                       "check the output layer's scale and that the loss gets raw logits")
+    return CheckResult("initial loss", outcome, f"{loss:.4g}", f"{written} = {expected:.4g}",
+                       "far from it: a bad initialization scale, inputs not normalized, or a wrong loss",
+                       "check the output layer's scale and that the loss gets raw outputs (logits)")
 
 
-def check_weight_decay(config: TrainConfig, data: Data) -> CheckResult:
+def check_weight_decay(config: TrainConfig, data: TaskData) -> CheckResult:
     """The engine's optimizer with weight decay must shrink the weights more than without it."""
     norms = []
+    x, y = data.head(5 * 32)
     for decay in (0.0, 0.5):
         model = _model(config, data)
-        optimizer = make_optimizer(model, config.replace(weight_decay=decay, lr=1e-3), data.x_train.device)
-        for start in range(0, 5 * 32, 32):
-            loss = F.cross_entropy(model(data.x_train[start:start + 32]), data.y_train[start:start + 32])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+        stepper = Stepper(model, config.replace(weight_decay=decay, lr=1e-3), data.device)
+        for start in range(0, len(x), 32):
+            stepper.step(x[start:start + 32], y[start:start + 32])
         norms.append(float(torch.sqrt(sum((p.detach() ** 2).sum() for p in model.parameters()))))
     changed = norms[1] < norms[0] * (1 - 1e-4)
     return CheckResult("weight decay", PASS if changed else FAIL,
@@ -105,63 +123,80 @@ def check_weight_decay(config: TrainConfig, data: Data) -> CheckResult:
                        "check that the optimizer receives weight_decay")
 
 
-def check_gradients(config: TrainConfig, data: Data) -> CheckResult:
-    """Backprop against centered finite differences in float64 on a small copy of the model."""
-    torch.manual_seed(config.seed)
-    model = build_model(config.model, data.input_dim, data.num_classes, [4 for _ in config.hidden]).double()
-    x, y = data.x_train[:4].double(), data.y_train[:4]
-    loss = F.cross_entropy(model(x), y)
+def check_gradients(config: TrainConfig, data: TaskData) -> CheckResult:
+    """Backprop against centered finite differences in float64, on a copy of the model in eval mode (so
+    batch norm and dropout are deterministic) with a batch of 4; a large model is sampled."""
+    model = copy.deepcopy(_model(config, data)).double().eval()
+    x, y = data.head(4)
+    # A little noise breaks the exact ties of constant image backgrounds, where max pooling and ReLU have no
+    # derivative and finite differences would disagree with any backprop; what is checked is the model.
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(x.device)
+    x = x.double() + 1e-2 * noise
+    y = y.double() if y.is_floating_point() else y
+    fp64 = config.replace(precision="fp32", label_smoothing=0.0)
+    stepper = Stepper(model, fp64, data.device)
+
+    def loss() -> float:
+        return float(stepper.forward_loss(x, y))
+
     model.zero_grad()
-    loss.backward()
+    stepper.forward_loss(x, y).backward()
+    params = [p for p in model.parameters() if p.requires_grad]
+    picked = params if len(params) <= GRADCHECK_TENSORS else [
+        params[round(i * (len(params) - 1) / (GRADCHECK_TENSORS - 1))] for i in range(GRADCHECK_TENSORS)]
     worst = 0.0
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        for param in model.parameters():
+        for param in picked:
             analytic = param.grad if param.grad is not None else torch.zeros_like(param)
             flat = param.view(-1)
-            for index in torch.randperm(flat.numel(), generator=generator)[:20].tolist():
-                numeric = _centered_difference(lambda: float(F.cross_entropy(model(x), y)), flat, index)
+            for index in torch.randperm(flat.numel(), generator=generator)[:GRADCHECK_COORDINATES].tolist():
+                numeric = _centered_difference(loss, flat, index)
                 a = float(analytic.view(-1)[index])
                 worst = max(worst, abs(a - numeric) / max(abs(a) + abs(numeric), GRADIENT_FLOOR))
     outcome = PASS if worst < GRADCHECK_PASS else WARN if worst < GRADCHECK_WRONG else FAIL
-    return CheckResult("gradients", outcome, f"max relative error {worst:.2g}",
+    sampled = (f" ({GRADCHECK_COORDINATES} coordinates in each of {len(picked)} of the {len(params)} parameter "
+               f"tensors)") if len(picked) < len(params) else ""
+    return CheckResult("gradients", outcome, f"max relative error {worst:.2g}{sampled}",
                        f"< {GRADCHECK_PASS:g} (textbook {GRADCHECK_FINE:g}; ReLU kinks and round-off add ~1e-6), "
                        f"> {GRADCHECK_WRONG:g} wrong",
                        "backprop disagrees with the function: a detached layer, an in-place op or a custom op",
                        "look for .detach(), .data or numpy round trips in the forward pass")
 
 
-def check_overfit(config: TrainConfig, data: Data) -> CheckResult:
-    """A healthy model drives the loss on 8 examples to near zero within a few hundred steps."""
+def check_overfit(config: TrainConfig, data: TaskData) -> CheckResult:
+    """A healthy model drives the loss on 8 examples to near zero within a few hundred steps (for a loss
+    with no known scale, to OVERFIT_TARGET of where it started)."""
     model = _model(config, data)
-    x, y = data.x_train[:OVERFIT_EXAMPLES], data.y_train[:OVERFIT_EXAMPLES]
-    optimizer = torch.optim.Adam(model.parameters(), lr=OVERFIT_LR)
-    loss, steps = math.inf, 0
-    while steps < OVERFIT_STEPS and loss >= OVERFIT_TARGET:
-        output = F.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        output.backward()
-        optimizer.step()
-        loss, steps = float(output.detach()), steps + 1
-    outcome = PASS if loss < OVERFIT_TARGET else FAIL
+    x, y = data.head(OVERFIT_EXAMPLES)
+    adam = config.replace(optimizer="adam", lr=OVERFIT_LR, weight_decay=0.0, momentum=None, nesterov=False,
+                          beta1=None, beta2=None, label_smoothing=0.0)
+    stepper = Stepper(model, adam, data.device)
+    relative = config.loss != "cross-entropy"
+    loss, steps, target = math.inf, 0, OVERFIT_TARGET
+    while steps < OVERFIT_STEPS and loss >= target:
+        value = float(stepper.step(x, y)[0])
+        if steps == 0 and relative:
+            target = OVERFIT_TARGET * value
+        loss, steps = value, steps + 1
+    outcome = PASS if loss < target else FAIL
+    goal = f"< {target:.3g}" + (f" ({OVERFIT_TARGET}x the first loss)" if relative else "")
     return CheckResult("overfit one batch", outcome, f"loss {loss:.3g} after {steps} steps",
-                       f"< {OVERFIT_TARGET} within {OVERFIT_STEPS} steps (Adam, lr {OVERFIT_LR})",
+                       f"{goal} within {OVERFIT_STEPS} steps (Adam, lr {OVERFIT_LR})",
                        "the model cannot memorize 8 examples: dead units, outputs squashed before the loss, or "
                        "labels that do not match inputs", "check activations, the output layer and the loss inputs")
 
 
-def check_update_ratio(config: TrainConfig, data: Data) -> CheckResult:
+def check_update_ratio(config: TrainConfig, data: TaskData) -> CheckResult:
     """Size of each step's update relative to the weights at the configured lr (healthy near 1e-3)."""
     model = _model(config, data)
-    optimizer = make_optimizer(model, config, data.x_train.device)
+    stepper = Stepper(model, config, data.device)
+    x, y = data.head(10 * config.batch_size)
     ratios = []
     for start in range(0, 10 * config.batch_size, config.batch_size):
         before = [p.detach().clone() for p in model.parameters()]
-        index = torch.arange(start, start + config.batch_size, device=data.x_train.device) % data.n_train
-        loss = F.cross_entropy(model(data.x_train[index]), data.y_train[index])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        index = torch.arange(start, start + config.batch_size, device=x.device) % len(x)
+        stepper.step(x[index], y[index])
         update = math.sqrt(sum(float(((p.detach() - b) ** 2).sum()) for p, b in zip(model.parameters(), before,
                                                                                      strict=True)))
         weight = math.sqrt(sum(float((b ** 2).sum()) for b in before))
@@ -174,14 +209,14 @@ def check_update_ratio(config: TrainConfig, data: Data) -> CheckResult:
                        "search an lr range around where this ratio is ~1e-3 (see hpsearch lr-find)")
 
 
-Check = Callable[[TrainConfig, Data], CheckResult]
+Check = Callable[[TrainConfig, TaskData], CheckResult]
 ALL_CHECKS: tuple[Check, ...] = (check_data, check_initial_loss, check_weight_decay, check_gradients, check_overfit,
                                  check_update_ratio)
 # Those `hpsearch run` does before its first trial: a second or two on the reference model.
 QUICK_CHECKS: tuple[Check, ...] = (check_data, check_initial_loss, check_gradients, check_overfit)
 
 
-def run_checks(config: TrainConfig, data: Data, checks: tuple[Check, ...] = ALL_CHECKS) -> list[CheckResult]:
+def run_checks(config: TrainConfig, data: TaskData, checks: tuple[Check, ...] = ALL_CHECKS) -> list[CheckResult]:
     """Run ``checks`` in order on the device the data is on. Every one runs, even after a failure,
     except after a failed data check: the others would only trip over the same broken data."""
     results = []
@@ -192,9 +227,9 @@ def run_checks(config: TrainConfig, data: Data, checks: tuple[Check, ...] = ALL_
     return results
 
 
-def _model(config: TrainConfig, data: Data) -> nn.Module:
+def _model(config: TrainConfig, data: TaskData) -> nn.Module:
     torch.manual_seed(config.seed)
-    return build_model(config.model, data.input_dim, data.num_classes, config.hidden).to(data.x_train.device)
+    return build_model(config, data)
 
 
 def _centered_difference(loss: Callable[[], float], flat: torch.Tensor, index: int,

@@ -58,19 +58,34 @@ def _root() -> None:
 
 # --- shared options ---------------------------------------------------------------------------
 
-_DATA, _OPTIM, _RUN = "Data", "Optimization", "Run"
+_DATA, _MODEL, _OPTIM, _RUN = "Data", "Model and loss", "Optimization", "Run"
 _TRAIN_OPTIONS: dict[str, tuple[type, str, str]] = {
-    "dataset": (str, "digits, mnist, fashion-mnist, npz:PATH or synthetic[:n=,d=,classes=,noise=].", _DATA),
-    "data_dir": (str, "Folder of MNIST/Fashion-MNIST files.", _DATA),
-    "download": (bool, "Fetch MNIST files into --data-dir.", _DATA),
+    "dataset": (str, "digits, mnist, fashion-mnist, cifar10, npz:PATH, synthetic[:n=,d=,classes=,noise=], or your "
+                     "load() as module:attr or file.py:attr.", _DATA),
+    "data_dir": (str, "Folder of MNIST/Fashion-MNIST/CIFAR-10 files.", _DATA),
+    "download": (bool, "Fetch MNIST/CIFAR-10 files into --data-dir.", _DATA),
     "subset": (int, "Train on only the first N training samples.", _DATA),
-    "val_fraction": (float, "Share of the data held out for validation.", _DATA),
-    "model": (str, "Model name (mlp).", _OPTIM),
-    "hidden": (str, "Hidden layer widths, e.g. 256,128.", _OPTIM),
+    "val_fraction": (float, "Share of the data held out for validation (built-in datasets).", _DATA),
+    "num_classes": (int, "Classes, where a split may lack the top label (default: from the labels).", _DATA),
+    "feed": (str, "auto (tensors on the device when they fit, else streamed), device or stream.", _DATA),
+    "num_workers": (int, "DataLoader worker processes of a streamed dataset.", _DATA),
+    "model": (str, "mlp, cnn, or your factory f(input_shape, outputs, **model_args) as module:attr or "
+                   "file.py:attr.", _MODEL),
+    "model_arg": (list, "NAME=VALUE passed to the model factory (repeatable; int, float, bool or string).", _MODEL),
+    "hidden": (str, "Hidden layer widths of the mlp, e.g. 256,128.", _MODEL),
+    "loss": (str, "cross-entropy (classification), mse (regression) or your f(output, target) as module:attr.",
+             _MODEL),
+    "label_smoothing": (float, "Label smoothing of cross-entropy.", _MODEL),
     "epochs": (int, "Passes over the training data.", _OPTIM),
     "batch_size": (int, "Samples per optimizer step.", _OPTIM),
-    "lr": (float, "Peak learning rate of AdamW.", _OPTIM),
-    "weight_decay": (float, "AdamW's decoupled weight decay.", _OPTIM),
+    "optimizer": (str, "adamw, adam or sgd.", _OPTIM),
+    "lr": (float, "Peak learning rate.", _OPTIM),
+    "weight_decay": (float, "Weight decay (decoupled for AdamW, L2 for Adam and SGD).", _OPTIM),
+    "momentum": (float, "SGD's momentum.", _OPTIM),
+    "nesterov": (bool, "SGD with Nesterov momentum.", _OPTIM),
+    "beta1": (float, "Adam/AdamW's first-moment decay (default 0.9).", _OPTIM),
+    "beta2": (float, "Adam/AdamW's second-moment decay (default 0.999).", _OPTIM),
+    "precision": (str, "fp32, bf16 or fp16 (autocast; fp16 needs a GPU).", _RUN),
     "schedule": (str, "constant, step, cosine, warmup-cosine or wsd.", _OPTIM),
     "warmup": (float, "Warmup as a fraction of all steps.", _OPTIM),
     "min_lr_ratio": (float, "Floor of cosine and wsd decay, as a fraction of the peak.", _OPTIM),
@@ -83,8 +98,13 @@ _TRAIN_OPTIONS: dict[str, tuple[type, str, str]] = {
 
 
 def _train_parameter(name: str, kind: type, help_text: str, panel: str) -> inspect.Parameter:
-    option = (typer.Option("--download/--no-download", help=help_text, rich_help_panel=panel) if kind is bool
-              else typer.Option(help=help_text, rich_help_panel=panel))
+    flag = "--" + name.replace("_", "-")
+    if kind is bool:
+        option = typer.Option(f"{flag}/--no-{flag[2:]}", help=help_text, rich_help_panel=panel)
+    elif kind is list:
+        option, kind = typer.Option(flag, help=help_text, rich_help_panel=panel, metavar="NAME=VALUE"), list[str]
+    else:
+        option = typer.Option(help=help_text, rich_help_panel=panel)
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
                              annotation=Annotated[kind | None, option])
 
@@ -96,9 +116,13 @@ def with_train_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
-        flags = {name: kwargs.pop(name) for name in _TRAIN_OPTIONS if kwargs.get(name) is not None}
+        from hpsearch.config import parse_model_arg
+
+        flags = {name: kwargs.pop(name) for name in _TRAIN_OPTIONS if kwargs.get(name) not in (None, [])}
         for name in _TRAIN_OPTIONS:
             kwargs.pop(name, None)
+        if "model_arg" in flags:  # --model-arg NAME=VALUE, repeated: one model_args table
+            flags["model_args"] = dict(parse_model_arg(text) for text in flags.pop("model_arg"))
         return command(train_flags=flags, **kwargs)
 
     wrapper.__signature__ = inspect.Signature([*own, *extra])  # type: ignore[attr-defined]
@@ -126,20 +150,23 @@ def train(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of a table.")] = False,
 ) -> None:
     """Train one configuration and print its per-epoch metrics."""
-    from hpsearch.config import TrainConfig, load_config_file
+    from hpsearch.devices import resolve_device
     from hpsearch.progress import EpochTable
+    from hpsearch.task import check_task
+    from hpsearch.training import config_data
     from hpsearch.training import train as run_training
 
-    values = load_config_file(config) if config is not None else {}
-    train_config = TrainConfig.from_mapping({**values, **train_flags, **_given(seed=seed)},
-                                            source=str(config) if config else "flags")
+    train_config = _train_config(config, train_flags, seed)
+    data = config_data(train_config, resolve_device(train_config.device))
+    check_task(train_config, data)
     if as_json:
-        typer.echo(json.dumps(run_training(train_config, checkpoint=checkpoint).to_dict(), indent=2))
+        typer.echo(json.dumps(run_training(train_config, data, checkpoint=checkpoint).to_dict(), indent=2))
         return
     with EpochTable(console) as table:
-        result = run_training(train_config, checkpoint=checkpoint, reporter=table.add)
+        result = run_training(train_config, data, checkpoint=checkpoint, reporter=table.add)
+    accuracy = f"val_acc {result.val_acc:.4f}, " if result.val_acc == result.val_acc else ""  # NaN: a regression
     console.print(f"{result.status}: {len(result.history)}/{train_config.epochs} epochs in {result.seconds:.1f}s "
-                  f"on {result.device}; val_acc {result.val_acc:.4f}, val_loss {result.val_loss:.4g}"
+                  f"on {result.device}; {accuracy}val_loss {result.val_loss:.4g}"
                   + (f" ({result.reason})" if result.reason else ""))
 
 
@@ -160,13 +187,15 @@ def lr_find(
     as_json: Annotated[bool, typer.Option("--json", help="Print the curve and suggestions as JSON.")] = False,
 ) -> None:
     """LR range test: sweep the learning rate over a few batches and suggest one, and a search range."""
-    from hpsearch.config import TrainConfig, load_config_file
+    from hpsearch.devices import resolve_device
     from hpsearch.lr_finder import lr_range_test
+    from hpsearch.task import check_task
+    from hpsearch.training import config_data
 
-    values = load_config_file(config) if config is not None else {}
-    train_config = TrainConfig.from_mapping({**values, **train_flags, **_given(seed=seed)},
-                                            source=str(config) if config else "flags")
-    result = lr_range_test(train_config, start_lr=start_lr, end_lr=end_lr, steps=steps, smoothing=smoothing,
+    train_config = _train_config(config, train_flags, seed)
+    data = config_data(train_config, resolve_device(train_config.device))
+    check_task(train_config, data)
+    result = lr_range_test(train_config, data, start_lr=start_lr, end_lr=end_lr, steps=steps, smoothing=smoothing,
                            method=method)
     if plot is not None:
         from hpsearch.report import plot_lr_range_test, save_figure
@@ -201,15 +230,15 @@ def check(
     Exit code 0 when nothing fails, 1 when a check fails.
     """
     from hpsearch.checks import FAIL, run_checks
-    from hpsearch.config import TrainConfig, load_config_file
     from hpsearch.devices import resolve_device
     from hpsearch.progress import print_checks
+    from hpsearch.task import check_task
     from hpsearch.training import config_data
 
-    values = load_config_file(config) if config is not None else {}
-    train_config = TrainConfig.from_mapping({**values, **train_flags, **_given(seed=seed)},
-                                            source=str(config) if config else "flags")
-    results = run_checks(train_config, config_data(train_config, resolve_device(train_config.device)))
+    train_config = _train_config(config, train_flags, seed)
+    data = config_data(train_config, resolve_device(train_config.device))
+    check_task(train_config, data)
+    results = run_checks(train_config, data)
     if as_json:
         typer.echo(json.dumps([result.to_dict() for result in results], indent=2))
     else:
@@ -264,7 +293,7 @@ def run(
     study_table = {**tables.get("study", {}), **_given(name=study, strategy=strategy, n_trials=n_trials,
                                                         timeout=timeout, metric=metric, pruner=pruner, seed=seed,
                                                         grid_points=grid_points, lr_find=lr_find)}
-    train_table = {**tables.get("train", {}), **train_flags, **_given(seed=seed)}
+    train_table = merge_train_tables(tables.get("train", {}), {**train_flags, **_given(seed=seed)})
     # A range flag changes one parameter of the space, the spec's or the default one; the rest is still searched.
     space_table = dict(tables["space"]) if "space" in tables else DEFAULT_SPACE.to_dict()
     for name, bounds in (("lr", lr_range), ("weight_decay", wd_range)):
@@ -314,9 +343,14 @@ def worker(
     checkpoint_dir: CheckpointDirOption = None,
     artifact_dir: Annotated[Path | None, typer.Option(help="Store each completed trial's learning curve and final checkpoint as Optuna artifacts in this folder.", rich_help_panel=_RUN)] = None,  # noqa: E501
     index: Annotated[int | None, typer.Option(hidden=True, help="Worker number, to seed its sampler apart.")] = None,
+    trust: Annotated[list[str] | None, typer.Option(help="A package (or file) whose entry points the stored spec may name; files inside the working directory are trusted already (repeatable).", rich_help_panel=_RUN)] = None,  # noqa: E501
     quiet: QuietOption = False,
 ) -> None:
-    """Join a stored study from any machine and run its trials until the study holds its budget."""
+    """Join a stored study from any machine and run its trials until the study holds its budget.
+
+    The stored spec may name entry points (the user's model, data, loss): the worker imports only files
+    inside its working directory and modules of packages named with --trust.
+    """
     from hpsearch.progress import StudyProgress
     from hpsearch.search.objective import TrialFiles
     from hpsearch.search.summary import load_family
@@ -333,9 +367,26 @@ def worker(
     with StudyProgress(console, stored_spec(first, optuna_storage), enabled=not quiet) as progress:
         last = join_study(study, optuna_storage, device=device, threads=threads,
                           files=files,
-                          callbacks=[progress.on_trial], worker=index, timeout=timeout)
+                          callbacks=[progress.on_trial], worker=index, timeout=timeout, trust=trust or ())
     if not quiet:
         console.print(f"worker done: {last.study_name} holds its budget")
+
+
+def _train_config(path: Path | None, train_flags: dict[str, Any], seed: int | None) -> Any:
+    """The TrainConfig of a file (or export) overridden by flags; ``--model-arg`` adds to its model_args."""
+    from hpsearch.config import TrainConfig, load_config_file
+
+    values = load_config_file(path) if path is not None else {}
+    return TrainConfig.from_mapping(merge_train_tables(values, {**train_flags, **_given(seed=seed)}),
+                                    source=str(path) if path else "flags")
+
+
+def merge_train_tables(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base``, model_args merged key by key rather than replaced."""
+    merged = {**base, **override}
+    if isinstance(base.get("model_args"), dict) and "model_args" in override:
+        merged["model_args"] = {**base["model_args"], **override["model_args"]}
+    return merged
 
 
 def _given(**values: Any) -> dict[str, Any]:

@@ -13,11 +13,19 @@ from typing import Any
 
 from hpsearch.data import check_dataset_name
 from hpsearch.devices import check_device_name
+from hpsearch.entry_points import as_entry_point, is_entry_point
 from hpsearch.errors import ConfigError
 from hpsearch.models import MODELS
 from hpsearch.schedules import SCHEDULES
 
-__all__ = ["TrainConfig", "load_config_file"]
+__all__ = ["FEEDS", "LOSSES", "OPTIMIZERS", "PRECISIONS", "TrainConfig", "load_config_file", "parse_model_arg"]
+
+LOSSES = ("cross-entropy", "mse")
+OPTIMIZERS = ("adamw", "adam", "sgd")
+PRECISIONS = ("fp32", "bf16", "fp16")
+# How batches reach the model: ``device`` (tensors on the device, batched by index), ``stream`` (a
+# DataLoader), ``auto`` (device when the tensors fit, else stream; a Dataset always streams).
+FEEDS = ("auto", "device", "stream")
 
 
 @dataclass(frozen=True)
@@ -32,8 +40,20 @@ class TrainConfig:
     download: bool = False
     subset: int | None = None
     val_fraction: float = 0.2
+    num_classes: int | None = None
+    feed: str = "auto"
+    num_workers: int = 0
     model: str = "mlp"
+    model_args: dict[str, Any] = dataclasses.field(default_factory=dict)
     hidden: tuple[int, ...] = (256, 128)
+    loss: str = "cross-entropy"
+    label_smoothing: float = 0.0
+    optimizer: str = "adamw"
+    momentum: float | None = None
+    nesterov: bool = False
+    beta1: float | None = None
+    beta2: float | None = None
+    precision: str = "fp32"
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
@@ -49,6 +69,11 @@ class TrainConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        # A callable from Python is held as its entry-point string (hpsearch.entry_points), so that a
+        # config is always plain data that a storage can hold and a worker can read.
+        for name in ("dataset", "model", "loss"):
+            object.__setattr__(self, name, as_entry_point(getattr(self, name), name))
+        object.__setattr__(self, "model_args", dict(self.model_args))
         _validate(self)
 
     @classmethod
@@ -68,7 +93,31 @@ class TrainConfig:
         """Plain JSON-ready values (tuples become lists)."""
         values = dataclasses.asdict(self)
         values["hidden"] = list(self.hidden)
+        values["model_args"] = {key: list(v) if isinstance(v, tuple) else v for key, v in self.model_args.items()}
         return values
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of the model factory: ``model_args``, and for the built-in mlp its ``hidden``."""
+        if self.model == "mlp":
+            return {"hidden": self.hidden, **self.model_args}
+        return dict(self.model_args)
+
+
+def parse_model_arg(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` from ``--model-arg``, the value read as an int, float, bool or else a string."""
+    name, sep, raw = text.partition("=")
+    name = name.strip()
+    if not sep or not name.isidentifier():
+        raise ConfigError(f"model-arg must be NAME=VALUE with NAME a Python identifier, got {text!r}")
+    raw = raw.strip()
+    if raw.lower() in ("true", "false"):
+        return name, raw.lower() == "true"
+    for kind in (int, float):
+        try:
+            return name, kind(raw)
+        except ValueError:
+            pass
+    return name, raw
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -116,6 +165,9 @@ def _coerce(name: str, type_name: str, value: Any) -> Any:
         elif base == "str":
             if isinstance(value, str):
                 return value
+        elif base == "dict[str, Any]":
+            if isinstance(value, Mapping) and all(isinstance(key, str) for key in value):
+                return dict(value)
         elif base == "tuple[int, ...]":
             items = value.split(",") if isinstance(value, str) else value
             if isinstance(items, (list, tuple)):
@@ -129,7 +181,33 @@ def _validate(config: TrainConfig) -> None:
     """Check every field's range; the message names the field and its value."""
     check_dataset_name(config.dataset)
     check_device_name(config.device)
-    _require(config.model in MODELS, "model", config.model, f"one of {', '.join(MODELS)}")
+    _require(config.model in MODELS or is_entry_point(config.model), "model", config.model,
+             f"one of {', '.join(MODELS)} or an entry point (package.module:attr, path/to/file.py:attr)")
+    _require(config.loss in LOSSES or is_entry_point(config.loss), "loss", config.loss,
+             f"one of {', '.join(LOSSES)} or an entry point f(output, target) -> scalar tensor")
+    _require(config.optimizer in OPTIMIZERS, "optimizer", config.optimizer, f"one of {', '.join(OPTIMIZERS)}")
+    _require(config.precision in PRECISIONS, "precision", config.precision, f"one of {', '.join(PRECISIONS)}")
+    _require(config.feed in FEEDS, "feed", config.feed, f"one of {', '.join(FEEDS)}")
+    _require(config.num_workers >= 0, "num_workers", config.num_workers, ">= 0")
+    _require(config.num_classes is None or config.num_classes >= 1, "num_classes", config.num_classes, ">= 1")
+    _require(all(isinstance(key, str) and key.isidentifier() for key in config.model_args), "model_args",
+             config.model_args, "a table of keyword arguments named like Python identifiers")
+    _require(_finite(config.label_smoothing) and 0 <= config.label_smoothing < 1, "label_smoothing",
+             config.label_smoothing, "in [0, 1)")
+    _require(config.label_smoothing == 0 or config.loss == "cross-entropy", "label_smoothing",
+             config.label_smoothing, f"0 with loss {config.loss!r} (it smooths cross-entropy's targets)")
+    sgd = config.optimizer == "sgd"
+    _require(config.momentum is None or sgd, "momentum", config.momentum,
+             f"unset with optimizer {config.optimizer!r}, which has no momentum (use beta1; or optimizer sgd)")
+    _require(config.momentum is None or (_finite(config.momentum) and 0 <= config.momentum < 1), "momentum",
+             config.momentum, "in [0, 1)")
+    _require(not config.nesterov or sgd, "nesterov", config.nesterov, f"false with optimizer {config.optimizer!r}")
+    _require(not config.nesterov or (config.momentum or 0) > 0, "nesterov", config.nesterov,
+             "false unless momentum > 0 (torch's SGD needs momentum for Nesterov)")
+    for beta in ("beta1", "beta2"):
+        value = getattr(config, beta)
+        _require(value is None or not sgd, beta, value, "unset with optimizer 'sgd' (use momentum)")
+        _require(value is None or (_finite(value) and 0 <= value < 1), beta, value, "in [0, 1)")
     _require(config.schedule in SCHEDULES, "schedule", config.schedule, f"one of {', '.join(SCHEDULES)}")
     _require(config.subset is None or config.subset >= 1, "subset", config.subset, ">= 1")
     _require(_finite(config.val_fraction) and 0 < config.val_fraction < 1, "val_fraction", config.val_fraction,

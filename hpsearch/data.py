@@ -1,36 +1,60 @@
-"""Datasets as normalized tensors placed on the device once, so training batches by index.
+"""Datasets keeping each sample's shape: tensors placed on the device once and batched by index, or
+``Dataset`` objects streamed through a DataLoader; both give the engine the same batches.
 
-Registry: ``digits`` (scikit-learn, offline, default), ``mnist`` and ``fashion-mnist``
-(torchvision files under ``data_dir``), ``npz:PATH`` (the user's arrays) and
-``synthetic[:n=N,d=D,classes=C,noise=S]`` (generated, for tests and benchmarks).
+Registry: ``digits`` (scikit-learn, offline, default; (1, 8, 8)), ``mnist`` and ``fashion-mnist``
+((1, 28, 28), torchvision files under ``data_dir``), ``cifar10`` ((3, 32, 32), the python batches
+under ``data_dir``), ``npz:PATH`` (the user's arrays, their sample shape kept),
+``synthetic[:n=N,d=D,classes=C,noise=S]`` (generated, (D,)) and an entry point to the user's
+``load()`` (``module:attr`` or ``file.py:attr``), whose data is taken as given and checked.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import pickle
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset, TensorDataset, default_collate
 
-from hpsearch.errors import ConfigError, DataError
+from hpsearch.entry_points import is_entry_point, resolve
+from hpsearch.errors import ConfigError, DataError, TaskError
 
-__all__ = ["DATASETS", "Data", "check_dataset_name", "from_arrays", "load_data", "make_synthetic"]
+__all__ = ["BUILTIN_DATASETS", "DATASETS", "FIT_SHARE", "Data", "StreamData", "TaskData", "check_dataset_name",
+           "from_arrays", "from_datasets", "load_data", "make_synthetic", "place"]
 
 logger = logging.getLogger(__name__)
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "npz:PATH", "synthetic")
+BUILTIN_DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
+DATASETS = (*BUILTIN_DATASETS, "npz:PATH", "synthetic", "module:attr", "file.py:attr")
 # The train/val split is fixed, independent of the training seed, so every trial of a study
 # sees the same validation set.
 SPLIT_SEED = 0
+# Tensors "fit" on a GPU when they take at most this share of its free memory; larger ones stream.
+FIT_SHARE = 0.5
+# Validation runs in chunks of this many samples to bound memory on large datasets.
+EVAL_CHUNK = 8192
 _TORCHVISION_CLASSES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 _SYNTHETIC_DEFAULTS = {"n": 4000, "d": 784, "classes": 10, "noise": 2}
+# What the targets must be: class labels, regression values, or either (a custom loss).
+CLASSES, VALUES, ANY = "classes", "values", "any"
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+_CPU = torch.device("cpu")
 
 
 @dataclass(frozen=True)
 class Data:
-    """Train and validation tensors (float32 features, int64 labels) on one device."""
+    """Train and validation tensors on one device, samples in their own shape (N, *sample_shape).
+
+    ``num_classes`` is the model's output size: the classes of a classification task, the number of
+    targets of a regression (1 for targets of shape (N,)). ``classification`` says which.
+    """
 
     x_train: torch.Tensor
     y_train: torch.Tensor
@@ -38,24 +62,131 @@ class Data:
     y_val: torch.Tensor
     num_classes: int
     name: str
+    classification: bool = True
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.x_train.shape[1:])
 
     @property
     def input_dim(self) -> int:
-        return int(self.x_train.shape[1])
+        """Features of one flattened sample (the stacked MLP's input width)."""
+        return math.prod(self.sample_shape)
 
     @property
     def n_train(self) -> int:
         return int(self.x_train.shape[0])
 
+    @property
+    def n_val(self) -> int:
+        return int(self.x_val.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.x_train.device
+
     def to(self, device: torch.device | str) -> Data:
         """The same data on ``device`` (no copy when it is there already)."""
         return Data(self.x_train.to(device), self.y_train.to(device), self.x_val.to(device),
-                    self.y_val.to(device), self.num_classes, self.name)
+                    self.y_val.to(device), self.num_classes, self.name, self.classification)
+
+    def generator(self, seed: int) -> torch.Generator:
+        """The shuffle's generator, on the data's device so that the order is drawn where it is used."""
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    def train_batches(self, batch_size: int, shuffle: torch.Generator) -> Iterator[Batch]:
+        """One epoch of shuffled batches, taken by index from the device-resident tensors."""
+        order = torch.randperm(self.n_train, device=self.device, generator=shuffle)
+        for start in range(0, self.n_train, batch_size):
+            index = order[start:start + batch_size]
+            yield self.x_train[index], self.y_train[index]
+
+    def val_batches(self) -> Iterator[Batch]:
+        for start in range(0, self.n_val, EVAL_CHUNK):
+            yield self.x_val[start:start + EVAL_CHUNK], self.y_val[start:start + EVAL_CHUNK]
+
+    def head(self, n: int) -> Batch:
+        """The first ``n`` training samples (fewer when there are fewer), for the checks."""
+        return self.x_train[:n], self.y_train[:n]
+
+
+class _SeededOrder(Sampler[int]):
+    """The order ``Data.train_batches`` draws on a CPU (``randperm`` on the shuffle generator), so that a
+    stream and tensors on the CPU see the same batches and a checkpoint's generator state resumes it."""
+
+    def __init__(self, n: int, generator: torch.Generator) -> None:
+        self.n, self.generator = n, generator
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(torch.randperm(self.n, generator=self.generator).tolist())
+
+
+@dataclass(frozen=True)
+class StreamData:
+    """Train and validation ``Dataset``s streamed to ``device`` through DataLoaders.
+
+    With CUDA, batches come from pinned memory and are copied without blocking; ``num_workers``
+    processes load them. The shuffle is seeded, so a trial is reproducible.
+    """
+
+    train: Dataset[Any]
+    val: Dataset[Any]
+    num_classes: int
+    name: str
+    sample_shape: tuple[int, ...]
+    classification: bool = True
+    device: torch.device = _CPU
+    num_workers: int = 0
+
+    @property
+    def input_dim(self) -> int:
+        return math.prod(self.sample_shape)
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train)  # type: ignore[arg-type]
+
+    @property
+    def n_val(self) -> int:
+        return len(self.val)  # type: ignore[arg-type]
+
+    def to(self, device: torch.device | str) -> StreamData:
+        return StreamData(self.train, self.val, self.num_classes, self.name, self.sample_shape, self.classification,
+                          torch.device(device), self.num_workers)
+
+    def generator(self, seed: int) -> torch.Generator:
+        return torch.Generator().manual_seed(seed)  # the sampler runs on the host
+
+    def train_batches(self, batch_size: int, shuffle: torch.Generator) -> Iterator[Batch]:
+        yield from self._moved(self._loader(self.train, batch_size, _SeededOrder(self.n_train, shuffle)))
+
+    def val_batches(self) -> Iterator[Batch]:
+        yield from self._moved(self._loader(self.val, min(EVAL_CHUNK, 1024), None))
+
+    def head(self, n: int) -> Batch:
+        items = [self.train[index] for index in range(min(n, self.n_train))]
+        x, y = default_collate(items)
+        return x.to(self.device), y.to(self.device)
+
+    def _loader(self, dataset: Dataset[Any], batch_size: int, sampler: Sampler[int] | None) -> DataLoader[Any]:
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
+                          pin_memory=self.device.type == "cuda", persistent_workers=False)
+
+    def _moved(self, loader: DataLoader[Any]) -> Iterator[Batch]:
+        blocking = self.device.type != "cuda"
+        for x, y in loader:
+            yield x.to(self.device, non_blocking=not blocking), y.to(self.device, non_blocking=not blocking)
+
+
+TaskData = Data | StreamData
 
 
 def check_dataset_name(name: str) -> None:
     """Reject a dataset name the registry cannot load, before any file is touched."""
-    if name in ("digits", "mnist", "fashion-mnist"):
+    if name in BUILTIN_DATASETS or is_entry_point(name):
         return
     if name.startswith("npz:") and len(name) > 4:
         return
@@ -73,26 +204,31 @@ def load_data(
     subset: int | None = None,
     val_fraction: float = 0.2,
     device: torch.device | str = "cpu",
-) -> Data:
-    """Load a registered dataset, split, subset, normalize and move it to ``device``."""
+    targets: str = CLASSES,
+    num_classes: int | None = None,
+) -> TaskData:
+    """Load a dataset: split, subset, normalize (built-in ones; a user's data is taken as given) and
+    check it; tensors go to ``device``, a user's ``Dataset``s stream there."""
     check_dataset_name(name)
+    if is_entry_point(name) and not name.startswith(("npz:", "synthetic")):
+        return _load_entry_point(name, subset, device, targets, num_classes)
     if name == "digits":
         x, y = _load_digits()
-        arrays = _split(x, y, val_fraction)
+        arrays = _split(x.reshape(-1, 1, 8, 8), y, val_fraction)
     elif name in _TORCHVISION_CLASSES:
         x, y = _load_torchvision(name, data_dir, download)
+        arrays = _split(x[:, None], y, val_fraction)
+    elif name == "cifar10":
+        x, y = _load_cifar10(data_dir, download)
         arrays = _split(x, y, val_fraction)
     elif name.startswith("npz:"):
         arrays = _load_npz(Path(name[4:]), val_fraction)
     else:
         x, y = make_synthetic(**_parse_synthetic(name))
         arrays = _split(x, y, val_fraction)
-    x_train, y_train, x_val, y_val = arrays
-    if subset is not None:
-        if subset > len(x_train):
-            raise ConfigError(f"subset must be at most the {len(x_train)} training samples of {name}, got {subset}")
-        x_train, y_train = x_train[:subset], y_train[:subset]
-    return from_arrays(x_train, y_train, x_val, y_val, name=name, device=device)
+    x_train, y_train, x_val, y_val = _subset(arrays, subset, name)
+    return from_arrays(x_train, y_train, x_val, y_val, name=name, device=device, targets=targets,
+                       num_classes=num_classes, normalize=True)
 
 
 def from_arrays(
@@ -103,41 +239,183 @@ def from_arrays(
     *,
     name: str = "arrays",
     device: torch.device | str = "cpu",
+    targets: str = CLASSES,
+    num_classes: int | None = None,
+    normalize: bool = True,
 ) -> Data:
-    """Check, flatten and normalize arrays with the training split's mean and std, then place them.
+    """Check arrays (matching lengths, finite values, the same sample shape in both splits, labels in
+    range), optionally normalize them with the training split's mean and std, then place them.
 
     Normalization is one global mean/std (like MNIST's ``Normalize((0.1307,), (0.3081,))``),
-    computed on the training split only so that validation stays unseen.
+    computed on the training split only so that validation stays unseen. ``targets`` says whether
+    ``y`` holds class labels, regression values, or either.
     """
     parts = {"x_train": x_train, "y_train": y_train, "x_val": x_val, "y_val": y_val}
-    tensors = {key: torch.as_tensor(np.asarray(value) if not torch.is_tensor(value) else value)
-               for key, value in parts.items()}
+    tensors = {}
+    for key, value in parts.items():
+        try:
+            tensors[key] = torch.as_tensor(np.asarray(value) if not torch.is_tensor(value) else value)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise DataError(f"dataset {name!r}: {key} is not an array ({type(value).__name__}: {exc})") from None
     for split in ("train", "val"):
         x, y = tensors[f"x_{split}"], tensors[f"y_{split}"]
-        if x.ndim < 2 or y.ndim != 1:
-            raise DataError(f"dataset {name!r}: x_{split} must have one row per sample and y_{split} be 1-D, "
-                            f"got shapes {tuple(x.shape)} and {tuple(y.shape)}")
+        if x.ndim < 2 or y.ndim not in (1, 2):
+            raise DataError(f"dataset {name!r}: x_{split} must have one row per sample and y_{split} be 1-D (or 2-D "
+                            f"regression targets), got shapes {tuple(x.shape)} and {tuple(y.shape)}")
         if len(x) != len(y):
             raise DataError(f"dataset {name!r}: x_{split} has {len(x)} rows but y_{split} has {len(y)}")
         if len(x) == 0:
             raise DataError(f"dataset {name!r}: the {split} split is empty")
-        if y.is_floating_point() and not torch.equal(y, y.round()):
-            raise DataError(f"dataset {name!r}: y_{split} must hold integer class labels")
-    x_train_f = tensors["x_train"].reshape(len(tensors["x_train"]), -1).float()
-    x_val_f = tensors["x_val"].reshape(len(tensors["x_val"]), -1).float()
-    if x_train_f.shape[1] != x_val_f.shape[1]:
-        raise DataError(f"dataset {name!r}: x_train has {x_train_f.shape[1]} features but x_val has "
-                        f"{x_val_f.shape[1]}")
+    if tensors["x_train"].shape[1:] != tensors["x_val"].shape[1:]:
+        raise DataError(f"dataset {name!r}: x_train samples have shape {tuple(tensors['x_train'].shape[1:])} but "
+                        f"x_val samples {tuple(tensors['x_val'].shape[1:])}")
+    x_train_f, x_val_f = tensors["x_train"].float(), tensors["x_val"].float()
     for key, x in (("x_train", x_train_f), ("x_val", x_val_f)):
         if not torch.isfinite(x).all():
             raise DataError(f"dataset {name!r}: {key} contains NaN or infinite values")
-    y_train_l, y_val_l = tensors["y_train"].long(), tensors["y_val"].long()
-    if min(int(y_train_l.min()), int(y_val_l.min())) < 0:
-        raise DataError(f"dataset {name!r}: class labels must be >= 0")
-    mean, std = x_train_f.mean(), x_train_f.std().clamp_min(1e-8)
-    num_classes = int(max(int(y_train_l.max()), int(y_val_l.max()))) + 1
-    return Data(((x_train_f - mean) / std).to(device), y_train_l.to(device),
-                ((x_val_f - mean) / std).to(device), y_val_l.to(device), num_classes, name)
+    y_train_t, y_val_t, outputs, classification = _targets(tensors["y_train"], tensors["y_val"], name, targets,
+                                                           num_classes)
+    if normalize:
+        mean, std = x_train_f.mean(), x_train_f.std().clamp_min(1e-8)
+        x_train_f, x_val_f = (x_train_f - mean) / std, (x_val_f - mean) / std
+    return Data(x_train_f.to(device), y_train_t.to(device), x_val_f.to(device), y_val_t.to(device), outputs, name,
+                classification)
+
+
+def from_datasets(train: Any, val: Any, *, name: str = "datasets", device: torch.device | str = "cpu",
+                  targets: str = CLASSES, num_classes: int | None = None, num_workers: int = 0) -> StreamData:
+    """Check two ``Dataset``s of (sample, target) items and stream them: sizes, the first items' shapes,
+    and the number of classes from ``classes``, ``targets`` or, failing both, every label once."""
+    for split, dataset in (("train", train), ("val", val)):
+        if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
+            raise DataError(f"dataset {name!r}: the {split} split must be a torch Dataset with __len__ and "
+                            f"__getitem__, got {type(dataset).__name__}")
+        if len(dataset) == 0:
+            raise DataError(f"dataset {name!r}: the {split} split is empty")
+    firsts = []
+    for split, dataset in (("train", train), ("val", val)):
+        item = dataset[0]
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
+            raise DataError(f"dataset {name!r}: {split} items must be (sample, target) pairs, got "
+                            f"{type(item).__name__}")
+        x, y = torch.as_tensor(item[0]), torch.as_tensor(item[1])
+        if not torch.isfinite(x.float()).all():
+            raise DataError(f"dataset {name!r}: the first {split} sample contains NaN or infinite values")
+        firsts.append((x, y))
+    if firsts[0][0].shape != firsts[1][0].shape:
+        raise DataError(f"dataset {name!r}: train samples have shape {tuple(firsts[0][0].shape)} but val samples "
+                        f"{tuple(firsts[1][0].shape)}")
+    label = firsts[0][1]
+    classification = targets == CLASSES or (targets == ANY and not label.is_floating_point())
+    if not classification:
+        outputs = int(label.numel()) if label.ndim else 1
+    else:
+        outputs = num_classes or _dataset_classes(train, val)
+    return StreamData(train, val, outputs, name, tuple(firsts[0][0].shape), classification, torch.device(device),
+                      num_workers)
+
+
+def place(data: TaskData, device: torch.device, feed: str = "auto", num_workers: int = 0) -> TaskData:
+    """Put ``data`` where the engine reads it: tensors on ``device`` when they fit (FIT_SHARE of a GPU's free
+    memory; always on a CPU) or ``feed`` says ``device``, else streamed from host memory."""
+    if isinstance(data, StreamData):
+        if feed == "device":
+            raise ConfigError(f"feed must be auto or stream for Dataset objects (dataset {data.name!r}), got 'device'")
+        return StreamData(data.train, data.val, data.num_classes, data.name, data.sample_shape, data.classification,
+                          device, num_workers)
+    stream = feed == "stream" or (feed == "auto" and not _fits(data, device))
+    if not stream:
+        return data.to(device)
+    host = data.to("cpu")
+    return StreamData(TensorDataset(host.x_train, host.y_train), TensorDataset(host.x_val, host.y_val),
+                      data.num_classes, data.name, data.sample_shape, data.classification, device, num_workers)
+
+
+def _fits(data: Data, device: torch.device) -> bool:
+    if device.type != "cuda" or data.device == device:
+        return True
+    size = sum(t.numel() * t.element_size() for t in (data.x_train, data.y_train, data.x_val, data.y_val))
+    return size <= FIT_SHARE * torch.cuda.mem_get_info(device)[0]
+
+
+def _targets(y_train: torch.Tensor, y_val: torch.Tensor, name: str, targets: str, num_classes: int | None,
+             ) -> tuple[torch.Tensor, torch.Tensor, int, bool]:
+    """Labels as int64 with the number of classes, or regression targets as float32 with their count."""
+    integral = all(not y.is_floating_point() or bool(torch.equal(y, y.round())) for y in (y_train, y_val))
+    if targets == CLASSES or (targets == ANY and integral and y_train.ndim == 1 and not y_train.is_floating_point()):
+        for split, y in (("train", y_train), ("val", y_val)):
+            if y.ndim != 1:
+                raise DataError(f"dataset {name!r}: y_{split} must be 1-D class labels, got shape {tuple(y.shape)}")
+            if y.is_floating_point() and not torch.equal(y, y.round()):
+                raise DataError(f"dataset {name!r}: y_{split} must hold integer class labels (for float targets "
+                                f"use --loss mse)")
+        y_train_l, y_val_l = y_train.long(), y_val.long()
+        if min(int(y_train_l.min()), int(y_val_l.min())) < 0:
+            raise DataError(f"dataset {name!r}: class labels must be >= 0")
+        top = max(int(y_train_l.max()), int(y_val_l.max()))
+        if num_classes is not None and top >= num_classes:
+            raise DataError(f"dataset {name!r}: label {top} is out of range for num_classes {num_classes}")
+        return y_train_l, y_val_l, num_classes or top + 1, True
+    if y_train.shape[1:] != y_val.shape[1:]:
+        raise DataError(f"dataset {name!r}: y_train targets have shape {tuple(y_train.shape[1:])} but y_val "
+                        f"{tuple(y_val.shape[1:])}")
+    y_train_f, y_val_f = y_train.float(), y_val.float()
+    for split, y in (("train", y_train_f), ("val", y_val_f)):
+        if not torch.isfinite(y).all():
+            raise DataError(f"dataset {name!r}: y_{split} contains NaN or infinite values")
+    return y_train_f, y_val_f, int(y_train.shape[1]) if y_train.ndim == 2 else 1, False
+
+
+def _dataset_classes(train: Any, val: Any) -> int:
+    """Classes of a Dataset: its ``classes`` (torchvision's have it), its ``targets``, else every label."""
+    if hasattr(train, "classes") and len(train.classes):
+        return len(train.classes)
+    top = -1
+    for dataset in (train, val):
+        labels = getattr(dataset, "targets", None)
+        if labels is None:
+            labels = [dataset[index][1] for index in range(len(dataset))]
+        top = max(top, int(torch.as_tensor(labels).max()))
+    return top + 1
+
+
+def _load_entry_point(name: str, subset: int | None, device: torch.device | str, targets: str,
+                      num_classes: int | None) -> TaskData:
+    """The user's ``load()``: four arrays or tensors, or two Datasets."""
+    load: Callable[[], Any] = resolve(name, "dataset")
+    try:
+        loaded = load()
+    except Exception as exc:
+        raise TaskError(f"dataset {name!r}: load() raised {type(exc).__name__}: {exc}") from None
+    if isinstance(loaded, (tuple, list)) and len(loaded) == 2 and all(isinstance(d, Dataset) for d in loaded):
+        train, val = loaded
+        if subset is not None:
+            if subset > len(train):  # type: ignore[arg-type]
+                raise ConfigError(f"subset must be at most the {len(train)} training samples of {name}, "  # type: ignore[arg-type]
+                                  f"got {subset}")
+            train = Subset(train, range(subset))
+        return from_datasets(train, val, name=name, device=device, targets=targets, num_classes=num_classes)
+    if not (isinstance(loaded, (tuple, list)) and len(loaded) == 4):
+        raise TaskError(f"dataset {name!r}: load() must return (x_train, y_train, x_val, y_val) arrays or tensors, "
+                        f"or (train_dataset, val_dataset), got {_describe(loaded)}")
+    x_train, y_train, x_val, y_val = _subset(tuple(loaded), subset, name)  # type: ignore[arg-type]
+    return from_arrays(x_train, y_train, x_val, y_val, name=name, device=device, targets=targets,
+                       num_classes=num_classes, normalize=False)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)}: ({', '.join(type(v).__name__ for v in value)})"
+    return f"a {type(value).__name__}"
+
+
+def _subset(arrays: tuple[Any, Any, Any, Any], subset: int | None, name: str) -> tuple[Any, Any, Any, Any]:
+    x_train, y_train, x_val, y_val = arrays
+    if subset is not None:
+        if subset > len(x_train):
+            raise ConfigError(f"subset must be at most the {len(x_train)} training samples of {name}, got {subset}")
+        x_train, y_train = x_train[:subset], y_train[:subset]
+    return x_train, y_train, x_val, y_val
 
 
 def make_synthetic(n: int = 4000, d: int = 784, classes: int = 10, noise: float = 2.0, seed: int = SPLIT_SEED,
@@ -202,6 +480,39 @@ def _load_torchvision(name: str, data_dir: str | Path | None, download: bool) ->
     except (OSError, ValueError) as exc:  # a failed download or a corrupt file
         raise DataError(f"dataset {name!r}: cannot read --data-dir {data_dir}: {exc}") from None
     return dataset.data.numpy(), dataset.targets.numpy()
+
+
+def _load_cifar10(data_dir: str | Path | None, download: bool) -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-10's five training batches (the python version torchvision downloads) as (N, 3, 32, 32) uint8.
+
+    Read here rather than through torchvision.datasets.CIFAR10, which refuses files whose md5 differs
+    from the published one, so that small test files work too; torchvision does the ``--download``.
+    """
+    if data_dir is None:
+        raise DataError("dataset 'cifar10' needs --data-dir, a folder holding cifar-10-batches-py/ "
+                        "(or add --download to fetch it there)")
+    folder = Path(data_dir) / "cifar-10-batches-py"
+    if download and not folder.is_dir():
+        import torchvision
+
+        try:
+            torchvision.datasets.CIFAR10(root=str(data_dir), train=True, download=True)
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise DataError(f"dataset 'cifar10': download into --data-dir {data_dir} failed: {exc}") from None
+    batches = [folder / f"data_batch_{index}" for index in range(1, 6)]
+    if not all(path.is_file() for path in batches):
+        raise DataError(f"dataset 'cifar10': files not found under --data-dir {data_dir} (expected "
+                        f"cifar-10-batches-py/data_batch_1 to data_batch_5; add --download to fetch them)")
+    images, labels = [], []
+    for path in batches:
+        try:
+            with path.open("rb") as file:
+                batch = pickle.load(file, encoding="latin1")  # the format CIFAR-10 ships in
+            images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels.append(np.asarray(batch["labels"]))
+        except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as exc:
+            raise DataError(f"dataset 'cifar10': cannot read {path}: {type(exc).__name__}: {exc}") from None
+    return np.concatenate(images), np.concatenate(labels)
 
 
 def _load_npz(path: Path, val_fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

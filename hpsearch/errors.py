@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "ConfigError", "DataError", "DeviceError", "HPSearchError"]
+__all__ = ["CheckpointError", "ConfigError", "DataError", "DeviceError", "EntryPointError", "HPSearchError",
+           "TaskError"]
 
 
 class HPSearchError(Exception):
@@ -23,3 +24,11 @@ class DeviceError(HPSearchError):
 
 class CheckpointError(HPSearchError):
     """A checkpoint cannot be read or belongs to a different configuration."""
+
+
+class EntryPointError(ConfigError):
+    """An entry point (``module:attr``, ``file.py:attr``) cannot be imported, found, called or trusted."""
+
+
+class TaskError(ConfigError):
+    """The user's model, data or loss do not fit together (a factory that raises, a wrong output shape)."""

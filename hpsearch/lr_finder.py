@@ -9,20 +9,21 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from hpsearch.config import TrainConfig
-from hpsearch.data import Data
+from hpsearch.data import TaskData, place
 from hpsearch.devices import resolve_device
 from hpsearch.errors import ConfigError
-from hpsearch.models import build_model
-from hpsearch.training import check_batch_size, config_data, make_optimizer
+from hpsearch.step import Stepper
+from hpsearch.task import build_model
+from hpsearch.training import check_batch_size, config_data
 
 __all__ = ["LRFinderResult", "Suggestions", "lr_range_test", "smooth", "suggest"]
 
@@ -101,7 +102,7 @@ class LRFinderResult:
 
 def lr_range_test(
     config: TrainConfig,
-    data: Data | None = None,
+    data: TaskData | None = None,
     device: torch.device | str | None = None,
     *,
     start_lr: float = 1e-7,
@@ -111,18 +112,19 @@ def lr_range_test(
     method: str = DEFAULT_METHOD,
     model: nn.Module | None = None,
 ) -> LRFinderResult:
-    """Run the sweep with ``config``'s model, batch size and weight decay; ``config.lr`` is ignored.
+    """Run the sweep with ``config``'s model, loss, optimizer, batch size and weight decay; ``config.lr`` is
+    ignored.
 
     A ``model`` passed in is trained during the sweep and restored afterwards, so the caller gets it
     back unchanged.
     """
     _check_arguments(start_lr, end_lr, steps, smoothing, method)
     device = resolve_device(config.device) if device is None else torch.device(device)
-    data = config_data(config, device) if data is None else data.to(device)
+    data = config_data(config, device) if data is None else place(data, device, config.feed, config.num_workers)
     check_batch_size(config.batch_size, data)
     torch.manual_seed(config.seed)
     if model is None:
-        model = build_model(config.model, data.input_dim, data.num_classes, config.hidden)
+        model = build_model(config, data)
         saved = None
     else:
         saved = copy.deepcopy(model.state_dict())
@@ -183,30 +185,22 @@ def suggest(lrs: list[float], losses: list[float]) -> Suggestions:
     )
 
 
-def _sweep(model: nn.Module, config: TrainConfig, data: Data, start_lr: float, end_lr: float, steps: int,
+def _sweep(model: nn.Module, config: TrainConfig, data: TaskData, start_lr: float, end_lr: float, steps: int,
            beta: float) -> tuple[list[float], list[float], float | None]:
-    """Train one batch per LR, cycling reshuffled data, until the end or a blow-up."""
-    optimizer = make_optimizer(model, config, data.x_train.device)
+    """Train one batch per LR with the engine's own step, cycling reshuffled data, until the end or a blow-up."""
+    stepper = Stepper(model, config, torch.device(data.device))
+    optimizer = stepper.optimizer
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=(end_lr / start_lr) ** (1 / (steps - 1)))
-    generator = torch.Generator(device=data.x_train.device)
-    generator.manual_seed(config.seed)
-    order = torch.randperm(data.n_train, device=data.x_train.device, generator=generator)
+    generator = data.generator(config.seed)
+    batches = _full_batches(data, config.batch_size, generator)
     lrs: list[float] = []
     losses: list[float] = []
     average, best = 0.0, math.inf
-    position = 0
     model.train()
     for step in range(1, steps + 1):
-        if position + config.batch_size > data.n_train:
-            order = torch.randperm(data.n_train, device=data.x_train.device, generator=generator)
-            position = 0
-        index = order[position:position + config.batch_size]
-        position += config.batch_size
+        x, y = next(batches)
         lr = optimizer.param_groups[0]["lr"]
-        loss = F.cross_entropy(model(data.x_train[index]), data.y_train[index])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        loss, _ = stepper.step(x, y)
         scheduler.step()
         value = loss.item()  # every step: the sweep must react to a blow-up at once
         lrs.append(lr)
@@ -219,6 +213,15 @@ def _sweep(model: nn.Module, config: TrainConfig, data: Data, start_lr: float, e
         if step > MIN_STEPS and smoothed > DIVERGE_FACTOR * best:
             return lrs, losses, lr
     return lrs, losses, None
+
+
+def _full_batches(data: TaskData, batch_size: int, generator: torch.Generator,
+                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Full batches for ever, reshuffling each pass (a short last batch would be a noisier point)."""
+    while True:
+        for x, y in data.train_batches(batch_size, generator):
+            if len(x) == batch_size:
+                yield x, y
 
 
 def _result(lrs: list[float], losses: list[float], diverged_at: float | None, beta: float,

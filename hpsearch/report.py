@@ -173,7 +173,8 @@ def plot_importances(importances: Mapping[str, float], metric: str, basis: str =
 
 
 def plot_trial_curve(history: Sequence[Mapping[str, float]], title: str) -> Figure:
-    """One trial's training and validation loss per epoch, validation accuracy on a second axis."""
+    """One trial's training and validation loss per epoch, validation accuracy (of a classifier) on a second
+    axis."""
     figure, ax = plt.subplots(figsize=(6, 4))
     epochs = [m["epoch"] for m in history]
     ax.plot(epochs, [m["train_loss"] for m in history], color="tab:blue", marker=".", label="train loss")
@@ -182,13 +183,16 @@ def plot_trial_curve(history: Sequence[Mapping[str, float]], title: str) -> Figu
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    accuracy = ax.twinx()
-    accuracy.plot(epochs, [m["val_acc"] for m in history], color="tab:green", linestyle="--", label="val acc")
-    accuracy.set_ylabel("validation accuracy")
-    accuracy.set_ylim(0, 1)
     lines = ax.get_legend_handles_labels()
-    more = accuracy.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize="small", loc="center right")
+    if any(m.get("val_acc") is not None for m in history):  # a regression has no accuracy
+        accuracy = ax.twinx()
+        accuracy.plot(epochs, [math.nan if m["val_acc"] is None else m["val_acc"] for m in history],
+                      color="tab:green", linestyle="--", label="val acc")
+        accuracy.set_ylabel("validation accuracy")
+        accuracy.set_ylim(0, 1)
+        more = accuracy.get_legend_handles_labels()
+        lines = (lines[0] + more[0], lines[1] + more[1])
+    ax.legend(lines[0], lines[1], fontsize="small", loc="center right")
     ax.set_title(title)
     return figure
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hpsearch.config import TrainConfig
+from hpsearch.entry_points import is_entry_point
 from hpsearch.errors import ConfigError
 from hpsearch.search.space import DEFAULT_SPACE, SearchSpace
 
@@ -111,6 +112,9 @@ class StudySpec:
         dataset = self.train.dataset
         if dataset.startswith("npz:"):
             dataset = Path(dataset[4:]).stem
+        elif is_entry_point(dataset):  # mytask.py:load -> mytask, pkg.tasks:load -> tasks
+            where = dataset.rpartition(":")[0]
+            dataset = Path(where).stem if where.endswith(".py") else where.rpartition(".")[2]
         return f"{dataset.partition(':')[0]}-{self.strategy}"
 
     @property
@@ -143,16 +147,24 @@ class StudySpec:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], source: str = "spec") -> StudySpec:
-        """From the tables of a spec file; any unknown table or key is an error naming it."""
-        unknown = sorted(set(values) - {"study", "space", "train", "coarse_to_fine"})
+        """From the tables of a spec file; any unknown table or key is an error naming it. ``[model_args]``
+        holds the model factory's arguments (the same as ``model_args`` in ``[train]``)."""
+        unknown = sorted(set(values) - {"study", "space", "train", "coarse_to_fine", "model_args"})
         if unknown:
-            raise ConfigError(f"unknown table [{unknown[0]}] in {source} (known: study, space, train, coarse_to_fine)")
+            raise ConfigError(f"unknown table [{unknown[0]}] in {source} (known: study, space, train, model_args, "
+                              f"coarse_to_fine)")
         study = dict(values.get("study", {}))
         bad = sorted(set(study) - set(_STUDY_KEYS))
         if bad:
             raise ConfigError(f"unknown key {bad[0]!r} in [study] of {source} (known: {', '.join(_STUDY_KEYS)})")
         space = SearchSpace.from_mapping(values["space"]) if "space" in values else DEFAULT_SPACE
-        train = TrainConfig.from_mapping(values.get("train", {}), source=f"[train] of {source}")
+        train_table = dict(values.get("train", {}))
+        if "model_args" in values:
+            if not isinstance(values["model_args"], Mapping):
+                raise ConfigError(f"[model_args] of {source} must be a table of NAME = VALUE, got "
+                                  f"{values['model_args']!r}")
+            train_table["model_args"] = {**values["model_args"], **train_table.get("model_args", {})}
+        train = TrainConfig.from_mapping(train_table, source=f"[train] of {source}")
         stages = CoarseToFine.from_mapping(values.get("coarse_to_fine", {}))
         return cls(space=space, train=train, coarse_to_fine=stages, **_typed_study_fields(study))
 

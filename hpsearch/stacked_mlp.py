@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hpsearch.training import EVAL_CHUNK
+from hpsearch.data import EVAL_CHUNK
 
 __all__ = ["BETAS", "EPS", "StackedMLP"]
 

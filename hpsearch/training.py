@@ -1,4 +1,4 @@
-"""The training engine: device-resident batches, AdamW, schedule, clipping, per-epoch metrics.
+"""The training engine: the task's batches, optimizer, schedule, clipping, precision, per-epoch metrics.
 
 ``train`` knows nothing about Optuna: it takes a config, tensors and an optional reporter that
 may stop the run (the study runner's pruning hook), and returns a TrainResult.
@@ -15,19 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from hpsearch.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from hpsearch.config import TrainConfig
-from hpsearch.data import Data, load_data
+from hpsearch.data import TaskData, place
 from hpsearch.devices import resolve_device
 from hpsearch.errors import ConfigError
-from hpsearch.models import build_model, count_parameters
+from hpsearch.models import count_parameters
 from hpsearch.schedules import build_scheduler
+from hpsearch.step import Stepper, evaluate
+from hpsearch.task import build_model, eval_loss, is_classification, load_task_data
 
-__all__ = ["EpochMetrics", "Reporter", "TrainResult", "check_batch_size", "config_data", "evaluate", "make_optimizer",
-           "train", "train_step"]
+__all__ = ["EpochMetrics", "Reporter", "TrainResult", "check_batch_size", "config_data", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +35,6 @@ logger = logging.getLogger(__name__)
 DIVERGENCE_FACTOR = 4.0
 # Reading a loss value synchronizes a GPU, so divergence is checked every this many steps.
 DIVERGENCE_CHECK_EVERY = 16
-# Validation runs in chunks of this many samples to bound memory on large datasets.
-EVAL_CHUNK = 8192
 
 
 @dataclass(frozen=True)
@@ -46,7 +44,7 @@ class EpochMetrics:
     epoch: int
     train_loss: float
     val_loss: float
-    val_acc: float
+    val_acc: float  # NaN for a regression
     lr: float
     grad_norm: float
     samples_per_s: float
@@ -104,7 +102,7 @@ class TrainResult:
 
 def train(
     config: TrainConfig,
-    data: Data | None = None,
+    data: TaskData | None = None,
     device: torch.device | str | None = None,
     reporter: Reporter | None = None,
     checkpoint: str | Path | None = None,
@@ -117,19 +115,20 @@ def train(
     """
     started = time.perf_counter()
     device = resolve_device(config.device) if device is None else torch.device(device)
-    data = config_data(config, device) if data is None else data.to(device)
+    data = config_data(config, device) if data is None else place(data, device, config.feed, config.num_workers)
     check_batch_size(config.batch_size, data)
 
     torch.manual_seed(config.seed)
-    model = build_model(config.model, data.input_dim, data.num_classes, config.hidden).to(device)
-    optimizer = make_optimizer(model, config, device)
+    model = build_model(config, data)
+    stepper = Stepper(model, config, device)
+    optimizer = stepper.optimizer
+    validation_loss, classification = eval_loss(config), is_classification(config, data)
     steps_per_epoch = math.ceil(data.n_train / config.batch_size)
     scheduler = build_scheduler(
         optimizer, config.schedule, total_steps=steps_per_epoch * config.epochs, steps_per_epoch=steps_per_epoch,
         warmup=config.warmup, min_lr_ratio=config.min_lr_ratio, step_size=config.step_size, gamma=config.gamma,
         decay_fraction=config.decay_fraction)
-    shuffle = torch.Generator(device=device)
-    shuffle.manual_seed(config.seed)
+    shuffle = data.generator(config.seed)
     state = Checkpoint(epoch=0, history=[], initial_loss=math.nan)
     if checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint, config, model, optimizer, scheduler, shuffle)
@@ -143,9 +142,10 @@ def train(
     for epoch in range(state.epoch + 1, config.epochs + 1):
         epoch_started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        stats = _run_epoch(model, optimizer, scheduler, data, config, shuffle, initial_loss)
+        stats = _run_epoch(stepper, scheduler, data, config, shuffle, initial_loss)
         initial_loss = stats.initial_loss
-        val_loss, val_acc = evaluate(model, data.x_val, data.y_val)
+        val_loss, val_acc = evaluate(model, data.val_batches(), validation_loss, config.precision, device,
+                                     classification)
         metrics = EpochMetrics(epoch=epoch, train_loss=stats.train_loss, val_loss=val_loss, val_acc=val_acc, lr=lr,
                                grad_norm=stats.grad_norm, samples_per_s=stats.samples / stats.seconds,
                                seconds=time.perf_counter() - epoch_started)
@@ -166,55 +166,16 @@ def train(
                        seconds=time.perf_counter() - started, model=model, resumed_from=state.epoch)
 
 
-def config_data(config: TrainConfig, device: torch.device) -> Data:
-    """The dataset ``config`` names, split and subset as it says, on ``device``."""
-    return load_data(config.dataset, data_dir=config.data_dir, download=config.download, subset=config.subset,
-                     val_fraction=config.val_fraction, device=device)
+def config_data(config: TrainConfig, device: torch.device) -> TaskData:
+    """The dataset ``config`` names, split and subset as it says, placed for ``device``."""
+    return load_task_data(config, device)
 
 
-def check_batch_size(batch_size: int, data: Data) -> None:
+def check_batch_size(batch_size: int, data: TaskData) -> None:
     """A batch cannot be larger than the training set: say so naming both."""
     if batch_size > data.n_train:
         raise ConfigError(f"batch_size must be at most the {data.n_train} training samples of {data.name}, "
                           f"got {batch_size}")
-
-
-def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW, fused into one kernel per step where torch has that for the device."""
-    fused = device.type in ("cuda", "cpu", "mps")
-    try:
-        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=fused)
-    except RuntimeError:  # an older torch or a device without the fused kernel
-        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
-
-
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               clip: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimizer step on a batch; returns the loss and the pre-clip gradient norm (as tensors, unsynced)."""
-    loss = F.cross_entropy(model(x), y)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    grad_norm = torch.nn.utils.get_total_norm(grads, foreach=True)
-    if clip is not None:
-        torch.nn.utils.clip_grads_with_norm_(model.parameters(), clip, grad_norm, foreach=True)
-    optimizer.step()
-    return loss.detach(), grad_norm
-
-
-@torch.inference_mode()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` on ``x``, ``y``."""
-    model.eval()
-    loss_sum = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device, dtype=torch.long)
-    for start in range(0, len(x), EVAL_CHUNK):
-        logits = model(x[start:start + EVAL_CHUNK])
-        labels = y[start:start + EVAL_CHUNK]
-        loss_sum += F.cross_entropy(logits, labels, reduction="sum")
-        correct += (logits.argmax(dim=1) == labels).sum()
-    model.train()
-    return loss_sum.item() / len(x), correct.item() / len(x)
 
 
 @dataclass
@@ -227,28 +188,26 @@ class _EpochStats:
     diverged_reason: str | None
 
 
-def _run_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
-               data: Data, config: TrainConfig, shuffle: torch.Generator, initial_loss: float) -> _EpochStats:
-    """One pass over shuffled batches taken by index from the device-resident training tensors."""
+def _run_epoch(stepper: Stepper, scheduler: torch.optim.lr_scheduler.LRScheduler, data: TaskData,
+               config: TrainConfig, shuffle: torch.Generator, initial_loss: float) -> _EpochStats:
+    """One pass over the shuffled training batches (by index on the device, or streamed)."""
     started = time.perf_counter()
-    device = data.x_train.device
-    order = torch.randperm(data.n_train, device=device, generator=shuffle)
+    device = stepper.device
     loss_sum = torch.zeros((), device=device)
     norm_sum = torch.zeros((), device=device)
     steps = samples = 0
     checked_sum, checked_steps = 0.0, 0
     diverged = None
-    for start in range(0, data.n_train, config.batch_size):
-        index = order[start:start + config.batch_size]
-        loss, grad_norm = train_step(model, optimizer, data.x_train[index], data.y_train[index], config.clip)
+    for x, y in data.train_batches(config.batch_size, shuffle):
+        loss, grad_norm = stepper.step(x, y, config.clip)
         scheduler.step()
         loss_sum += loss
         norm_sum += grad_norm
         steps += 1
-        samples += len(index)
+        samples += len(x)
         if math.isnan(initial_loss):
             initial_loss = loss.item()
-        if steps % DIVERGENCE_CHECK_EVERY == 0 or start + config.batch_size >= data.n_train:
+        if steps % DIVERGENCE_CHECK_EVERY == 0 or samples >= data.n_train:
             # The mean loss since the last check, so that a spike that later collapses is caught too.
             total = loss_sum.item()
             diverged = _divergence((total - checked_sum) / (steps - checked_steps), initial_loss)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-import hpsearch.checks
+import hpsearch.step
 from hpsearch.checks import FAIL, PASS, WARN, run_checks
 from hpsearch.cli import app
 from hpsearch.config import TrainConfig
@@ -29,14 +29,14 @@ class DetachedHead(MLP):
         return self[-1](x.detach())
 
 
-def softmaxed(input_dim: int, num_classes: int, hidden: Sequence[int]) -> nn.Module:
+def softmaxed(input_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (64, 32)) -> nn.Module:
     """Probabilities, not logits, go into cross-entropy."""
-    return nn.Sequential(MLP(input_dim, num_classes, hidden), nn.Softmax(dim=1))
+    return nn.Sequential(MLP(input_shape, num_classes, hidden), nn.Softmax(dim=1))
 
 
-def dead_units(input_dim: int, num_classes: int, hidden: Sequence[int]) -> nn.Module:
+def dead_units(input_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (64, 32)) -> nn.Module:
     """Every hidden unit's bias so negative that ReLU outputs zero for every input."""
-    model = MLP(input_dim, num_classes, hidden)
+    model = MLP(input_shape, num_classes, hidden)
     with torch.no_grad():
         for layer in list(model)[:-1]:
             if isinstance(layer, nn.Linear):
@@ -66,7 +66,7 @@ def test_a_broken_model_fails_the_right_check(name: str, factory: object, failin
 
 
 def test_weight_decay_that_is_never_applied_fails(digits: Data, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hpsearch.checks, "make_optimizer",
+    monkeypatch.setattr(hpsearch.step, "build_optimizer",
                         lambda model, config, device: torch.optim.Adam(model.parameters(), lr=config.lr))
     found = outcomes(HEALTHY, digits)
     assert found["weight decay"] == FAIL and found["overfit one batch"] == PASS

@@ -32,7 +32,7 @@ def make_mnist_files(root: Path, folder: str, n: int = 200) -> np.ndarray:
 
 
 def test_digits_is_split_normalized_on_train_and_fixed(digits: Data) -> None:
-    assert digits.input_dim == 64 and digits.num_classes == 10
+    assert digits.sample_shape == (1, 8, 8) and digits.input_dim == 64 and digits.num_classes == 10
     assert digits.n_train + len(digits.x_val) == 1797
     assert len(digits.x_val) == round(1797 * 0.2)
     assert digits.x_train.mean().item() == pytest.approx(0.0, abs=1e-5)
@@ -76,7 +76,7 @@ def test_npz_with_explicit_splits_keeps_them(tmp_path: Path) -> None:
     np.savez(path, x_train=rng.random((30, 2, 3)), y_train=np.arange(30) % 3, x_val=rng.random((7, 2, 3)),
              y_val=np.arange(7) % 3)
     data = load_data(f"npz:{path}")
-    assert (data.n_train, len(data.x_val), data.input_dim) == (30, 7, 6)
+    assert (data.n_train, len(data.x_val), data.sample_shape) == (30, 7, (2, 3))
 
 
 @pytest.mark.parametrize(
@@ -103,7 +103,7 @@ def test_missing_npz_file_is_a_data_error(tmp_path: Path) -> None:
 def test_torchvision_datasets_read_idx_files_from_data_dir(tmp_path: Path, name: str, folder: str) -> None:
     labels = make_mnist_files(tmp_path, folder)
     data = load_data(name, data_dir=tmp_path, val_fraction=0.25)
-    assert data.input_dim == 784 and data.n_train == 150 and len(data.x_val) == 50
+    assert data.sample_shape == (1, 28, 28) and data.n_train == 150 and len(data.x_val) == 50
     assert sorted(torch.cat([data.y_train, data.y_val]).tolist()) == sorted(labels.tolist())
 
 
@@ -116,7 +116,7 @@ def test_torchvision_dataset_without_files_names_data_dir(tmp_path: Path) -> Non
 
 def test_from_arrays_checks_labels_and_feature_counts() -> None:
     x = np.zeros((5, 3))
-    with pytest.raises(DataError, match="x_train has 3 features but x_val has 2"):
+    with pytest.raises(DataError, match=r"x_train samples have shape \(3,\) but x_val samples \(2,\)"):
         from_arrays(x, np.zeros(5), np.zeros((2, 2)), np.zeros(2))
     with pytest.raises(DataError, match="integer class labels"):
         from_arrays(x, np.full(5, 0.5), x, np.zeros(5))

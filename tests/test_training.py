@@ -11,7 +11,9 @@ from hpsearch.config import TrainConfig
 from hpsearch.data import Data
 from hpsearch.errors import CheckpointError, ConfigError
 from hpsearch.models import MLP
-from hpsearch.training import EpochMetrics, make_optimizer, train, train_step
+from hpsearch.step import Stepper
+from hpsearch.task import build_optimizer
+from hpsearch.training import EpochMetrics, train
 
 CPU = torch.device("cpu")
 
@@ -84,7 +86,7 @@ def test_clipping_bounds_the_step_on_a_corrupted_batch(digits: Data) -> None:
         torch.manual_seed(0)
         model = MLP(digits.input_dim, 10)
         before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
-        _, grad_norm = train_step(model, torch.optim.SGD(model.parameters(), lr=0.01), x, y, clip)
+        _, grad_norm = Stepper(model, TrainConfig(), CPU, torch.optim.SGD(model.parameters(), lr=0.01)).step(x, y, clip)
         after = torch.cat([p.detach().flatten() for p in model.parameters()])
         moved[clip] = (after - before).norm().item()
     assert grad_norm.item() > 100
@@ -95,8 +97,8 @@ def test_clipping_bounds_the_step_on_a_corrupted_batch(digits: Data) -> None:
 def test_adamw_step_applies_the_clipped_gradient(digits: Data) -> None:
     torch.manual_seed(0)
     model = MLP(digits.input_dim, 10)
-    optimizer = make_optimizer(model, TrainConfig(), CPU)
-    _, grad_norm = train_step(model, optimizer, digits.x_train[:64] * 1000, digits.y_train[:64], clip=1.0)
+    stepper = Stepper(model, TrainConfig(), CPU, build_optimizer(model, TrainConfig(), CPU))
+    _, grad_norm = stepper.step(digits.x_train[:64] * 1000, digits.y_train[:64], clip=1.0)
     applied = torch.nn.utils.get_total_norm([p.grad for p in model.parameters()])
     assert grad_norm.item() > 100
     assert applied.item() == pytest.approx(1.0, rel=1e-3)

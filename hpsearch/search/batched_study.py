@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.batched import BatchedTrainer
 from hpsearch.config import TrainConfig
-from hpsearch.data import Data
+from hpsearch.data import Data, TaskData
 from hpsearch.errors import ConfigError
 from hpsearch.search.budget import budget, requeue_interrupted
 from hpsearch.search.objective import mark_interrupted, record_result, start_trial
@@ -56,7 +56,17 @@ def check_batchable(spec: StudySpec, k: int) -> None:
     if shaped:
         raise ConfigError(f"--batch trains members of one shape and batch size; the space searches {shaped[0]}")
     if spec.train.model != "mlp":
-        raise ConfigError(f"--batch stacks MLPs only, got model {spec.train.model!r}")
+        raise ConfigError(f"--batch stacks the built-in mlp only, got model {spec.train.model!r} (run without "
+                          f"--batch, or with --jobs for several trials at once)")
+    shared = {"loss": "cross-entropy", "optimizer": "adamw", "precision": "fp32", "label_smoothing": 0.0}
+    for name, value in shared.items():
+        if getattr(spec.train, name) != value:
+            raise ConfigError(f"--batch trains {name} {value!r} only, got {name} {getattr(spec.train, name)!r}")
+    searched = [p.name for p in spec.space.params if p.name in (*shared, "momentum", "beta1", "beta2")
+                or p.name.startswith("model_args.")]
+    if searched or spec.train.model_args or spec.train.beta1 is not None or spec.train.beta2 is not None:
+        raise ConfigError(f"--batch trains members of one shape with AdamW's defaults; "
+                          f"{'the space searches ' + searched[0] if searched else 'model_args or betas are set'}")
 
 
 def auto_batch(device: torch.device, parameters: int) -> int:
@@ -78,10 +88,12 @@ def _physical_memory() -> int:
         return 2**62
 
 
-def optimize_batched(study: optuna.Study, spec: StudySpec, data: Data, k: int, *,
+def optimize_batched(study: optuna.Study, spec: StudySpec, data: TaskData, k: int, *,
                      callbacks: Sequence[TrialCallback] = (), timeout: float | None = None) -> None:
     """Run trials of ``study``, K at a time, until it holds ``spec.total_trials`` finished ones."""
     check_batchable(spec, k)
+    if not isinstance(data, Data):
+        raise ConfigError(f"--batch needs the data as tensors on the device; dataset {data.name!r} streams")
     requeue_interrupted(study)
     finished = budget(study).finished
     study.sampler = make_sampler(spec.strategy, spec.space, seed=spec.seed + finished, grid_points=spec.grid_points)

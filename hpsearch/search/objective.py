@@ -10,21 +10,23 @@ import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
 from hpsearch.checkpoint import check_checkpoint_file
 from hpsearch.config import TrainConfig
-from hpsearch.data import Data
+from hpsearch.data import TaskData
 from hpsearch.diagnosis import diagnose
 from hpsearch.errors import CheckpointError
 from hpsearch.search.budget import INTERRUPTED
+from hpsearch.search.space import MODEL_ARGS
 from hpsearch.spec import StudySpec
 from hpsearch.training import EpochMetrics, TrainResult, train
 
-__all__ = ["NO_FILES", "Objective", "TrialFiles", "checkpoint_folder", "mark_interrupted", "record_result",
-           "start_trial"]
+__all__ = ["NO_FILES", "Objective", "TrialFiles", "apply_params", "checkpoint_folder", "mark_interrupted",
+           "record_result", "start_trial"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +70,7 @@ class Objective:
     training; within an epoch the storage sees only the reported value and the pruner's read.
     """
 
-    def __init__(self, spec: StudySpec, data: Data, files: TrialFiles = NO_FILES) -> None:
+    def __init__(self, spec: StudySpec, data: TaskData, files: TrialFiles = NO_FILES) -> None:
         self.spec = spec
         self.data = data
         self.checkpoint_dir = files.checkpoint_dir
@@ -129,13 +131,21 @@ class Objective:
 def start_trial(trial: optuna.Trial, spec: StudySpec) -> TrainConfig:
     """Suggest the trial's params and record what it is: ``config`` and ``seed`` (a retry has them from
     the trial it retries) and ``worker``, the host:pid running it, where to look when one fails."""
-    params = {param.name: param.suggest(trial) for param in spec.space.params}
-    config = spec.train.replace(**params)
+    config = apply_params(spec.train, spec.space.suggest(trial))
     if "config" not in trial.user_attrs:
         trial.set_user_attr("config", config.to_dict())
         trial.set_user_attr("seed", config.seed)
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     return config
+
+
+def apply_params(config: TrainConfig, params: dict[str, Any]) -> TrainConfig:
+    """``config`` with a trial's params: TrainConfig fields directly, ``model_args.NAME`` into model_args."""
+    model_args = {name[len(MODEL_ARGS):]: value for name, value in params.items() if name.startswith(MODEL_ARGS)}
+    fields = {name: value for name, value in params.items() if not name.startswith(MODEL_ARGS)}
+    if model_args:
+        fields["model_args"] = {**config.model_args, **model_args}
+    return config.replace(**fields)
 
 
 def mark_interrupted(trial: optuna.Trial) -> None:

@@ -42,6 +42,7 @@ class WorkerPool:
     heartbeat: int | None = None
     max_retries: int | None = None
     files: TrialFiles = NO_FILES
+    trust: tuple[str, ...] = ()  # what the workers may import: the run's own entry points (``worker --trust``)
 
     def __post_init__(self) -> None:
         if self.jobs < 1:
@@ -69,6 +70,8 @@ class WorkerPool:
                    "--index", str(index), "--threads", str(max(1, (os.cpu_count() or 1) // self.jobs))]
         if self.devices:
             command += ["--device", self.devices[index % len(self.devices)]]
+        for trusted in self.trust:
+            command += ["--trust", trusted]
         for flag, value in (("--heartbeat", self.heartbeat), ("--max-retries", self.max_retries),
                             ("--checkpoint-dir", self.files.checkpoint_dir),
                             ("--artifact-dir", self.files.artifact_dir), ("--timeout", timeout)):

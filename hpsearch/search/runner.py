@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -15,19 +16,22 @@ from optuna.trial import FrozenTrial
 
 import hpsearch
 from hpsearch.checks import FAIL, QUICK_CHECKS, run_checks
-from hpsearch.data import Data
+from hpsearch.data import TaskData, place
 from hpsearch.devices import resolve_device
+from hpsearch.entry_points import in_process_only
 from hpsearch.errors import ConfigError
 from hpsearch.lr_finder import LRFinderResult, lr_range_test
-from hpsearch.models import build_model, count_parameters
+from hpsearch.models import count_parameters
 from hpsearch.search.batched_study import auto_batch, check_batchable, optimize_batched
 from hpsearch.search.budget import finished_trials
 from hpsearch.search.coarse_to_fine import coarse_spec, fine_spec, stage_name, with_lr_prior
 from hpsearch.search.objective import NO_FILES, TrialFiles
 from hpsearch.search.pool import WorkerPool
+from hpsearch.search.trust import entry_point_trust
 from hpsearch.search.worker import optimize_to_budget
 from hpsearch.spec import StudySpec
 from hpsearch.storage import describe_storage, open_storage
+from hpsearch.task import build_model, check_task, is_classification
 from hpsearch.training import check_batch_size, config_data
 
 __all__ = ["PreflightError", "StudyMismatchError", "finished_trials", "run_study"]
@@ -48,7 +52,7 @@ def run_study(
     storage: str | BaseStorage | None = None,
     *,
     callbacks: Sequence[TrialCallback] = (),
-    data: Data | None = None,
+    data: TaskData | None = None,
     files: TrialFiles = NO_FILES,
     pool: WorkerPool | None = None,
     batch: int | str | None = None,
@@ -66,14 +70,23 @@ def run_study(
     """
     storage = open_storage(storage) if storage is None or isinstance(storage, str) else storage
     device = resolve_device(spec.train.device)
-    data = config_data(spec.train, device) if data is None else data
-    _check_batch_sizes(spec, data)
+    if pool is not None:
+        _check_for_workers(spec)
+        pool = dataclasses.replace(pool, trust=tuple(sorted({*pool.trust, *entry_point_trust(spec.train)})))
     if batch is not None:
         if pool is not None:
             raise ConfigError("--batch trains in this one process; give it --jobs 1")
+        check_batchable(spec, 1)  # the space and model first: nothing is loaded or written for a refused batch
+    data = config_data(spec.train, device) if data is None else place(data, device, spec.train.feed,
+                                                                         spec.train.num_workers)
+    _check_batch_sizes(spec, data)
+    check_task(spec.train, data)
+    if spec.metric == "val_acc" and not is_classification(spec.train, data):
+        raise ConfigError(f"metric val_acc needs a classification task; loss {spec.train.loss!r} on dataset "
+                          f"{data.name!r} is a regression: use --metric val_loss")
+    if batch is not None:
         batch = _batch_size(batch, device, spec, data)
     files.prepare(spec.study_name)
-    data = data.to(device)
     if preflight:
         _preflight(spec, data)
     run = _Execution(storage, data, callbacks, files, pool, batch)
@@ -90,7 +103,7 @@ class _Execution:
     """Where and how the trials of every stage run: storage, data, callbacks, checkpoints, workers."""
 
     storage: BaseStorage
-    data: Data
+    data: TaskData
     callbacks: Sequence[TrialCallback]
     files: TrialFiles
     pool: WorkerPool | None
@@ -143,7 +156,7 @@ def _run_one(spec: StudySpec, run: _Execution, lr_test: LRFinderResult | None = 
     return study
 
 
-def _lr_range_test(study_name: str, spec: StudySpec, storage: BaseStorage, data: Data) -> LRFinderResult:
+def _lr_range_test(study_name: str, spec: StudySpec, storage: BaseStorage, data: TaskData) -> LRFinderResult:
     """The LR range test stored with ``study_name``, or a new one when that study does not exist yet."""
     if study_name in optuna.get_all_study_names(storage):
         stored = optuna.load_study(study_name=study_name, storage=storage).user_attrs.get("hpsearch", {})
@@ -198,7 +211,7 @@ class PreflightError(ConfigError):
     """A quick pre-flight check failed: the setup is broken before any trial could tell."""
 
 
-def _preflight(spec: StudySpec, data: Data) -> None:
+def _preflight(spec: StudySpec, data: TaskData) -> None:
     """The quick checks on the study's fixed training settings; the first failure stops the run."""
     for result in run_checks(spec.train, data, QUICK_CHECKS):
         if result.outcome == FAIL:
@@ -206,10 +219,10 @@ def _preflight(spec: StudySpec, data: Data) -> None:
                                  f"{result.expected} ({result.meaning}); hpsearch check says more, --no-check skips")
 
 
-def _batch_size(batch: int | str, device: torch.device, spec: StudySpec, data: Data) -> int:
+def _batch_size(batch: int | str, device: torch.device, spec: StudySpec, data: TaskData) -> int:
     """K from ``--batch``: a number, or "auto" for the device and the model's size."""
     if batch == "auto":
-        model = build_model(spec.train.model, data.input_dim, data.num_classes, spec.train.hidden)
+        model = build_model(spec.train, data)
         return auto_batch(device, count_parameters(model))
     try:
         k = int(batch)
@@ -219,10 +232,19 @@ def _batch_size(batch: int | str, device: torch.device, spec: StudySpec, data: D
     return k
 
 
-def _check_batch_sizes(spec: StudySpec, data: Data) -> None:
+def _check_batch_sizes(spec: StudySpec, data: TaskData) -> None:
     """A batch larger than the training set would fail every trial: refuse it before the study starts."""
     sizes = [spec.train.batch_size]
     for param in spec.space.params:
         if param.name == "batch_size":
             sizes = list(param.choices) if param.choices is not None else [int(param.high or 0)]
     check_batch_size(max(sizes), data)
+
+
+def _check_for_workers(spec: StudySpec) -> None:
+    """Workers are other processes: they can import entry points, not callables handed over from Python."""
+    for field in ("model", "dataset", "loss"):
+        value = getattr(spec.train, field)
+        if in_process_only(value):
+            raise ConfigError(f"{field} {value!r} is a callable of this process, which worker processes cannot "
+                              f"import: give it as an entry point (package.module:attr or path/to/file.py:attr)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -15,11 +15,18 @@ from hpsearch.errors import ConfigError
 
 __all__ = ["DEFAULT_SPACE", "SEARCHABLE", "ParamSpec", "SearchSpace"]
 
-# TrainConfig fields a study may vary, with the type each takes.
+# TrainConfig fields a study may vary, with the type each takes; and any of the model factory's
+# arguments as ``model_args.NAME`` (an int range when both bounds are integers, else a float one).
 SEARCHABLE: dict[str, type] = {
     "lr": float, "weight_decay": float, "warmup": float, "min_lr_ratio": float, "clip": float,
     "gamma": float, "decay_fraction": float, "batch_size": int, "step_size": int, "schedule": str,
+    "optimizer": str, "momentum": float, "nesterov": bool, "beta1": float, "beta2": float,
+    "label_smoothing": float, "precision": str,
 }
+MODEL_ARGS = "model_args."
+# Parameters that exist only for some optimizers: a trial samples them only when its optimizer has them,
+# a conditional space TPE models as such.
+OPTIMIZER_PARAMS = {"momentum": ("sgd",), "nesterov": ("sgd",), "beta1": ("adamw", "adam"), "beta2": ("adamw", "adam")}
 
 
 @dataclass(frozen=True)
@@ -31,21 +38,33 @@ class ParamSpec:
     high: float | None = None
     log: bool = False
     choices: tuple[Any, ...] | None = None
+    _ints: bool = field(default=False, compare=False, repr=False)  # a model argument's bounds were written as ints
 
     def __post_init__(self) -> None:
         where = f"space.{self.name}"
-        if self.name not in SEARCHABLE:
-            raise ConfigError(f"{where}: cannot search {self.name!r}; searchable: {', '.join(SEARCHABLE)}")
+        if self.name not in SEARCHABLE and not (self.name.startswith(MODEL_ARGS)
+                                                and self.name[len(MODEL_ARGS):].isidentifier()):
+            raise ConfigError(f"{where}: cannot search {self.name!r}; searchable: {', '.join(SEARCHABLE)} and "
+                              f"[space.model_args] NAME (the model factory's arguments)")
         if self.choices is not None:
             if self.low is not None or self.high is not None or not self.choices:
                 raise ConfigError(f"{where}: give either non-empty choices or low and high, got {self._text()}")
             return
-        if self.low is None or self.high is None or SEARCHABLE[self.name] is str:
+        if self.low is None or self.high is None or self.kind in (str, bool):
             raise ConfigError(f"{where}: needs low and high (or choices), got {self._text()}")
         if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.low >= self.high:
             raise ConfigError(f"{where}: low must be < high, got low={self.low:g} high={self.high:g}")
         if self.log and self.low <= 0:
             raise ConfigError(f"{where}: a log-scale range needs low > 0, got low={self.low:g}")
+
+    @property
+    def kind(self) -> type:
+        """The value's type: the TrainConfig field's, or for a model argument int when both bounds are."""
+        if self.name in SEARCHABLE:
+            return SEARCHABLE[self.name]
+        if self.choices is not None:
+            return object
+        return int if float(self.low or 0).is_integer() and float(self.high or 0).is_integer() and self._ints else float
 
     @classmethod
     def from_mapping(cls, name: str, values: Mapping[str, Any]) -> ParamSpec:
@@ -54,9 +73,11 @@ class ParamSpec:
         if unknown:
             raise ConfigError(f"space.{name}: unknown key {unknown[0]!r} (known: low, high, log, choices)")
         choices = values.get("choices")
+        ints = all(isinstance(values.get(k), int) and not isinstance(values.get(k), bool) for k in ("low", "high"))
         try:
             return cls(name=name, low=_number(values.get("low")), high=_number(values.get("high")),
-                       log=bool(values.get("log", False)), choices=tuple(choices) if choices is not None else None)
+                       log=bool(values.get("log", False)), choices=tuple(choices) if choices is not None else None,
+                       _ints=ints)
         except (TypeError, ValueError):
             raise ConfigError(f"space.{name}: low and high must be numbers, got {dict(values)}") from None
 
@@ -65,7 +86,7 @@ class ParamSpec:
         if self.choices is not None:
             return CategoricalDistribution(self.choices)
         assert self.low is not None and self.high is not None  # checked in __post_init__
-        if SEARCHABLE[self.name] is int:
+        if self.kind is int:
             return IntDistribution(int(self.low), int(self.high), log=self.log)
         return FloatDistribution(self.low, self.high, log=self.log)
 
@@ -74,7 +95,7 @@ class ParamSpec:
         if self.choices is not None:
             return trial.suggest_categorical(self.name, list(self.choices))
         assert self.low is not None and self.high is not None
-        if SEARCHABLE[self.name] is int:
+        if self.kind is int:
             return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
         return trial.suggest_float(self.name, self.low, self.high, log=self.log)
 
@@ -84,13 +105,15 @@ class ParamSpec:
             return list(self.choices)
         assert self.low is not None and self.high is not None
         spaced = np.geomspace(self.low, self.high, points) if self.log else np.linspace(self.low, self.high, points)
-        if SEARCHABLE[self.name] is int:
+        if self.kind is int:
             return sorted({round(float(v)) for v in spaced})
         return [float(v) for v in spaced]
 
     def to_dict(self) -> dict[str, Any]:
         if self.choices is not None:
             return {"choices": list(self.choices)}
+        if self.kind is int:
+            return {"low": int(self.low or 0), "high": int(self.high or 0), "log": self.log}
         return {"low": self.low, "high": self.high, "log": self.log}
 
     def _text(self) -> str:
@@ -113,9 +136,31 @@ class SearchSpace:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Mapping[str, Any]]) -> SearchSpace:
-        if not values:
+        """From ``[space]``; its ``[space.model_args]`` table searches the model factory's arguments."""
+        flat: dict[str, Mapping[str, Any]] = {}
+        for name, spec in values.items():
+            if name == "model_args" and isinstance(spec, Mapping) and all(isinstance(v, Mapping)
+                                                                          for v in spec.values()):
+                flat.update({f"{MODEL_ARGS}{arg}": arg_spec for arg, arg_spec in spec.items()})
+            elif not isinstance(spec, Mapping):
+                raise ConfigError(f"space.{name}: needs a table such as {{low = 1e-4, high = 1e-1, log = true}} "
+                                  f"or {{choices = [...]}}, got {spec!r}")
+            else:
+                flat[name] = spec
+        if not flat:
             raise ConfigError("space: a study needs at least one parameter to search")
-        return cls(tuple(ParamSpec.from_mapping(name, spec) for name, spec in values.items()))
+        ordered = sorted(flat, key=lambda n: n != "optimizer")  # the optimizer first: others depend on it
+        return cls(tuple(ParamSpec.from_mapping(name, flat[name]) for name in ordered))
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        """Every parameter's value for ``trial``; optimizer-specific ones only where the optimizer has them."""
+        values: dict[str, Any] = {}
+        for param in self.params:
+            needs = OPTIMIZER_PARAMS.get(param.name)
+            if needs is not None and "optimizer" in values and values["optimizer"] not in needs:
+                continue
+            values[param.name] = param.suggest(trial)
+        return values
 
     def replace(self, param: ParamSpec) -> SearchSpace:
         """A space where ``param`` takes the place of the parameter of the same name (or is added)."""
@@ -128,8 +173,15 @@ class SearchSpace:
     def grid(self, points: int) -> dict[str, list[Any]]:
         return {p.name: p.grid(points) for p in self.params}
 
-    def to_dict(self) -> dict[str, dict[str, Any]]:
-        return {p.name: p.to_dict() for p in self.params}
+    def to_dict(self) -> dict[str, Any]:
+        """As a ``[space]`` table, model arguments under ``model_args``."""
+        table: dict[str, Any] = {}
+        for p in self.params:
+            if p.name.startswith(MODEL_ARGS):
+                table.setdefault("model_args", {})[p.name[len(MODEL_ARGS):]] = p.to_dict()
+            else:
+                table[p.name] = p.to_dict()
+        return table
 
 
 DEFAULT_SPACE = SearchSpace((ParamSpec("lr", 1e-5, 1e-1, log=True), ParamSpec("weight_decay", 1e-5, 1e-1, log=True)))

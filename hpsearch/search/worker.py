@@ -22,7 +22,7 @@ from optuna.storages import BaseStorage, fail_stale_trials
 from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch.data import Data
+from hpsearch.data import TaskData
 from hpsearch.devices import resolve_device
 from hpsearch.errors import ConfigError
 from hpsearch.search.budget import budget, requeue_interrupted
@@ -30,8 +30,10 @@ from hpsearch.search.objective import NO_FILES, Objective, TrialFiles
 from hpsearch.search.pruners import make_pruner
 from hpsearch.search.strategies import make_sampler
 from hpsearch.search.summary import load_family
+from hpsearch.search.trust import check_trusted
 from hpsearch.spec import StudySpec
 from hpsearch.storage import GRACE_BEATS, describe_storage
+from hpsearch.task import check_task
 from hpsearch.training import config_data
 
 __all__ = ["fail_stale_trials_quietly", "join_study", "optimize_to_budget", "stored_spec"]
@@ -45,7 +47,7 @@ WAIT_POLL = 1.0
 _WORKER_SEED_STRIDE = 7919
 
 
-def optimize_to_budget(study: optuna.Study, spec: StudySpec, data: Data, *, callbacks: Sequence[TrialCallback] = (),
+def optimize_to_budget(study: optuna.Study, spec: StudySpec, data: TaskData, *, callbacks: Sequence[TrialCallback] = (),
                        timeout: float | None = None, files: TrialFiles = NO_FILES, worker: int = 0) -> None:
     """Run trials of ``study`` in this process until it holds ``spec.total_trials`` finished ones."""
     requeue_interrupted(study)
@@ -134,9 +136,13 @@ def _run_trial(study: optuna.Study, objective: Objective, total: int, callbacks:
 
 def join_study(name: str, storage: BaseStorage, *, device: str | None = None, threads: int | None = None,
                files: TrialFiles = NO_FILES, callbacks: Sequence[TrialCallback] = (),
-               worker: int | None = None, timeout: float | None = None) -> optuna.Study:
+               worker: int | None = None, timeout: float | None = None, trust: Sequence[str] = ()) -> optuna.Study:
     """Work on the stored study ``name`` (or the stages of a coarse-to-fine family, in order) with the
-    spec stored with it, until it holds its budget; return the last study worked on."""
+    spec stored with it, until it holds its budget; return the last study worked on.
+
+    The stored spec's entry points are imported only when ``trust`` allows them (hpsearch.search.trust),
+    and the model is built once on the data before the first trial, so an entry point that does not
+    import stops the worker with one line before it takes a trial."""
     if threads is not None:
         torch.set_num_threads(threads)
     worker = worker if worker is not None else os.getpid()
@@ -144,13 +150,15 @@ def join_study(name: str, storage: BaseStorage, *, device: str | None = None, th
     family = load_family(name, storage)
     study = family[0]
     follow_stages = study.study_name != name  # a coarse-to-fine family's name, not one stage's
-    data: Data | None = None
+    data: TaskData | None = None
     while True:
         spec = stored_spec(study, storage)
+        check_trusted(spec.train, trust, study.study_name)
         if device is not None:
             spec = spec.replace(train=spec.train.replace(device=device))
         if data is None:
             data = config_data(spec.train, resolve_device(spec.train.device))
+            check_task(spec.train, data)
         left = deadline - time.monotonic() if deadline is not None else None
         optimize_to_budget(study, spec, data, callbacks=callbacks, timeout=left, files=files, worker=worker)
         following = _next_stage(study, storage) if follow_stages else None

@@ -1,0 +1,49 @@
+"""Who can make a worker run what: the entry points of a stored spec are imported only when trusted.
+
+A study's spec lives in a storage that others may write to, and a worker imports the model, data and
+loss it names: code execution on the worker's machine. So a worker imports an entry point only when
+it is a file inside the worker's working directory (a relative path without ``..``) or a module of a
+package its operator named with ``hpsearch worker --trust PACKAGE`` (a file may be named too).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from hpsearch.config import TrainConfig
+from hpsearch.entry_points import is_trusted, trust_for
+from hpsearch.errors import EntryPointError
+
+__all__ = ["check_trusted", "entry_point_trust", "entry_points_of"]
+
+
+def entry_points_of(config: TrainConfig) -> dict[str, str]:
+    """The config's fields that name the user's code rather than a built-in, with their entry points."""
+    from hpsearch.config import LOSSES
+    from hpsearch.data import BUILTIN_DATASETS
+    from hpsearch.models import MODELS
+
+    builtin = {"model": set(MODELS), "dataset": set(BUILTIN_DATASETS), "loss": set(LOSSES)}
+    found = {}
+    for field, names in builtin.items():
+        value = getattr(config, field)
+        if value not in names and not value.startswith(("npz:", "synthetic")):
+            found[field] = value
+    return found
+
+
+def entry_point_trust(config: TrainConfig) -> set[str]:
+    """What ``--trust`` must name for a worker to run ``config``'s own entry points."""
+    return {trust_for(entry_point) for entry_point in entry_points_of(config).values()}
+
+
+def check_trusted(config: TrainConfig, trusted: Iterable[str], study: str) -> None:
+    """Refuse, in one line, an entry point of a stored spec that this worker's operator does not trust."""
+    trusted = tuple(trusted)
+    for field, entry_point in entry_points_of(config).items():
+        if not is_trusted(entry_point, trusted):
+            raise EntryPointError(
+                f"{field} {entry_point!r} of study {study!r} is not trusted by this worker (working directory "
+                f"{os.getcwd()}): it runs only files inside that directory and modules of packages named with "
+                f"--trust; add --trust {trust_for(entry_point)} if you trust whoever writes to this storage")
