@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from hpsearch.config import TrainConfig, load_config_file
+from hpsearch.config import TrainConfig, load_config_file, parse_model_arg
 from hpsearch.errors import ConfigError
 
 
@@ -23,6 +23,16 @@ from hpsearch.errors import ConfigError
         ("val_fraction", 1.0, "val_fraction must be between 0 and 1, got 1.0"),
         ("clip", 0.0, "clip must be > 0, got 0.0"),
         ("hidden", (), "hidden must be one or more positive layer widths, got ()"),
+        ("model", "resnet", "model must be one of mlp, cnn or an entry point"),
+        ("optimizer", "lion", "optimizer must be one of adamw, adam, sgd, got 'lion'"),
+        ("loss", "hinge", "loss must be one of cross-entropy, mse or an entry point"),
+        ("precision", "fp8", "precision must be one of fp32, bf16, fp16, got 'fp8'"),
+        ("feed", "disk", "feed must be one of auto, device, stream, got 'disk'"),
+        ("momentum", 0.9, "momentum must be unset with optimizer 'adamw', which has no momentum"),
+        ("nesterov", True, "nesterov must be false with optimizer 'adamw'"),
+        ("label_smoothing", 1.0, "label_smoothing must be in [0, 1), got 1.0"),
+        ("num_classes", 0, "num_classes must be >= 1, got 0"),
+        ("model_args", {"not an identifier": 1}, "model_args must be a table of keyword arguments"),
     ],
 )
 def test_bad_values_name_the_field_and_the_value(field: str, value: object, message: str) -> None:
@@ -71,3 +81,44 @@ def test_unreadable_and_unparsable_files_are_config_errors(tmp_path: Path) -> No
     broken.write_text("lr = = 1")
     with pytest.raises(ConfigError, match="cannot parse config file"):
         load_config_file(broken)
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"optimizer": "sgd", "beta1": 0.8}, "beta1 must be unset with optimizer 'sgd' (use momentum)"),
+    ({"optimizer": "sgd", "nesterov": True}, "nesterov must be false unless momentum > 0"),
+    ({"optimizer": "sgd", "momentum": 1.0}, "momentum must be in [0, 1), got 1.0"),
+    ({"loss": "mse", "label_smoothing": 0.1}, "label_smoothing must be 0 with loss 'mse'"),
+])
+def test_optimizer_and_loss_settings_that_do_not_go_together(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        TrainConfig(**changes)  # type: ignore[arg-type]
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(("text", "parsed"), [
+    ("width=32", ("width", 32)), ("dropout=0.1", ("dropout", 0.1)), ("bias=false", ("bias", False)),
+    ("act=gelu", ("act", "gelu")), ("hidden=64,32", ("hidden", "64,32")),
+])
+def test_model_args_are_read_as_int_float_bool_or_string(text: str, parsed: tuple[str, object]) -> None:
+    value = parse_model_arg(text)
+    assert value == parsed and type(value[1]) is type(parsed[1])
+
+
+@pytest.mark.parametrize("text", ["width", "=3", "2x=1"])
+def test_a_malformed_model_arg_names_itself(text: str) -> None:
+    with pytest.raises(ConfigError, match=f"model-arg must be NAME=VALUE with NAME a Python identifier, got {text!r}"):
+        parse_model_arg(text)
+
+
+def test_model_args_and_the_new_fields_round_trip_through_json(tmp_path: Path) -> None:
+    config = TrainConfig(model="cnn", model_args={"width": 8}, optimizer="sgd", momentum=0.9, nesterov=True,
+                         precision="bf16", loss="cross-entropy", label_smoothing=0.1, num_classes=10)
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(config.to_dict()))
+    assert TrainConfig.from_mapping(load_config_file(path)) == config
+
+
+def test_the_mlp_takes_hidden_from_model_args_before_the_shorthand() -> None:
+    assert TrainConfig(hidden=(32,)).model_kwargs() == {"hidden": (32,)}
+    assert TrainConfig(hidden=(32,), model_args={"hidden": "16,8"}).model_kwargs() == {"hidden": "16,8"}
+    assert TrainConfig(model="cnn", model_args={"width": 4}).model_kwargs() == {"width": 4}

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pickle
 import struct
 from pathlib import Path
 
@@ -122,3 +123,50 @@ def test_from_arrays_checks_labels_and_feature_counts() -> None:
         from_arrays(x, np.full(5, 0.5), x, np.zeros(5))
     with pytest.raises(DataError, match="class labels must be >= 0"):
         from_arrays(x, np.full(5, -1), x, np.zeros(5))
+
+
+def make_cifar_files(root: Path, per_batch: int = 10) -> np.ndarray:
+    """CIFAR-10's python batches in miniature (the pickled dicts torchvision downloads); the labels."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    labels = []
+    for index in range(1, 6):
+        batch_labels = rng.integers(0, 10, per_batch).tolist()
+        labels += batch_labels
+        images = rng.integers(0, 256, (per_batch, 3 * 32 * 32), dtype=np.uint8)
+        with (folder / f"data_batch_{index}").open("wb") as file:
+            pickle.dump({"data": images, "labels": batch_labels}, file)
+    return np.array(labels)
+
+
+def test_cifar10_reads_the_python_batches_from_data_dir_as_images(tmp_path: Path) -> None:
+    labels = make_cifar_files(tmp_path)
+    data = load_data("cifar10", data_dir=tmp_path, val_fraction=0.2)
+    assert data.sample_shape == (3, 32, 32) and data.n_train == 40 and data.n_val == 10
+    assert sorted(torch.cat([data.y_train, data.y_val]).tolist()) == sorted(labels.tolist())
+    assert data.x_train.mean().item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_cifar10_without_files_names_data_dir(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=f"files not found under --data-dir {tmp_path}"):
+        load_data("cifar10", data_dir=tmp_path)
+    with pytest.raises(DataError, match="needs --data-dir"):
+        load_data("cifar10")
+
+
+@pytest.mark.parametrize(("y_train", "message"), [
+    (np.zeros((5, 2, 2)), "y_train be 1-D (or 2-D regression targets), got shapes (5, 3) and (5, 2, 2)"),
+    (np.full(5, 0.5), "y_train must hold integer class labels (for float targets use --loss mse)"),
+])
+def test_labels_that_are_not_class_labels_are_refused(y_train: np.ndarray, message: str) -> None:
+    x = np.zeros((5, 3))
+    with pytest.raises(DataError) as caught:
+        from_arrays(x, y_train, x, np.zeros(5))
+    assert message in str(caught.value)
+
+
+def test_regression_targets_keep_their_shape_and_size_the_output() -> None:
+    x, y = np.zeros((6, 3)), np.arange(12, dtype=np.float32).reshape(6, 2)
+    data = from_arrays(x, y, x, y, targets="values")
+    assert data.num_classes == 2 and not data.classification and data.y_train.dtype == torch.float32

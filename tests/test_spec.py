@@ -92,7 +92,7 @@ def test_spec_files_reject_unknown_tables_and_keys(tmp_path: Path) -> None:
 def test_to_dict_round_trips() -> None:
     spec = StudySpec(name="x", strategy="grid", train=TrainConfig(epochs=3),
                      space=SearchSpace.from_mapping({"schedule": {"choices": ["constant", "wsd"]}}))
-    assert StudySpec.from_mapping(spec.to_dict()) == spec
+    assert StudySpec.from_mapping(spec.to_dict()) == spec.replace(name="mytask-random")
 
 
 @pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
@@ -106,3 +106,24 @@ def test_the_textbook_example_is_the_textbook_setup() -> None:
     assert spec.space.to_dict() == {"lr": {"low": 1e-5, "high": 1e-1, "log": True},
                                     "weight_decay": {"low": 1e-4, "high": 1e-1, "log": True}}
     assert spec.total_trials == 30 and spec.train.epochs == 5
+
+
+def test_model_args_tables_and_their_search_round_trip_through_the_stored_spec() -> None:
+    tables = {"study": {"strategy": "random", "n_trials": 3},
+              "model_args": {"width": 16},
+              "space": {"lr": {"low": 1e-4, "high": 1e-2, "log": True},
+                        "optimizer": {"choices": ["adamw", "sgd"]},
+                        "model_args": {"width": {"low": 8, "high": 32}, "act": {"choices": ["relu", "gelu"]}}},
+              "train": {"model": "mytask.py:net", "dataset": "mytask.py:load"}}
+    spec = StudySpec.from_mapping(tables)
+    assert spec.train.model_args == {"width": 16}
+    assert spec.space.distributions() == {
+        "optimizer": CategoricalDistribution(["adamw", "sgd"]), "lr": FloatDistribution(1e-4, 1e-2, log=True),
+        "model_args.width": IntDistribution(8, 32), "model_args.act": CategoricalDistribution(["relu", "gelu"])}
+    assert spec.study_name == "mytask-random"
+    assert StudySpec.from_mapping(spec.to_dict()) == spec.replace(name="mytask-random")
+
+
+def test_a_float_model_arg_range_is_searched_as_floats() -> None:
+    space = SearchSpace.from_mapping({"model_args": {"dropout": {"low": 0.0, "high": 0.5}}})
+    assert space.distributions() == {"model_args.dropout": FloatDistribution(0.0, 0.5)}
