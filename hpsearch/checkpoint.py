@@ -31,8 +31,9 @@ class Checkpoint:
 
 def save_checkpoint(path: str | Path, progress: Checkpoint, config: TrainConfig, model: nn.Module,
                     optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
-                    shuffle: torch.Generator) -> None:
-    """Write atomically (temporary file, then rename) so a kill never leaves half a checkpoint."""
+                    shuffle: torch.Generator, scaler: torch.amp.GradScaler | None = None) -> None:
+    """Write atomically (temporary file, then rename) so a kill never leaves half a checkpoint; an fp16
+    run's loss scale is kept too."""
     path = Path(path)
     state = {
         "format": FORMAT_VERSION,
@@ -45,6 +46,7 @@ def save_checkpoint(path: str | Path, progress: Checkpoint, config: TrainConfig,
         "scheduler": scheduler.state_dict(),
         "shuffle_rng": shuffle.get_state(),
         "torch_rng": torch.get_rng_state(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
@@ -58,7 +60,8 @@ def check_checkpoint_file(path: str | Path) -> None:
 
 
 def load_checkpoint(path: str | Path, config: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler, shuffle: torch.Generator) -> Checkpoint:
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, shuffle: torch.Generator,
+                    scaler: torch.amp.GradScaler | None = None) -> Checkpoint:
     """Restore every state in place from ``path``; refuse a checkpoint of another configuration."""
     state = _read(path)
     saved, current = state["config"], config.to_dict()
@@ -71,6 +74,8 @@ def load_checkpoint(path: str | Path, config: TrainConfig, model: nn.Module, opt
     scheduler.load_state_dict(state["scheduler"])
     shuffle.set_state(state["shuffle_rng"])
     torch.set_rng_state(state["torch_rng"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
     return Checkpoint(epoch=state["epoch"], history=state["history"], initial_loss=state["initial_loss"])
 
 

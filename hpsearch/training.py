@@ -131,7 +131,7 @@ def train(
     shuffle = data.generator(config.seed)
     state = Checkpoint(epoch=0, history=[], initial_loss=math.nan)
     if checkpoint is not None and Path(checkpoint).exists():
-        state = load_checkpoint(checkpoint, config, model, optimizer, scheduler, shuffle)
+        state = load_checkpoint(checkpoint, config, model, optimizer, scheduler, shuffle, stepper.scaler)
         logger.info("resuming %s from epoch %d", checkpoint, state.epoch)
 
     history = [EpochMetrics(**m) for m in state.history]
@@ -153,7 +153,7 @@ def train(
         if checkpoint is not None and stats.diverged_reason is None:
             # Saved before the reporter runs, so a run killed inside it resumes after this epoch.
             save_checkpoint(checkpoint, Checkpoint(epoch, [asdict(m) for m in history], initial_loss),
-                            config, model, optimizer, scheduler, shuffle)
+                            config, model, optimizer, scheduler, shuffle, stepper.scaler)
         stop = reporter is not None and reporter(epoch, metrics)
         if stats.diverged_reason is not None:
             status, reason = "diverged", f"diverged at epoch {epoch}: {stats.diverged_reason}"
