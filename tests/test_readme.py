@@ -35,6 +35,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One directory for the whole tour, as a reader would use: later commands read what earlier ones wrote."""
     path = tmp_path_factory.mktemp("readme")
     shutil.copytree(README.parent / "studies", path / "studies")
+    shutil.copytree(README.parent / "examples", path / "examples")  # the entry points studies/ and README name
     return path
 
 
