@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 from hpsearch.config import TrainConfig
-from hpsearch.errors import ConfigError
-from hpsearch.task import LossFunction, build_loss, build_optimizer
+from hpsearch.task import LossFunction, build_loss, build_optimizer, check_precision
 
 __all__ = ["Stepper", "autocast", "evaluate"]
 
@@ -28,8 +27,7 @@ def autocast(precision: str, device: torch.device) -> contextlib.AbstractContext
     """Autocast for ``precision`` on ``device`` (nothing for fp32)."""
     if precision == "fp32":
         return contextlib.nullcontext()
-    if precision == "fp16" and device.type == "cpu":
-        raise ConfigError("precision 'fp16' needs a GPU (on a CPU use bf16 or fp32)")
+    check_precision(precision, device)
     return torch.autocast(device.type, dtype=_DTYPES[precision])
 
 

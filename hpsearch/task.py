@@ -24,7 +24,7 @@ from hpsearch.entry_points import resolve
 from hpsearch.errors import ConfigError, TaskError
 from hpsearch.models import MODELS
 
-__all__ = ["LossFunction", "build_loss", "build_model", "build_optimizer", "check_task", "eval_loss",
+__all__ = ["LossFunction", "build_loss", "build_model", "build_optimizer", "check_precision", "check_task", "eval_loss",
            "is_classification", "load_task_data"]
 
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -90,9 +90,16 @@ def build_optimizer(model: nn.Module, config: TrainConfig, device: torch.device)
         return kind(params, lr=config.lr, weight_decay=config.weight_decay, betas=betas, foreach=True)
 
 
+def check_precision(precision: str, device: torch.device) -> None:
+    """fp16 needs a GPU: torch's CPU autocast has no float16 kernels worth training with."""
+    if precision == "fp16" and device.type == "cpu":
+        raise ConfigError("precision 'fp16' needs a GPU (on a CPU use bf16 or fp32)")
+
+
 def check_task(config: TrainConfig, data: TaskData) -> None:
     """Build the model and run one small batch through it and the loss, so that a model whose output does
     not match the classes or targets fails with one line before any trial starts."""
+    check_precision(config.precision, torch.device(data.device))
     torch.manual_seed(config.seed)
     model = build_model(config, data)
     x, y = data.head(2)

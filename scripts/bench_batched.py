@@ -28,7 +28,7 @@ from hpsearch import StudySpec, TrainConfig, run_study
 from hpsearch.batched import BatchedTrainer
 from hpsearch.data import Data, load_data
 from hpsearch.devices import resolve_device
-from hpsearch.models import build_model, count_parameters
+from hpsearch.models import MLP, count_parameters
 from hpsearch.search.batched_study import auto_batch
 from hpsearch.training import train
 
@@ -103,7 +103,7 @@ def compare_whole_runs(data: Data, args: argparse.Namespace, device: torch.devic
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     label = f"--batch {args.run_batch}"
     if args.run_batch == "auto":
-        label += f" (= {auto_batch(device, count_parameters(build_model('mlp', 784, 10, (256, 128))))})"
+        label += f" (= {auto_batch(device, count_parameters(MLP(784, 10, (256, 128))))})"
     runs: dict[str, list[tuple[float, float]]] = {"sequential": [], label: []}
     for _ in range(args.rounds):
         runs["sequential"].append(whole_run(data, args.run_trials, args.run_epochs, None))
