@@ -8,6 +8,7 @@ import functools
 import inspect
 import json
 import logging
+import math
 import shlex
 import signal
 import sys
@@ -164,7 +165,7 @@ def train(
         return
     with EpochTable(console) as table:
         result = run_training(train_config, data, checkpoint=checkpoint, reporter=table.add)
-    accuracy = f"val_acc {result.val_acc:.4f}, " if result.val_acc == result.val_acc else ""  # NaN: a regression
+    accuracy = "" if math.isnan(result.val_acc) else f"val_acc {result.val_acc:.4f}, "  # NaN: a regression
     console.print(f"{result.status}: {len(result.history)}/{train_config.epochs} epochs in {result.seconds:.1f}s "
                   f"on {result.device}; {accuracy}val_loss {result.val_loss:.4g}"
                   + (f" ({result.reason})" if result.reason else ""))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from types import TracebackType
 from typing import Any
 
@@ -56,8 +57,13 @@ def _epoch_table() -> Table:
 
 
 def _epoch_cells(m: EpochMetrics) -> tuple[str, ...]:
-    return (str(m.epoch), f"{m.train_loss:.4g}", f"{m.val_loss:.4g}", f"{m.val_acc:.4f}", f"{m.lr:.3g}",
-            f"{m.grad_norm:.3g}", f"{m.samples_per_s:,.0f}", f"{m.seconds:.2f}")
+    """One epoch's row; a stored history holds None where a value was not finite (or, for val_acc, where a
+    regression has no accuracy), shown as "-"."""
+    def cell(value: float | None, spec: str) -> str:
+        return "-" if value is None or math.isnan(value) else format(value, spec)
+
+    return (str(m.epoch), cell(m.train_loss, ".4g"), cell(m.val_loss, ".4g"), cell(m.val_acc, ".4f"),
+            cell(m.lr, ".3g"), cell(m.grad_norm, ".3g"), cell(m.samples_per_s, ",.0f"), cell(m.seconds, ".2f"))
 
 
 class _TwoLineProgress(Progress):

@@ -235,3 +235,26 @@ def test_bad_user_input_is_one_error_line_and_writes_nothing(flags: list[str], m
 def test_an_entry_point_error_names_the_working_directory(task_dir: Path) -> None:
     with pytest.raises(EntryPointError, match=f"working directory {task_dir}"):
         train(TrainConfig(model="not_installed_anywhere:net", epochs=1))
+
+
+def test_show_report_and_artifacts_work_on_a_users_regression(task_dir: Path) -> None:
+    storage = f"sqlite:///{task_dir / 'hp.db'}"
+    common = ["--storage", storage]
+    code, out, err = invoke("run", "--strategy", "random", "--n-trials", "3", "--epochs", "2", "--pruner", "none",
+                            "--model", "usertask.py:regressor", "--dataset", "usertask.py:load_regression",
+                            "--loss", "mse", "--artifacts", "--quiet", *common)
+    assert code == 0, out + err
+    assert "trials diagnosed" in out
+    code, out, err = invoke("show", "usertask-random", "--trial", "0", *common)
+    assert code == 0 and "usertask.py:regressor" in out, err
+    code, out, err = invoke("report", "usertask-random", "--out", "report", *common)
+    assert code == 0, err
+    assert (task_dir / "report" / "learning_curves.png").is_file() and (task_dir / "report" / "index.md").is_file()
+    assert list((task_dir / "hp-artifacts").iterdir())  # each trial's learning curve, with no accuracy axis
+
+
+def test_metric_val_acc_is_refused_for_a_regression(task_dir: Path) -> None:
+    code, _, err = invoke("run", "--metric", "val_acc", "--loss", "mse", "--model", "usertask.py:regressor",
+                          "--dataset", "usertask.py:load_regression", "--n-trials", "1", "--storage", "memory",
+                          "--quiet")
+    assert code == 2 and "metric val_acc needs a classification task" in err
