@@ -5,7 +5,8 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from hpsearch.config import TrainConfig  # after __version__: the modules below record it
-from hpsearch.data import Data, from_arrays, load_data
+from hpsearch.data import Data, from_arrays
+from hpsearch.datasets import load_data
 from hpsearch.errors import HPSearchError
 from hpsearch.export import export_best
 from hpsearch.search.runner import run_study

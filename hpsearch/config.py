@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpsearch.data import check_dataset_name
+from hpsearch.datasets import check_dataset_name
 from hpsearch.devices import check_device_name
 from hpsearch.entry_points import as_entry_point, is_entry_point
 from hpsearch.errors import ConfigError

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hpsearch.config import TrainConfig
-from hpsearch.data import ANY, CLASSES, VALUES, TaskData, load_data, place
+from hpsearch.data import ANY, CLASSES, VALUES, TaskData, place
+from hpsearch.datasets import load_data
 from hpsearch.devices import resolve_device
 from hpsearch.entry_points import resolve
 from hpsearch.errors import ConfigError, TaskError

@@ -26,7 +26,8 @@ import torch
 
 from hpsearch import StudySpec, TrainConfig, run_study
 from hpsearch.batched import BatchedTrainer
-from hpsearch.data import Data, load_data
+from hpsearch.data import Data
+from hpsearch.datasets import load_data
 from hpsearch.devices import resolve_device
 from hpsearch.models import MLP, count_parameters
 from hpsearch.search.batched_study import auto_batch

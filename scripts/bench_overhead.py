@@ -35,7 +35,8 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
 
 from hpsearch.config import TrainConfig
-from hpsearch.data import Data, load_data
+from hpsearch.data import Data
+from hpsearch.datasets import load_data
 from hpsearch.devices import resolve_device
 from hpsearch.search import objective
 from hpsearch.search.runner import run_study

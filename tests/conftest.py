@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from hpsearch.data import Data, load_data
+from hpsearch.data import Data
+from hpsearch.datasets import load_data
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from hpsearch.data import Data, from_arrays, load_data
+from hpsearch.data import Data, from_arrays
+from hpsearch.datasets import load_data
 from hpsearch.errors import ConfigError, DataError
 
 

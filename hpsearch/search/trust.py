@@ -21,7 +21,7 @@ __all__ = ["check_trusted", "entry_point_trust", "entry_points_of"]
 def entry_points_of(config: TrainConfig) -> dict[str, str]:
     """The config's fields that name the user's code rather than a built-in, with their entry points."""
     from hpsearch.config import LOSSES
-    from hpsearch.data import BUILTIN_DATASETS
+    from hpsearch.datasets import BUILTIN_DATASETS
     from hpsearch.models import MODELS
 
     builtin = {"model": set(MODELS), "dataset": set(BUILTIN_DATASETS), "loss": set(LOSSES)}
