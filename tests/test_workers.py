@@ -197,3 +197,13 @@ def test_a_wrong_postgresql_database_is_refused_and_nothing_is_created(postgres_
     code, _, err = finish(start("run", "--n-trials", "1", "--epochs", "1", "--storage", wrong))
     assert code == 2 and err.strip().startswith("error: cannot open storage") and "_absent" in err
     assert optuna.get_all_study_names(postgres_url) == []
+
+
+def test_a_larger_n_trials_with_jobs_is_the_workers_budget_too(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'hp.db'}"
+    args = ["run", "--strategy", "random", "--epochs", "1", "--hidden", "16", "--pruner", "none", "--study", "grow",
+            "--storage", storage, "--quiet", "--jobs", "2"]
+    for total in (1, 3):
+        code, _, err = finish(start(*args, "--n-trials", str(total)))
+        assert code == 0, err
+        assert sum(t.state == TrialState.COMPLETE for t in trials_of("grow", storage)) == total

@@ -173,6 +173,7 @@ def _create_or_load(spec: StudySpec, storage: BaseStorage, lr_test: LRFinderResu
     if name in optuna.get_all_study_names(storage):
         study = optuna.load_study(study_name=name, storage=storage)
         _check_same_spec(study, spec, storage)
+        _store_changes(study, spec)
         return study, False
     study = optuna.create_study(study_name=name, storage=storage, direction=spec.direction)
     info: dict[str, Any] = {
@@ -201,6 +202,22 @@ def _check_same_spec(study: optuna.Study, spec: StudySpec, storage: BaseStorage)
             raise StudyMismatchError(
                 f"{where} was created with {table}.{key}={old.get(key)!r}, not {new.get(key)!r}; "
                 f"choose a new --study name (nothing was changed)")
+
+
+def _store_changes(study: optuna.Study, spec: StudySpec) -> None:
+    """Keep what may change between runs (the budget, timeout, pruner, seed, device) as this run says in the
+    stored spec, which workers read: a larger ``--n-trials`` with ``--jobs`` is then their budget too."""
+    info = dict(study.user_attrs["hpsearch"])
+    current = spec.to_dict()
+    stored = {table: dict(info["spec"].get(table, {})) for table in info["spec"]}
+    for table, keys in _MAY_CHANGE.items():
+        for key in keys:
+            if key in current[table] and key != "name":
+                stored.setdefault(table, {})[key] = current[table][key]
+            elif key != "name":
+                stored.get(table, {}).pop(key, None)
+    if stored != info["spec"]:
+        study.set_user_attr("hpsearch", {**info, "spec": stored})
 
 
 def _comparable(table: dict[str, Any], name: str) -> dict[str, Any]:
