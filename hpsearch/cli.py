@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
+from hpsearch.choices import Feed, Metric, Optimizer, Precision, Pruner, Schedule, Strategy
 from hpsearch.errors import HPSearchError
 from hpsearch.storage import DEFAULT_HEARTBEAT, DEFAULT_MAX_RETRIES, DEFAULT_STORAGE
 
@@ -60,7 +61,7 @@ def _root() -> None:
 # --- shared options ---------------------------------------------------------------------------
 
 _DATA, _MODEL, _OPTIM, _RUN = "Data", "Model and loss", "Optimization", "Run"
-_TRAIN_OPTIONS: dict[str, tuple[type, str, str]] = {
+_TRAIN_OPTIONS: dict[str, tuple[Any, str, str]] = {
     "dataset": (str, "digits, mnist, fashion-mnist, cifar10, npz:PATH, synthetic[:n=,d=,classes=,noise=], or your "
                      "load() as module:attr or file.py:attr.", _DATA),
     "data_dir": (str, "Folder of MNIST/Fashion-MNIST/CIFAR-10 files.", _DATA),
@@ -68,7 +69,7 @@ _TRAIN_OPTIONS: dict[str, tuple[type, str, str]] = {
     "subset": (int, "Train on only the first N training samples.", _DATA),
     "val_fraction": (float, "Share of the data held out for validation (built-in datasets).", _DATA),
     "num_classes": (int, "Classes, where a split may lack the top label (default: from the labels).", _DATA),
-    "feed": (str, "auto (tensors on the device when they fit, else streamed), device or stream.", _DATA),
+    "feed": (Feed, "auto (tensors on the device when they fit, else streamed), device or stream.", _DATA),
     "num_workers": (int, "DataLoader worker processes of a streamed dataset.", _DATA),
     "model": (str, "mlp, cnn, or your factory f(input_shape, outputs, **model_args) as module:attr or "
                    "file.py:attr.", _MODEL),
@@ -79,15 +80,15 @@ _TRAIN_OPTIONS: dict[str, tuple[type, str, str]] = {
     "label_smoothing": (float, "Label smoothing of cross-entropy.", _MODEL),
     "epochs": (int, "Passes over the training data.", _OPTIM),
     "batch_size": (int, "Samples per optimizer step.", _OPTIM),
-    "optimizer": (str, "adamw, adam or sgd.", _OPTIM),
+    "optimizer": (Optimizer, "The torch optimizer.", _OPTIM),
     "lr": (float, "Peak learning rate.", _OPTIM),
     "weight_decay": (float, "Weight decay (decoupled for AdamW, L2 for Adam and SGD).", _OPTIM),
     "momentum": (float, "SGD's momentum.", _OPTIM),
     "nesterov": (bool, "SGD with Nesterov momentum.", _OPTIM),
     "beta1": (float, "Adam/AdamW's first-moment decay (default 0.9).", _OPTIM),
     "beta2": (float, "Adam/AdamW's second-moment decay (default 0.999).", _OPTIM),
-    "precision": (str, "fp32, bf16 or fp16 (autocast; fp16 needs a GPU).", _RUN),
-    "schedule": (str, "constant, step, cosine, warmup-cosine or wsd.", _OPTIM),
+    "precision": (Precision, "Autocast precision of the forward pass (fp16 needs a GPU).", _RUN),
+    "schedule": (Schedule, "Learning-rate schedule, stepped per batch.", _OPTIM),
     "warmup": (float, "Warmup as a fraction of all steps.", _OPTIM),
     "min_lr_ratio": (float, "Floor of cosine and wsd decay, as a fraction of the peak.", _OPTIM),
     "step_size": (int, "Epochs between step-schedule decays.", _OPTIM),
@@ -98,7 +99,7 @@ _TRAIN_OPTIONS: dict[str, tuple[type, str, str]] = {
 }
 
 
-def _train_parameter(name: str, kind: type, help_text: str, panel: str) -> inspect.Parameter:
+def _train_parameter(name: str, kind: Any, help_text: str, panel: str) -> inspect.Parameter:
     flag = "--" + name.replace("_", "-")
     if kind is bool:
         option = typer.Option(f"{flag}/--no-{flag[2:]}", help=help_text, rich_help_panel=panel)
@@ -254,13 +255,13 @@ def check(
 @with_train_options
 def run(
     train_flags: dict[str, Any],
-    strategy: Annotated[str | None, typer.Option(help="grid, random, tpe or coarse-to-fine.")] = None,
+    strategy: Annotated[Strategy | None, typer.Option(help="How trials are chosen.")] = None,
     study: Annotated[str | None, typer.Option(help="Study name; default <dataset>-<strategy>.")] = None,
     storage: StorageOption = None,
     n_trials: Annotated[int | None, typer.Option(help="Finished trials the study should hold (a re-run resumes).")] = None,  # noqa: E501
     timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
-    metric: Annotated[str | None, typer.Option(help="val_loss (minimized) or val_acc (maximized).")] = None,
-    pruner: Annotated[str | None, typer.Option(help="median, hyperband or none.")] = None,
+    metric: Annotated[Metric | None, typer.Option(help="val_loss (minimized) or val_acc (maximized).")] = None,
+    pruner: Annotated[Pruner | None, typer.Option(help="Optuna pruner that stops bad trials early.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the sampler and of every trial's training.")] = None,
     lr_range: Annotated[tuple[float, float] | None, typer.Option(help="LOW HIGH of the learning rate (log scale).")] = None,  # noqa: E501
     wd_range: Annotated[tuple[float, float] | None, typer.Option(help="LOW HIGH of the weight decay (log scale).")] = None,  # noqa: E501
@@ -402,15 +403,22 @@ def _quiet_optuna() -> None:
 
 # --- studies, show, export, dashboard -----------------------------------------------------------
 
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
 @app.command()
-def studies(storage: StorageOption = None) -> None:
+def studies(storage: StorageOption = None, as_json: JsonOption = False) -> None:
     """List the studies in the storage with their trial counts and best values."""
     from hpsearch.progress import print_studies
-    from hpsearch.search.summary import list_studies
+    from hpsearch.search.summary import list_studies, study_row_json
     from hpsearch.storage import open_storage
 
     _quiet_optuna()
-    print_studies(console, list_studies(open_storage(storage)))
+    rows = list_studies(open_storage(storage))
+    if as_json:
+        typer.echo(json.dumps([study_row_json(row) for row in rows], indent=2))
+        return
+    print_studies(console, rows)
 
 
 @app.command()
@@ -419,10 +427,11 @@ def show(
     storage: StorageOption = None,
     top: Annotated[int, typer.Option(help="How many trials to show.")] = 10,
     trial: Annotated[int | None, typer.Option(help="Show this trial in full: config, epochs, status and reason (of the last stage of a coarse-to-fine family unless STUDY names a stage).")] = None,  # noqa: E501
+    as_json: JsonOption = False,
 ) -> None:
     """Print a study's best trials, or one trial in full."""
     from hpsearch.progress import print_trial, print_trials
-    from hpsearch.search.summary import load_family, top_trials
+    from hpsearch.search.summary import load_family, top_trials, trial_json
     from hpsearch.storage import open_storage
 
     _quiet_optuna()
@@ -432,9 +441,16 @@ def show(
         if not 0 <= trial < len(trials):
             raise typer.BadParameter(f"study {family[-1].study_name!r} has {len(trials)} trials (0 to "
                                      f"{len(trials) - 1}), got {trial}", param_hint="--trial")
-        print_trial(console, family[-1], trials[trial])
+        if as_json:
+            typer.echo(json.dumps(trial_json(trials[trial], full=True), indent=2))
+        else:
+            print_trial(console, family[-1], trials[trial])
         return
-    print_trials(console, family[-1], top_trials(family, top), title=f"study {study}: top {top}")
+    best = top_trials(family, top)
+    if as_json:
+        typer.echo(json.dumps([trial_json(t) for t in best], indent=2))
+        return
+    print_trials(console, family[-1], best, title=f"study {study}: top {top}")
 
 
 @app.command()
@@ -478,9 +494,10 @@ def dashboard(
     artifact_dir: ArtifactDirOption = None,
 ) -> None:
     """Serve optuna-dashboard on the storage, with the trials' artifacts, until interrupted."""
-    from hpsearch.dashboard import artifact_folder, serve_dashboard
+    from hpsearch.dashboard import artifact_folder, check_port, serve_dashboard
     from hpsearch.storage import open_storage
 
+    check_port(host, port)
     optuna_storage = open_storage(storage, heartbeat=None)
     typer.echo(f"optuna-dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
     serve_dashboard(optuna_storage, host=host, port=port, artifacts=artifact_folder(storage, artifact_dir))

@@ -11,21 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hpsearch.choices import FEEDS, LOSSES, OPTIMIZERS, PRECISIONS, SCHEDULES
 from hpsearch.datasets import check_dataset_name
 from hpsearch.devices import check_device_name
 from hpsearch.entry_points import as_entry_point, is_entry_point
 from hpsearch.errors import ConfigError
 from hpsearch.models import MODELS
-from hpsearch.schedules import SCHEDULES
 
-__all__ = ["FEEDS", "LOSSES", "OPTIMIZERS", "PRECISIONS", "TrainConfig", "load_config_file", "parse_model_arg"]
+__all__ = ["TrainConfig", "load_config_file", "parse_model_arg"]
 
-LOSSES = ("cross-entropy", "mse")
-OPTIMIZERS = ("adamw", "adam", "sgd")
-PRECISIONS = ("fp32", "bf16", "fp16")
-# How batches reach the model: ``device`` (tensors on the device, batched by index), ``stream`` (a
-# DataLoader), ``auto`` (device when the tensors fit, else stream; a Dataset always streams).
-FEEDS = ("auto", "device", "stream")
 
 
 @dataclass(frozen=True)

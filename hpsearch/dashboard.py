@@ -8,15 +8,18 @@ checkpoint as Optuna artifacts (``search/objective.py``) to a folder next to the
 
 from __future__ import annotations
 
+import errno
+import socket
 from pathlib import Path
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import BaseStorage
 
+from hpsearch.errors import ConfigError
 from hpsearch.search.summary import load_family
 
-__all__ = ["artifact_folder", "serve_dashboard", "write_notes"]
+__all__ = ["artifact_folder", "check_port", "serve_dashboard", "write_notes"]
 # Where artifacts go when the storage is a server, not a file.
 DEFAULT_ARTIFACTS = Path("hpsearch-artifacts")
 
@@ -38,6 +41,18 @@ def artifact_folder(storage_url: str | None, given: Path | None = None) -> Path:
             return DEFAULT_ARTIFACTS
     path = Path(url)
     return path.with_name(f"{path.stem}-artifacts")
+
+
+def check_port(host: str, port: int) -> None:
+    """A port out of range, or one already taken on ``host``, is a user error, found before serving."""
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"port must be between 1 and 65535, got {port} (--port)")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound: {exc.strerror}"
+            raise ConfigError(f"port {port} on {host} {reason} (--port, --host)") from None
 
 
 def write_notes(name: str, storage: BaseStorage) -> None:

@@ -15,9 +15,10 @@ from collections.abc import Callable
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import JournalStorage
-from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import BaseJournalBackend
 from optuna.trial import FrozenTrial, TrialState
+
+from hpsearch.search.optuna_private import BaseHeartbeat, trial_id
 
 __all__ = ["BEAT_ATTR", "HeartbeatJournalStorage"]
 
@@ -44,7 +45,7 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         now = time.time()
-        return [trial._trial_id for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+        return [trial_id(trial) for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
                 if now - _last_beat(trial) > self.grace_period]
 
     def get_heartbeat_interval(self) -> int | None:

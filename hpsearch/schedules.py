@@ -14,9 +14,10 @@ from torch.optim.lr_scheduler import (
     StepLR,
 )
 
+from hpsearch.choices import SCHEDULES
+
 __all__ = ["SCHEDULES", "build_scheduler", "lr_multipliers"]
 
-SCHEDULES = ("constant", "step", "cosine", "warmup-cosine", "wsd")
 # LinearLR cannot start from exactly zero; warmup starts at this fraction of the peak.
 _WARMUP_START = 1e-3
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpsearch.choices import METRICS, PRUNERS, STRATEGIES
 from hpsearch.config import TrainConfig
 from hpsearch.entry_points import is_entry_point
 from hpsearch.errors import ConfigError
@@ -21,9 +22,6 @@ from hpsearch.search.space import DEFAULT_SPACE, SearchSpace
 
 __all__ = ["DEFAULT_TRIALS", "METRICS", "PRUNERS", "STRATEGIES", "CoarseToFine", "StudySpec", "load_spec_file"]
 
-STRATEGIES = ("grid", "random", "tpe", "coarse-to-fine")
-PRUNERS = ("median", "hyperband", "none")
-METRICS = {"val_loss": "minimize", "val_acc": "maximize"}
 DEFAULT_TRIALS = 30
 _STUDY_KEYS = ("name", "strategy", "metric", "pruner", "n_trials", "timeout", "seed", "grid_points", "lr_find")
 

@@ -24,6 +24,7 @@ from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
 
 from hpsearch.errors import HPSearchError
 from hpsearch.heartbeat import HeartbeatJournalStorage
+from hpsearch.search.optuna_private import redis_client
 
 __all__ = ["DEFAULT_HEARTBEAT", "DEFAULT_MAX_RETRIES", "DEFAULT_STORAGE", "GRACE_BEATS", "SQLITE_PRAGMAS",
            "StorageError", "describe_storage", "open_storage"]
@@ -110,7 +111,7 @@ def _open(url: str, beats: _Heartbeats) -> BaseStorage:
             return _journal(JournalFileBackend(str(path)), beats)
         if url.startswith("redis://"):
             backend = JournalRedisBackend(url)
-            backend._redis.ping()  # fail here, naming the URL, rather than at the first write
+            redis_client(backend).ping()  # fail here, naming the URL, rather than at the first write
             return _journal(backend, beats)
         if url.startswith("sqlite:///"):
             _check_sqlite_file(Path(url.removeprefix("sqlite:///")), url)

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 from typer.testing import CliRunner
 
@@ -75,7 +77,8 @@ def bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
         (["--batch-size", "0"], "batch_size must be >= 1, got 0"),
         (["--batch-size", "100000"], "batch_size must be at most the 1438 training samples of digits, got 100000"),
         (["--dataset", "cifar"], "dataset must be one of"),
-        (["--schedule", "linear"], "schedule must be one of constant, step, cosine, warmup-cosine, wsd, got 'linear'"),
+        (["--schedule", "linear"], "'--schedule': Value error, 'linear' is not one of 'constant', 'step', 'cosine', "
+                                   "'warmup-cosine', 'wsd'"),
         (["--device", "tpu"], "device must be auto, cpu, cuda, cuda:N or mps, got 'tpu'"),
         (["--device", "cuda:7"], "device 'cuda:7' is not available"),
         (["--dataset", "mnist", "--data-dir", str(tmp / "nothing")], f"--data-dir {tmp / 'nothing'}"),
@@ -131,6 +134,15 @@ def test_run_studies_show_export_and_train_again(tmp_path: Path) -> None:
     assert code == 0 and "digits-random" in out and "random" in out
     code, out, _ = invoke("show", "digits-random", "--storage", storage)
     assert code == 0 and "lr=" in out
+    code, out, _ = invoke("studies", "--storage", storage, "--json")
+    [row] = json.loads(out)
+    assert code == 0 and row["name"] == "digits-random" and row["counts"]["complete"] == 3
+    assert optuna.load_study(study_name="digits-random", storage=storage).metric_names == ["val_loss"]
+    code, out, _ = invoke("show", "digits-random", "--storage", storage, "--json", "--top", "2")
+    top = json.loads(out)
+    assert code == 0 and len(top) == 2 and top[0]["value"] == row["best_value"] and "lr" in top[0]["params"]
+    code, out, _ = invoke("show", "digits-random", "--storage", storage, "--json", "--trial", "0")
+    assert code == 0 and json.loads(out)["user_attrs"]["config"]["epochs"] == 2
     best = tmp_path / "best.json"
     code, out, _ = invoke("export", "digits-random", "--out", str(best), "--storage", storage)
     assert code == 0 and f"wrote {best}" in out
@@ -172,9 +184,10 @@ def test_bad_study_inputs_give_one_error_line_and_leave_the_storage_unchanged(tm
     cases = [
         (["--lr-range", "0.1", "0.01"], "space.lr: low must be < high, got low=0.1 high=0.01"),
         (["--wd-range", "0", "0.1"], "space.weight_decay: a log-scale range needs low > 0, got low=0"),
-        (["--strategy", "bayes"], "strategy must be one of grid, random, tpe, coarse-to-fine, got 'bayes'"),
-        (["--pruner", "asha"], "pruner must be one of median, hyperband, none, got 'asha'"),
-        (["--metric", "f1"], "metric must be one of val_loss, val_acc, got 'f1'"),
+        (["--strategy", "bayes"], "'--strategy': Value error, 'bayes' is not one of 'grid', 'random', 'tpe', "
+                                  "'coarse-to-fine'"),
+        (["--pruner", "asha"], "'--pruner': Value error, 'asha' is not one of 'median', 'hyperband', 'none'"),
+        (["--metric", "f1"], "'--metric': Value error, 'f1' is not one of 'val_loss', 'val_acc'"),
         (["--n-trials", "0"], "n_trials must be >= 1, got 0"),
         (["--storage", "foo://bar"], "storage must be sqlite:///FILE"),
         (["--storage", f"sqlite:///{tmp_path / 'missing' / 'x.db'}"], "storage folder does not exist"),
@@ -231,3 +244,14 @@ def test_a_range_flag_narrows_one_parameter_and_the_others_are_still_searched(tm
                   *STUDY_ARGS)[0] == 0
     trial = optuna.load_study(study_name="digits-random", storage=storage).trials[0]
     assert set(trial.params) == {"lr", "weight_decay"} and 1e-3 <= trial.params["lr"] <= 1e-2
+
+
+def test_dashboard_port_out_of_range_or_in_use_is_one_error_line() -> None:
+    code, _, err = invoke("dashboard", "--port", "99999")
+    assert code == 2 and err.strip() == "error: port must be between 1 and 65535, got 99999 (--port)"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = invoke("dashboard", "--port", str(port))
+    assert code == 2 and err.strip() == f"error: port {port} on 127.0.0.1 is already in use (--port, --host)"

@@ -12,11 +12,10 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 import optuna
 import torch
-from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.batched import BatchedTrainer
@@ -25,6 +24,7 @@ from hpsearch.data import Data, TaskData
 from hpsearch.errors import ConfigError
 from hpsearch.search.budget import budget, requeue_interrupted
 from hpsearch.search.objective import mark_interrupted, record_result, start_trial
+from hpsearch.search.optuna_private import in_optimize_loop, record_heartbeat
 from hpsearch.search.pruners import make_pruner
 from hpsearch.search.strategies import make_sampler
 from hpsearch.search.worker import fail_stale_trials_quietly
@@ -114,27 +114,26 @@ def optimize_batched(study: optuna.Study, spec: StudySpec, data: TaskData, k: in
     to_ask -= len(configs)
     trainer = BatchedTrainer(configs, data)
     # Ask/tell with heartbeats is Optuna's optimize loop done by hand here: say so, or ask() warns.
-    study._thread_local.in_optimize_loop = True
-    try:
-        while trials:
-            metrics = trainer.run_epoch()
-            for slot, epoch in metrics.items():
-                if _report(study, trials[slot], trainer, slot, epoch, spec, callbacks):
-                    del trials[slot]
-                    trainer.retire(slot)
-                    out_of_time = deadline is not None and time.monotonic() >= deadline
-                    if to_ask > 0 and not out_of_time:
-                        trials[slot], config = _ask(study, spec)
-                        trainer.replace(slot, config)
-                        to_ask -= 1
-            _beat(study, trials.values())
-    except KeyboardInterrupt:
-        for trial in trials.values():
-            mark_interrupted(trial)
-            study.tell(trial, state=TrialState.FAIL)
-        raise
-    finally:
-        study._thread_local.in_optimize_loop = False
+    with in_optimize_loop(study):
+        try:
+            while trials:
+                metrics = trainer.run_epoch()
+                for slot, epoch in metrics.items():
+                    if _report(study, trials[slot], trainer, slot, epoch, spec, callbacks):
+                        del trials[slot]
+                        trainer.retire(slot)
+                        out_of_time = deadline is not None and time.monotonic() >= deadline
+                        if to_ask > 0 and not out_of_time:
+                            trials[slot], config = _ask(study, spec)
+                            trainer.replace(slot, config)
+                            to_ask -= 1
+                for trial in trials.values():  # a beat per running member and epoch: a killed batch is retried
+                    record_heartbeat(study, trial)
+        except KeyboardInterrupt:
+            for trial in trials.values():
+                mark_interrupted(trial)
+                study.tell(trial, state=TrialState.FAIL)
+            raise
 
 
 def _ask(study: optuna.Study, spec: StudySpec) -> tuple[optuna.Trial, TrainConfig]:
@@ -159,11 +158,3 @@ def _report(study: optuna.Study, trial: optuna.Trial, trainer: BatchedTrainer, s
     for callback in callbacks:
         callback(study, frozen)
     return True
-
-
-def _beat(study: optuna.Study, trials: Iterable[optuna.Trial]) -> None:
-    """A heartbeat per running member and epoch, so a killed batch's trials are found and retried."""
-    if is_heartbeat_enabled(study._storage):
-        for trial in trials:
-            study._storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
-

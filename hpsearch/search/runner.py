@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
 import torch
+from optuna.exceptions import ExperimentalWarning
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
@@ -176,6 +178,9 @@ def _create_or_load(spec: StudySpec, storage: BaseStorage, lr_test: LRFinderResu
         _store_changes(study, spec)
         return study, False
     study = optuna.create_study(study_name=name, storage=storage, direction=spec.direction)
+    with warnings.catch_warnings():  # experimental since Optuna 3.2, and what optuna-dashboard labels values by
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        study.set_metric_names([spec.metric])
     info: dict[str, Any] = {
         "spec": spec.to_dict(),
         "versions": {"hpsearch": hpsearch.__version__, "torch": torch.__version__, "optuna": optuna.__version__},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpsearch.errors import HPSearchError
 
 __all__ = ["StudyRow", "best_with_study", "counts_by_state", "list_studies", "load_existing_study", "load_family",
-           "stored_study_table", "top_trials", "trial_row"]
+           "stored_study_table", "study_row_json", "top_trials", "trial_json", "trial_row"]
 
 
 @dataclass(frozen=True)
@@ -93,3 +94,32 @@ def trial_row(trial: FrozenTrial) -> dict[str, Any]:
     return {"number": trial.number, "state": trial.state.name.lower(), "value": trial.value,
             "params": trial.params, "epochs": len(trial.intermediate_values),
             "reason": trial.user_attrs.get("reason")}
+
+
+def study_row_json(row: StudyRow) -> dict[str, Any]:
+    """``hpsearch studies --json``: one study's row, strict JSON (a non-finite best is null)."""
+    best = row.best_value if row.best_value is not None and math.isfinite(row.best_value) else None
+    return {"name": row.name, "strategy": row.strategy, "metric": row.metric, "direction": row.direction,
+            "counts": row.counts, "best_value": best}
+
+
+def trial_json(trial: FrozenTrial, full: bool = False) -> dict[str, Any]:
+    """``hpsearch show --json``: a trial's row and seconds; with ``full``, its stored record too (config,
+    history, status, diagnosis, seed, worker, retry links), as ``show --trial`` prints it."""
+    values = {**trial_row(trial), "status": trial.user_attrs.get("status"), "seconds": trial.user_attrs.get("seconds")}
+    if full:
+        values["user_attrs"] = dict(trial.user_attrs)
+        values["intermediate_values"] = {str(epoch): value for epoch, value in trial.intermediate_values.items()}
+        values["retry_of"] = trial.system_attrs.get("failed_trial")
+    return _strict(values)
+
+
+def _strict(value: Any) -> Any:
+    """NaN and infinities, at any depth, as None: the JSON a strict reader accepts."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_strict(item) for item in value]
+    return value

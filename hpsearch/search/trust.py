@@ -20,7 +20,7 @@ __all__ = ["check_trusted", "entry_point_trust", "entry_points_of"]
 
 def entry_points_of(config: TrainConfig) -> dict[str, str]:
     """The config's fields that name the user's code rather than a built-in, with their entry points."""
-    from hpsearch.config import LOSSES
+    from hpsearch.choices import LOSSES
     from hpsearch.datasets import BUILTIN_DATASETS
     from hpsearch.models import MODELS
 

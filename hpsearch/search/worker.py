@@ -19,7 +19,6 @@ import optuna
 import torch
 from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.storages import BaseStorage, fail_stale_trials
-from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.data import TaskData
@@ -27,6 +26,13 @@ from hpsearch.devices import resolve_device
 from hpsearch.errors import ConfigError
 from hpsearch.search.budget import budget, requeue_interrupted
 from hpsearch.search.objective import NO_FILES, Objective, TrialFiles
+from hpsearch.search.optuna_private import (
+    heartbeat_interval,
+    heartbeat_thread,
+    in_optimize_loop,
+    requeue,
+    take_stop_request,
+)
 from hpsearch.search.pruners import make_pruner
 from hpsearch.search.strategies import make_sampler
 from hpsearch.search.summary import load_family
@@ -60,7 +66,7 @@ def optimize_to_budget(study: optuna.Study, spec: StudySpec, data: TaskData, *, 
     study.pruner = make_pruner(spec.pruner, epochs=spec.train.epochs)
     objective = Objective(spec, data, files)
     # Without heartbeats a RUNNING trial may be a dead one that never ends: do not wait for it.
-    heartbeats = study._storage.get_heartbeat_interval() if is_heartbeat_enabled(study._storage) else None
+    heartbeats = heartbeat_interval(study)
     waiting_since: float | None = None
     warned = False
     stale_checked = -math.inf
@@ -87,16 +93,13 @@ def optimize_to_budget(study: optuna.Study, spec: StudySpec, data: TaskData, *, 
         waiting_since, warned = None, False
         # Optuna's samplers and callbacks may call study.stop() (a grid does when it is done), which
         # Optuna allows only inside its optimize loop: this is that loop, so say so.
-        study._thread_local.in_optimize_loop = True
-        try:
-            room = _run_trial(study, objective, spec.total_trials, callbacks)
-        except UpdateFinishedTrialError:
-            logger.warning("a trial of %s outlived its heartbeat and was failed by another worker; its retry "
-                           "runs it again", study.study_name)
-        finally:
-            study._thread_local.in_optimize_loop = False
-        if study._stop_flag:
-            study._stop_flag = False
+        with in_optimize_loop(study):
+            try:
+                room = _run_trial(study, objective, spec.total_trials, callbacks)
+            except UpdateFinishedTrialError:
+                logger.warning("a trial of %s outlived its heartbeat and was failed by another worker; its retry "
+                               "runs it again", study.study_name)
+        if take_stop_request(study):
             return
 
 
@@ -114,10 +117,10 @@ def _run_trial(study: optuna.Study, objective: Objective, total: int, callbacks:
     state = budget(study, before=trial.number)
     room = total - state.finished - state.running - 1
     if room < 0:
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)
+        requeue(study, trial)
         return 0
     value: float | None = None
-    with get_heartbeat_thread(trial._trial_id, study._storage):
+    with heartbeat_thread(study, trial):
         try:
             value, outcome = objective(trial), TrialState.COMPLETE
         except optuna.TrialPruned:
