@@ -150,6 +150,7 @@ def test_a_batched_study_prunes_and_refills_slots(tmp_path: Path, digits: Data) 
     ("0", None, "batch must be >= 1 trials, got 0"),
     ("many", None, "batch must be a number of trials or auto, got 'many'"),
     ("4", {"batch_size": {"choices": [32, 64]}}, "the space searches batch_size"),
+    ("auto", {"batch_size": {"choices": [32, 64]}}, "the space searches batch_size"),
 ])
 def test_bad_batch_requests_are_refused_before_anything_is_written(batch: str, space: dict | None, message: str,
                                                                      tmp_path: Path, digits: Data) -> None:
