@@ -24,8 +24,8 @@ from optuna.trial import FrozenTrial, TrialState
 from hpsearch.data import TaskData
 from hpsearch.devices import resolve_device
 from hpsearch.errors import ConfigError
-from hpsearch.search.budget import budget, requeue_interrupted
-from hpsearch.search.objective import NO_FILES, Objective, TrialFiles
+from hpsearch.search.budget import INTERRUPTED, budget, requeue_interrupted
+from hpsearch.search.objective import NO_FILES, Objective, TrialFiles, mark_interrupted
 from hpsearch.search.optuna_private import (
     heartbeat_interval,
     heartbeat_thread,
@@ -112,13 +112,17 @@ def _run_trial(study: optuna.Study, objective: Objective, total: int, callbacks:
     the outcome (COMPLETE, PRUNED, or FAIL for an error, which is logged and does not stop the worker).
     """
     trial = study.ask()
-    # Finished trials plus the running ones started before this one (lower numbers) fill the budget:
-    # this one is surplus.
-    state = budget(study, before=trial.number)
-    room = total - state.finished - state.running - 1
-    if room < 0:
-        requeue(study, trial)
-        return 0
+    try:
+        # Finished trials plus the running ones started before this one (lower numbers) fill the budget:
+        # this one is surplus.
+        state = budget(study, before=trial.number)
+        room = total - state.finished - state.running - 1
+        if room < 0:
+            requeue(study, trial)
+            return 0
+    except BaseException as exc:  # Ctrl-C or SIGTERM between ask and train: the trial must not stay RUNNING
+        _give_up(study, trial, exc)
+        raise
     value: float | None = None
     with heartbeat_thread(study, trial):
         try:
@@ -128,13 +132,21 @@ def _run_trial(study: optuna.Study, objective: Objective, total: int, callbacks:
         except RuntimeError as exc:  # a training error fails this trial, not the search
             logger.warning("trial %d of %s failed: %s: %s", trial.number, study.study_name, type(exc).__name__, exc)
             outcome = TrialState.FAIL
-        except BaseException:
-            study.tell(trial, state=TrialState.FAIL)
+        except BaseException as exc:
+            _give_up(study, trial, exc)
             raise
     frozen = study.tell(trial, value, state=outcome)
     for callback in callbacks:
         callback(study, frozen)
     return room
+
+
+def _give_up(study: optuna.Study, trial: optuna.Trial, exc: BaseException) -> None:
+    """Fail a trial that an interrupt or error ends outside training; an interrupt is marked as one (if the
+    objective has not already), so that the next run retries it."""
+    if isinstance(exc, KeyboardInterrupt) and trial.user_attrs.get("status") != INTERRUPTED:
+        mark_interrupted(trial)
+    study.tell(trial, state=TrialState.FAIL)
 
 
 def join_study(name: str, storage: BaseStorage, *, device: str | None = None, threads: int | None = None,
