@@ -9,7 +9,7 @@ from hpsearch.data import Data, from_arrays
 from hpsearch.datasets import load_data
 from hpsearch.errors import HPSearchError
 from hpsearch.export import export_best
-from hpsearch.search.runner import run_study
+from hpsearch.run import run_study
 from hpsearch.search.space import ParamSpec, SearchSpace
 from hpsearch.spec import StudySpec
 from hpsearch.training import EpochMetrics, TrainResult, train

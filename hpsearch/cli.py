@@ -280,16 +280,16 @@ def run(
     quiet: QuietOption = False,
 ) -> None:
     """Search learning rate and weight decay (or a spec's space) with an Optuna study."""
-    from hpsearch.dashboard import artifact_folder, write_notes
+    from hpsearch.dashboard import artifact_folder
     from hpsearch.progress import StudyProgress, format_params, print_trials
+    from hpsearch.run import run_study
     from hpsearch.search.objective import TrialFiles
     from hpsearch.search.pool import WorkerPool
-    from hpsearch.search.runner import run_study
     from hpsearch.search.space import DEFAULT_SPACE
     from hpsearch.search.summary import load_family, top_trials
     from hpsearch.spec import StudySpec, load_spec_file
     from hpsearch.storage import open_storage
-    from hpsearch.study_report import study_diagnosis
+    from hpsearch.study_notes import study_diagnosis
 
     tables = load_spec_file(spec) if spec is not None else {}
     study_table = {**tables.get("study", {}), **_given(name=study, strategy=strategy, n_trials=n_trials,
@@ -315,7 +315,6 @@ def run(
     with StudyProgress(console, study_spec, enabled=not quiet) as progress:
         result = run_study(study_spec, optuna_storage, callbacks=[progress.on_trial], files=files, pool=pool,
                            batch=batch, preflight=preflight)
-    write_notes(study_spec.study_name, optuna_storage)  # optuna-dashboard shows it on the study's page
     for line in study_diagnosis(load_family(study_spec.study_name, optuna_storage)):
         console.print(line, highlight=False)
     best = top_trials(load_family(study_spec.study_name, optuna_storage), 5)

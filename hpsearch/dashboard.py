@@ -59,7 +59,7 @@ def write_notes(name: str, storage: BaseStorage) -> None:
     """Give every study of ``name`` (each stage of a coarse-to-fine family) its optuna-dashboard note."""
     from optuna_dashboard import save_note  # imports a web stack; only notes and serving need it
 
-    from hpsearch.study_report import study_note
+    from hpsearch.study_notes import study_note
 
     note = study_note(name, storage)
     for study in load_family(name, storage):

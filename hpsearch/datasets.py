@@ -10,6 +10,7 @@ built-in ones are split with a fixed seed and normalized with the training split
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import pickle
 from collections.abc import Callable
@@ -161,10 +162,20 @@ def _split(x: np.ndarray, y: np.ndarray, val_fraction: float,
 
 
 def _load_digits() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits  # scikit-learn is slow to import; only this dataset needs it
+    """scikit-learn's digits, read from the file its wheel ships (``datasets/data/digits.csv.gz``: 64 pixel
+    columns and the label per row), as ``sklearn.datasets.load_digits`` reads it; importing scikit-learn
+    (and SciPy with it) would cost about a second of every run's start-up. Falls back to that function
+    where the file is not found."""
+    package = importlib.util.find_spec("sklearn")  # finds the package without importing it
+    folders = package.submodule_search_locations if package is not None else None
+    path = Path(folders[0]) / "datasets" / "data" / "digits.csv.gz" if folders else None
+    if path is None or not path.is_file():
+        from sklearn.datasets import load_digits
 
-    bunch = load_digits()
-    return bunch.data.astype(np.float32), bunch.target
+        bunch = load_digits()
+        return bunch.data.astype(np.float32), bunch.target
+    table = np.loadtxt(path, delimiter=",", dtype=np.float32)
+    return table[:, :-1], table[:, -1].astype(np.int64)
 
 
 def _load_torchvision(name: str, data_dir: str | Path | None, download: bool) -> tuple[np.ndarray, np.ndarray]:

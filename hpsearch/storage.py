@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import sqlalchemy
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
@@ -131,6 +130,8 @@ def _open(url: str, beats: _Heartbeats) -> BaseStorage:
 def _rdb(url: str, connect_args: dict[str, Any], beats: _Heartbeats) -> RDBStorage:
     """Optuna's RDBStorage; when processes create the same new database at once, one creates its tables
     and the others, refused (unique keys, tables that exist), try again and find them."""
+    import sqlalchemy  # only an RDB storage needs it: not imported for the journal or memory
+
     for attempt in range(3):
         try:
             return RDBStorage(url, engine_kwargs={"connect_args": connect_args}, **beats.kwargs)
@@ -155,6 +156,8 @@ def _open_sqlite(url: str, beats: _Heartbeats) -> RDBStorage:
         for name, value in SQLITE_PRAGMAS.items():
             cursor.execute(f"PRAGMA {name}={value}")
         cursor.close()
+
+    import sqlalchemy
 
     # RDBStorage creates its engine and first connection itself (tables, schema version), so the
     # listener comes after; disposing the pool makes every later connection go through it.

@@ -18,9 +18,7 @@ from optuna.distributions import FloatDistribution
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch.diagnosis import label_summary, range_advice
 from hpsearch.errors import HPSearchError
-from hpsearch.lr_finder import LRFinderResult
 from hpsearch.report import (
     StageRange,
     plot_history,
@@ -30,9 +28,10 @@ from hpsearch.report import (
     plot_lr_range_test,
     save_figure,
 )
-from hpsearch.search.summary import best_with_study, counts_by_state, load_family, stored_study_table
+from hpsearch.search.summary import best_with_study, load_family
+from hpsearch.study_notes import family_counts, family_table, stored_lr_test, study_diagnosis, study_note
 
-__all__ = ["Report", "study_diagnosis", "study_note", "write_report"]
+__all__ = ["Report", "study_diagnosis", "study_note", "write_report"]  # the notes re-exported for their readers
 
 # Parameter importances need at least this many complete trials to say anything.
 MIN_TRIALS_FOR_IMPORTANCE = 3
@@ -64,7 +63,7 @@ def write_report(name: str, storage: BaseStorage, out: Path) -> Report:
     """Draw every figure the study allows into ``out`` and write ``out/index.md`` linking them."""
     family = load_family(name, storage)
     trials = [trial for study in family for trial in study.get_trials(deepcopy=False)]
-    table = _family_table(family)
+    table = family_table(family)
     metric = table.get("metric", "value")
     maximize = family[0].direction == optuna.study.StudyDirection.MAXIMIZE
     if out.exists() and not out.is_dir():
@@ -93,7 +92,7 @@ def write_report(name: str, storage: BaseStorage, out: Path) -> Report:
         report.figures["importances"] = _save(plot_importances(importances, metric, basis), out / "importances.png")
     else:
         report.missing["importances"] = why
-    lr_test = _stored_lr_test(family)
+    lr_test = stored_lr_test(family)
     if lr_test is not None:
         report.figures["lr_range_test"] = _save(plot_lr_range_test(lr_test), out / "lr_range_test.png")
     else:
@@ -102,56 +101,9 @@ def write_report(name: str, storage: BaseStorage, out: Path) -> Report:
     return report
 
 
-def study_note(name: str, storage: BaseStorage) -> str:
-    """Markdown for optuna-dashboard's note: strategy, LR range test, trial counts and the best config."""
-    family = load_family(name, storage)
-    table = _family_table(family)
-    lines = [f"**hpsearch** study `{name}`: strategy **{table.get('strategy', '?')}**, "
-             f"metric `{table.get('metric', '?')}` ({family[0].direction.name.lower()})", ""]
-    counts = _counts(family)
-    lines.append("Trials: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n) + ".")
-    lr_test = _stored_lr_test(family)
-    if lr_test is not None:
-        low, high = lr_test.prior()
-        suggestion = f"{lr_test.suggestion:.3g} ({lr_test.method})" if lr_test.suggestion is not None else "none"
-        lines.append(f"LR range test: suggested lr {suggestion}; search range {low:.3g} to {high:.3g}.")
-    lines += [f"- {line}" for line in study_diagnosis(family)]
-    best = best_with_study(family, 1)
-    if best:
-        study, trial = best[0]
-        lines += ["", f"Best: trial {trial.number} of `{study.study_name}`, value {trial.value:.4g}", "",
-                  "```json", json.dumps(trial.user_attrs.get("config", trial.params), indent=2), "```"]
-    else:
-        lines.append("No trial has completed yet.")
-    return "\n".join(lines)
-
-
-def _family_table(family: list[optuna.Study]) -> dict[str, Any]:
-    """The [study] table of the search as asked: a coarse-to-fine family's own, not its first stage's."""
-    parent = family[0].user_attrs.get("hpsearch", {}).get("coarse_to_fine")
-    return parent["spec"]["study"] if parent else stored_study_table(family[0].user_attrs)
-
-
-def study_diagnosis(family: list[optuna.Study]) -> list[str]:
-    """The trials' diagnosis counts and the range advice, as lines (none when there is nothing to say)."""
-    trials = [trial for study in family for trial in study.get_trials(deepcopy=False)]
-    space = family[-1].user_attrs.get("hpsearch", {}).get("spec", {}).get("space", {})
-    maximize = family[0].direction == optuna.study.StudyDirection.MAXIMIZE
-    summary = label_summary(trials)
-    return ([summary] if summary else []) + [f"advice: {line}" for line in range_advice(trials, space, maximize)]
-
-
 def _save(figure: Any, path: Path) -> Path:
     save_figure(figure, path)
     return path
-
-
-def _counts(family: list[optuna.Study]) -> dict[str, int]:
-    totals: dict[str, int] = {}
-    for study in family:
-        for state, n in counts_by_state(study).items():
-            totals[state] = totals.get(state, 0) + n
-    return totals
 
 
 def _stage_ranges(family: list[optuna.Study]) -> list[StageRange]:
@@ -166,14 +118,6 @@ def _stage_ranges(family: list[optuna.Study]) -> list[StageRange]:
             ranges.append(StageRange(study.study_name.rpartition("/")[2], (lr["low"], lr["high"]),
                                      (wd["low"], wd["high"])))
     return ranges
-
-
-def _stored_lr_test(family: list[optuna.Study]) -> LRFinderResult | None:
-    for study in family:
-        stored = study.user_attrs.get("hpsearch", {}).get("lr_range_test")
-        if stored is not None:
-            return LRFinderResult.from_dict(stored)
-    return None
 
 
 def _importances(complete: list[FrozenTrial]) -> tuple[dict[str, float] | None, str]:
@@ -205,7 +149,7 @@ def _importances(complete: list[FrozenTrial]) -> tuple[dict[str, float] | None, 
 
 def _index(name: str, family: list[optuna.Study], trials: list[FrozenTrial], report: Report,
            table: dict[str, Any]) -> str:
-    counts = _counts(family)
+    counts = family_counts(family)
     lines = [f"# hpsearch report: {name}", "",
              f"- strategy: {table.get('strategy', '?')}; metric: {table.get('metric', '?')} "
              f"({family[0].direction.name.lower()})",

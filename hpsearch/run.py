@@ -1,0 +1,37 @@
+"""The library's study run: ``hpsearch.run_study`` runs the search and leaves what a person reads after it.
+
+hpsearch.search.runner runs the trials; this adds optuna-dashboard's note on every stage (strategy, LR
+range test, counts, diagnosis, best config) and logs the diagnosis summary, so that a library caller
+gets what ``hpsearch run`` shows. A study in memory gets no note: no dashboard can open it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage, InMemoryStorage
+
+from hpsearch.dashboard import write_notes
+from hpsearch.search import runner
+from hpsearch.search.summary import load_family
+from hpsearch.spec import StudySpec
+from hpsearch.storage import open_storage
+from hpsearch.study_notes import study_diagnosis
+
+__all__ = ["run_study"]
+
+logger = logging.getLogger(__name__)
+
+
+def run_study(spec: StudySpec, storage: str | BaseStorage | None = None, **options: Any) -> optuna.Study:
+    """Run ``spec`` as hpsearch.search.runner.run_study does (same options), then write the dashboard notes
+    and log the diagnosis summary; returns the (last) study run."""
+    storage = open_storage(storage) if storage is None or isinstance(storage, str) else storage
+    study = runner.run_study(spec, storage, **options)
+    if not isinstance(storage, InMemoryStorage):
+        write_notes(spec.study_name, storage)
+    for line in study_diagnosis(load_family(spec.study_name, storage)):
+        logger.info("%s: %s", spec.study_name, line)
+    return study

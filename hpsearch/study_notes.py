@@ -1,0 +1,73 @@
+"""A study in words, without figures: the optuna-dashboard note and the diagnosis summary a run ends with.
+
+Kept apart from hpsearch.study_report so that writing them imports no plotting library.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage
+
+from hpsearch.diagnosis import label_summary, range_advice
+from hpsearch.lr_finder import LRFinderResult
+from hpsearch.search.summary import best_with_study, counts_by_state, load_family, stored_study_table
+
+__all__ = ["family_counts", "family_table", "stored_lr_test", "study_diagnosis", "study_note"]
+
+
+def study_note(name: str, storage: BaseStorage) -> str:
+    """Markdown for optuna-dashboard's note: strategy, LR range test, trial counts and the best config."""
+    family = load_family(name, storage)
+    table = family_table(family)
+    lines = [f"**hpsearch** study `{name}`: strategy **{table.get('strategy', '?')}**, "
+             f"metric `{table.get('metric', '?')}` ({family[0].direction.name.lower()})", ""]
+    counts = family_counts(family)
+    lines.append("Trials: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n) + ".")
+    lr_test = stored_lr_test(family)
+    if lr_test is not None:
+        low, high = lr_test.prior()
+        suggestion = f"{lr_test.suggestion:.3g} ({lr_test.method})" if lr_test.suggestion is not None else "none"
+        lines.append(f"LR range test: suggested lr {suggestion}; search range {low:.3g} to {high:.3g}.")
+    lines += [f"- {line}" for line in study_diagnosis(family)]
+    best = best_with_study(family, 1)
+    if best:
+        study, trial = best[0]
+        lines += ["", f"Best: trial {trial.number} of `{study.study_name}`, value {trial.value:.4g}", "",
+                  "```json", json.dumps(trial.user_attrs.get("config", trial.params), indent=2), "```"]
+    else:
+        lines.append("No trial has completed yet.")
+    return "\n".join(lines)
+
+
+def family_table(family: list[optuna.Study]) -> dict[str, Any]:
+    """The [study] table of the search as asked: a coarse-to-fine family's own, not its first stage's."""
+    parent = family[0].user_attrs.get("hpsearch", {}).get("coarse_to_fine")
+    return parent["spec"]["study"] if parent else stored_study_table(family[0].user_attrs)
+
+
+def study_diagnosis(family: list[optuna.Study]) -> list[str]:
+    """The trials' diagnosis counts and the range advice, as lines (none when there is nothing to say)."""
+    trials = [trial for study in family for trial in study.get_trials(deepcopy=False)]
+    space = family[-1].user_attrs.get("hpsearch", {}).get("spec", {}).get("space", {})
+    maximize = family[0].direction == optuna.study.StudyDirection.MAXIMIZE
+    summary = label_summary(trials)
+    return ([summary] if summary else []) + [f"advice: {line}" for line in range_advice(trials, space, maximize)]
+
+
+def family_counts(family: list[optuna.Study]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for study in family:
+        for state, n in counts_by_state(study).items():
+            totals[state] = totals.get(state, 0) + n
+    return totals
+
+
+def stored_lr_test(family: list[optuna.Study]) -> LRFinderResult | None:
+    for study in family:
+        stored = study.user_attrs.get("hpsearch", {}).get("lr_range_test")
+        if stored is not None:
+            return LRFinderResult.from_dict(stored)
+    return None

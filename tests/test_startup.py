@@ -1,0 +1,25 @@
+"""Start-up imports only what a command needs: no plotting, SciPy or SQL stack for a run that uses none."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("matplotlib", "scipy", "sqlalchemy")
+
+IMPORT = "import hpsearch"
+HELP = "from hpsearch.cli import app\nfrom typer.testing import CliRunner\nCliRunner().invoke(app, ['--help'])"
+MEMORY_RUN = ("from hpsearch.cli import app\nfrom typer.testing import CliRunner\n"
+              "result = CliRunner().invoke(app, ['run', '--storage', 'memory', '--n-trials', '2', '--epochs', '1',"
+              " '--hidden', '8', '--quiet'])\nassert result.exit_code == 0, result.output")
+
+
+@pytest.mark.parametrize("code", [IMPORT, HELP, MEMORY_RUN], ids=["import hpsearch", "hpsearch --help", "memory run"])
+def test_no_heavy_module_is_imported_when_not_needed(code: str) -> None:
+    probe = f"{code}\nimport json, sys\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
