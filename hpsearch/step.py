@@ -41,6 +41,7 @@ class Stepper:
         self.device = device
         self.loss_function = loss or build_loss(config)
         self._optimizer = optimizer
+        self._params: list[nn.Parameter] | None = None  # those that train, found at the first step
         autocast(config.precision, device)  # refuse fp16 on a CPU before the first step
         self.scaler = torch.amp.GradScaler(device.type) if config.precision == "fp16" else None
 
@@ -53,6 +54,8 @@ class Stepper:
 
     def forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The loss of a batch, forward under the config's precision, the loss itself in float32."""
+        if self.config.precision == "fp32":  # the hot path: no context manager per step
+            return self.loss_function(self.model(x), y)
         with autocast(self.config.precision, self.device):
             output = self.model(x)
         return self.loss_function(_full_precision(output), y)
@@ -60,22 +63,25 @@ class Stepper:
     def step(self, x: torch.Tensor, y: torch.Tensor, clip: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward, backward, optional global-norm clip, step; returns the loss and the pre-clip gradient norm
         (as tensors, unsynced: reading them would synchronize a GPU every step)."""
+        optimizer = self.optimizer
         loss = self.forward_loss(x, y)
-        self.optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.optimizer)
+            self.scaler.unscale_(optimizer)
         else:
             loss.backward()
-        params = [p for p in self.model.parameters() if p.grad is not None]
+        if self._params is None:
+            self._params = [p for p in self.model.parameters() if p.requires_grad]
+        params = [p for p in self._params if p.grad is not None]
         grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
         if clip is not None:
             torch.nn.utils.clip_grads_with_norm_(params, clip, grad_norm, foreach=True)
         if self.scaler is not None:
-            self.scaler.step(self.optimizer)
+            self.scaler.step(optimizer)
             self.scaler.update()
         else:
-            self.optimizer.step()
+            optimizer.step()
         return loss.detach(), grad_norm
 
 
