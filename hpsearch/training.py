@@ -25,6 +25,7 @@ from hpsearch.errors import ConfigError
 from hpsearch.models import count_parameters
 from hpsearch.schedules import build_scheduler
 from hpsearch.step import Stepper, evaluate
+from hpsearch.strict_json import finite_or_none
 from hpsearch.task import build_model, eval_loss, is_classification, load_task_data
 
 __all__ = ["EpochMetrics", "Reporter", "TrainResult", "check_batch_size", "config_data", "train"]
@@ -84,7 +85,7 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary; non-finite numbers become None so the output is strict JSON."""
-        return _finite_or_none({
+        return finite_or_none({
             "status": self.status,
             "reason": self.reason,
             "val_loss": self.val_loss,
@@ -227,14 +228,3 @@ def _divergence(loss: float, initial_loss: float) -> str | None:
     if loss > DIVERGENCE_FACTOR * initial_loss:
         return f"loss {loss:.3g} exceeds {DIVERGENCE_FACTOR:g}x its initial {initial_loss:.3g}"
     return None
-
-
-def _finite_or_none(value: Any) -> Any:
-    """Replace NaN and infinities, at any depth, with None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite_or_none(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_finite_or_none(item) for item in value]
-    return value

@@ -12,6 +12,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.errors import HPSearchError
+from hpsearch.strict_json import finite_or_none
 
 __all__ = ["StudyRow", "best_with_study", "counts_by_state", "list_studies", "load_existing_study", "load_family",
            "stored_study_table", "study_row_json", "top_trials", "trial_json", "trial_row"]
@@ -111,15 +112,4 @@ def trial_json(trial: FrozenTrial, full: bool = False) -> dict[str, Any]:
         values["user_attrs"] = dict(trial.user_attrs)
         values["intermediate_values"] = {str(epoch): value for epoch, value in trial.intermediate_values.items()}
         values["retry_of"] = trial.system_attrs.get("failed_trial")
-    return _strict(values)
-
-
-def _strict(value: Any) -> Any:
-    """NaN and infinities, at any depth, as None: the JSON a strict reader accepts."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _strict(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_strict(item) for item in value]
-    return value
+    return finite_or_none(values)
