@@ -30,6 +30,7 @@ from hpsearch.data import Data
 from hpsearch.errors import ConfigError
 from hpsearch.schedules import lr_multipliers
 from hpsearch.stacked_mlp import StackedMLP
+from hpsearch.status import Status
 from hpsearch.task import build_model
 from hpsearch.training import DIVERGENCE_CHECK_EVERY, EpochMetrics, TrainResult, _divergence, check_batch_size
 
@@ -52,7 +53,7 @@ class _Member:
     epoch: int = 0
     initial_loss: float = math.nan
     history: list[EpochMetrics] = field(default_factory=list)
-    status: str = "running"
+    status: str = Status.RUNNING
     reason: str | None = None
     started: float = field(default_factory=time.perf_counter)
 
@@ -156,15 +157,15 @@ class BatchedTrainer:
                 val_acc=member_sums.val_acc, lr=start_lr[slot], grad_norm=member_sums.norm / steps,
                 samples_per_s=self.data.n_train / member_sums.seconds, seconds=seconds)
             member.history.append(metrics[slot])
-            if member.status == "running" and member.epoch >= member.config.epochs:
-                member.status = "completed"
+            if member.status == Status.RUNNING and member.epoch >= member.config.epochs:
+                member.status = Status.COMPLETED
         return metrics
 
     def result(self, slot: int) -> TrainResult:
         """The finished member of ``slot`` as ``train`` would report it."""
         member = self._member(slot)
         stack, index = self._where[slot]
-        status = "completed" if member.status in ("running", "completed") else member.status
+        status = Status.COMPLETED if member.status in (Status.RUNNING, Status.COMPLETED) else member.status
         return TrainResult(config=member.config, status=status, reason=member.reason, history=member.history,
                            initial_loss=member.initial_loss, num_params=sum(p[index].numel() for p in stack.params),
                            device=str(self.device), seconds=time.perf_counter() - member.started, model=nn.Identity())
@@ -261,13 +262,13 @@ class BatchedTrainer:
                 continue
             reason = _divergence(loss, member.initial_loss)
             if reason is not None:  # frozen from here on, as its own run would have stopped
-                member.status, member.reason = "diverged", f"diverged at epoch {member.epoch + 1}: {reason}"
+                member.status, member.reason = Status.DIVERGED, f"diverged at epoch {member.epoch + 1}: {reason}"
                 running[index] = False
                 active[index] = 0.0
 
     def _is_running(self, slot: int) -> bool:
         member = self.members[slot]
-        return member is not None and member.status == "running"
+        return member is not None and member.status == Status.RUNNING
 
     def _member(self, slot: int) -> _Member:
         member = self.members[slot]

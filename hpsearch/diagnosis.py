@@ -16,6 +16,8 @@ from itertools import pairwise
 
 from optuna.trial import FrozenTrial, TrialState
 
+from hpsearch.status import Status
+
 __all__ = ["LABELS", "Diagnosis", "diagnose", "label_summary", "range_advice"]
 
 LABELS = ("DIVERGING", "STUCK", "OSCILLATING", "OVERFITTING", "OK")
@@ -35,12 +37,12 @@ class Diagnosis:
         return {"label": self.label, "rule": self.rule}
 
 
-def diagnose(history: Sequence[Mapping[str, float]], status: str = "completed") -> Diagnosis:
+def diagnose(history: Sequence[Mapping[str, float]], status: str = Status.COMPLETED) -> Diagnosis:
     """The label of one run from its per-epoch ``train_loss`` and ``val_loss`` and its status."""
     # A stored history holds None where a loss was not finite.
     train = [math.nan if epoch["train_loss"] is None else float(epoch["train_loss"]) for epoch in history]
     val = [math.nan if epoch["val_loss"] is None else float(epoch["val_loss"]) for epoch in history]
-    if status == "diverged" or not all(math.isfinite(v) for v in train + val):
+    if status == Status.DIVERGED or not all(math.isfinite(v) for v in train + val):
         return Diagnosis("DIVERGING", "the run diverged (non-finite or exploding loss)")
     if len(train) < 2:
         return Diagnosis("OK", "one epoch: too short to judge")

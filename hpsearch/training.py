@@ -24,6 +24,7 @@ from hpsearch.devices import resolve_device
 from hpsearch.errors import ConfigError
 from hpsearch.models import count_parameters
 from hpsearch.schedules import build_scheduler
+from hpsearch.status import Status
 from hpsearch.step import Stepper, evaluate
 from hpsearch.strict_json import finite_or_none
 from hpsearch.task import build_model, eval_loss, is_classification, load_task_data
@@ -139,7 +140,7 @@ def train(
     for restored in history if reporter is not None else ():
         reporter(restored.epoch, restored)  # the reporter sees the whole run; a stop applies to new epochs only
     initial_loss = state.initial_loss
-    status, reason = "completed", None
+    status, reason = Status.COMPLETED, None
     for epoch in range(state.epoch + 1, config.epochs + 1):
         epoch_started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
@@ -157,10 +158,10 @@ def train(
                             config, model, optimizer, scheduler, shuffle, stepper.scaler)
         stop = reporter is not None and reporter(epoch, metrics)
         if stats.diverged_reason is not None:
-            status, reason = "diverged", f"diverged at epoch {epoch}: {stats.diverged_reason}"
+            status, reason = Status.DIVERGED, f"diverged at epoch {epoch}: {stats.diverged_reason}"
             break
         if stop:
-            status, reason = "stopped", f"stopped by the reporter after epoch {epoch}"
+            status, reason = Status.STOPPED, f"stopped by the reporter after epoch {epoch}"
             break
     return TrainResult(config=config, status=status, reason=reason, history=history, initial_loss=initial_loss,
                        num_params=count_parameters(model), device=str(device),

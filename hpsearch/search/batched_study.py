@@ -22,13 +22,11 @@ from hpsearch.batched import BatchedTrainer
 from hpsearch.config import TrainConfig
 from hpsearch.data import Data, TaskData
 from hpsearch.errors import ConfigError
-from hpsearch.search.budget import budget, requeue_interrupted
 from hpsearch.search.objective import mark_interrupted, record_result, start_trial
 from hpsearch.search.optuna_private import in_optimize_loop, record_heartbeat
-from hpsearch.search.pruners import make_pruner
-from hpsearch.search.strategies import make_sampler
-from hpsearch.search.worker import fail_stale_trials_quietly
+from hpsearch.search.setup import prepare_study
 from hpsearch.spec import StudySpec
+from hpsearch.status import Status
 from hpsearch.training import EpochMetrics
 
 __all__ = ["SHAPE_PARAMS", "auto_batch", "check_batchable", "optimize_batched"]
@@ -94,12 +92,7 @@ def optimize_batched(study: optuna.Study, spec: StudySpec, data: TaskData, k: in
     check_batchable(spec, k)
     if not isinstance(data, Data):
         raise ConfigError(f"--batch needs the data as tensors on the device; dataset {data.name!r} streams")
-    requeue_interrupted(study)
-    finished = budget(study).finished
-    study.sampler = make_sampler(spec.strategy, spec.space, seed=spec.seed + finished, grid_points=spec.grid_points)
-    study.pruner = make_pruner(spec.pruner, epochs=spec.train.epochs)
-    fail_stale_trials_quietly(study)
-    to_ask = spec.total_trials - budget(study).finished
+    to_ask = spec.total_trials - prepare_study(study, spec)
     deadline = time.monotonic() + timeout if timeout is not None else None
     trials: dict[int, optuna.Trial] = {}
     configs: list[TrainConfig] = []
@@ -149,10 +142,10 @@ def _report(study: optuna.Study, trial: optuna.Trial, trainer: BatchedTrainer, s
         trial.report(value, epoch.epoch)
     member = trainer.members[slot]
     assert member is not None
-    if member.status == "running":
+    if member.status == Status.RUNNING:
         if not trial.should_prune():
             return False
-        member.status = "stopped"  # as train() ends a run its reporter stops
+        member.status = Status.STOPPED  # as train() ends a run its reporter stops
     final = record_result(trial, trainer.result(slot), spec.metric)
     frozen = study.tell(trial, final) if final is not None else study.tell(trial, state=TrialState.PRUNED)
     for callback in callbacks:

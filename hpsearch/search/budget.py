@@ -16,9 +16,11 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from hpsearch.status import Status
+
 __all__ = ["INTERRUPTED", "Budget", "budget", "finished_trials", "requeue_interrupted"]
 
-INTERRUPTED = "interrupted"
+INTERRUPTED = Status.INTERRUPTED  # the name earlier code imports
 # User attrs a retry starts with: what the trial is, not what happened to it.
 _KEPT_ATTRS = ("config", "seed", "checkpoint")
 

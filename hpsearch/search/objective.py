@@ -20,9 +20,9 @@ from hpsearch.config import TrainConfig
 from hpsearch.data import TaskData
 from hpsearch.diagnosis import diagnose
 from hpsearch.errors import CheckpointError
-from hpsearch.search.budget import INTERRUPTED
 from hpsearch.search.space import MODEL_ARGS
 from hpsearch.spec import StudySpec
+from hpsearch.status import Status
 from hpsearch.training import EpochMetrics, TrainResult, train
 
 __all__ = ["NO_FILES", "Objective", "TrialFiles", "apply_params", "checkpoint_folder", "mark_interrupted",
@@ -92,7 +92,7 @@ class Objective:
             mark_interrupted(trial)
             raise
         except Exception as exc:
-            trial.set_user_attr("status", "failed")
+            trial.set_user_attr("status", Status.FAILED)
             trial.set_user_attr("reason", f"{type(exc).__name__}: {exc}")
             raise
         value = record_result(trial, result, self.spec.metric)
@@ -150,7 +150,7 @@ def apply_params(config: TrainConfig, params: dict[str, Any]) -> TrainConfig:
 
 def mark_interrupted(trial: optuna.Trial) -> None:
     """Ctrl-C or SIGTERM ended the trial: it does not count, and the next run retries it."""
-    trial.set_user_attr("status", INTERRUPTED)
+    trial.set_user_attr("status", Status.INTERRUPTED)
     trial.set_user_attr("reason", "interrupted by the user")
 
 
@@ -165,14 +165,14 @@ def record_result(trial: optuna.Trial, result: TrainResult, metric: str) -> floa
         trial.set_user_attr("resumed_from_epoch", result.resumed_from)
     epochs_run = len(result.history)
     value = getattr(result, metric)
-    if result.status == "diverged":
-        status, reason = "diverged", result.reason or "diverged"
-    elif result.status == "stopped":
-        status, reason = "pruned", f"pruned at epoch {epochs_run}"
+    if result.status == Status.DIVERGED:
+        status, reason = Status.DIVERGED, result.reason or "diverged"
+    elif result.status == Status.STOPPED:
+        status, reason = Status.PRUNED, f"pruned at epoch {epochs_run}"
     elif not math.isfinite(value):
-        status, reason = "diverged", f"{metric} is {value} after epoch {epochs_run}"
+        status, reason = Status.DIVERGED, f"{metric} is {value} after epoch {epochs_run}"
     else:
-        trial.set_user_attr("status", "completed")
+        trial.set_user_attr("status", Status.COMPLETED)
         return value
     trial.set_user_attr("status", status)
     trial.set_user_attr("reason", reason)

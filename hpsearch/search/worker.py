@@ -9,22 +9,20 @@ elsewhere, so a killed worker's trial is retried rather than lost.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
-import warnings
 from collections.abc import Callable, Sequence
 
 import optuna
 import torch
-from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
-from optuna.storages import BaseStorage, fail_stale_trials
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.data import TaskData
 from hpsearch.devices import resolve_device
 from hpsearch.errors import ConfigError
-from hpsearch.search.budget import INTERRUPTED, budget, requeue_interrupted
+from hpsearch.search.budget import budget
 from hpsearch.search.objective import NO_FILES, Objective, TrialFiles, mark_interrupted
 from hpsearch.search.optuna_private import (
     heartbeat_interval,
@@ -33,43 +31,35 @@ from hpsearch.search.optuna_private import (
     requeue,
     take_stop_request,
 )
-from hpsearch.search.pruners import make_pruner
-from hpsearch.search.strategies import make_sampler
+from hpsearch.search.setup import fail_stale_trials_quietly, prepare_study
 from hpsearch.search.summary import load_family
 from hpsearch.search.trust import check_trusted
 from hpsearch.spec import StudySpec
+from hpsearch.status import Status
 from hpsearch.storage import GRACE_BEATS, describe_storage
 from hpsearch.task import check_task
 from hpsearch.training import config_data
 
-__all__ = ["fail_stale_trials_quietly", "join_study", "optimize_to_budget", "stored_spec"]
+__all__ = ["join_study", "optimize_to_budget", "stored_spec"]
 
 logger = logging.getLogger(__name__)
 
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 # Seconds between looks at the storage while other workers run the last trials of the budget.
 WAIT_POLL = 1.0
-# Seeds of different workers are this far apart, so that two never draw the same random points.
-_WORKER_SEED_STRIDE = 7919
 
 
 def optimize_to_budget(study: optuna.Study, spec: StudySpec, data: TaskData, *, callbacks: Sequence[TrialCallback] = (),
                        timeout: float | None = None, files: TrialFiles = NO_FILES, worker: int = 0) -> None:
     """Run trials of ``study`` in this process until it holds ``spec.total_trials`` finished ones."""
-    requeue_interrupted(study)
+    prepare_study(study, spec, worker)
     deadline = time.monotonic() + timeout if timeout is not None else None
-    finished = budget(study).finished
-    # A resumed study, and each worker, get a seed of their own so that random picks do not repeat;
-    # except a grid, whose seed orders the grid and so must be the same in every worker and run.
-    seed = spec.seed if spec.strategy == "grid" else spec.seed + finished + _WORKER_SEED_STRIDE * worker
-    study.sampler = make_sampler(spec.strategy, spec.space, seed=seed, grid_points=spec.grid_points)
-    study.pruner = make_pruner(spec.pruner, epochs=spec.train.epochs)
     objective = Objective(spec, data, files)
     # Without heartbeats a RUNNING trial may be a dead one that never ends: do not wait for it.
     heartbeats = heartbeat_interval(study)
     waiting_since: float | None = None
     warned = False
-    stale_checked = -math.inf
+    stale_checked = time.monotonic()  # prepare_study has just failed the stale trials
     room = 0  # places left in the budget after this worker's last trial, as last counted
     while deadline is None or time.monotonic() < deadline:
         if heartbeats and time.monotonic() - stale_checked >= heartbeats:
@@ -144,7 +134,7 @@ def _run_trial(study: optuna.Study, objective: Objective, total: int, callbacks:
 def _give_up(study: optuna.Study, trial: optuna.Trial, exc: BaseException) -> None:
     """Fail a trial that an interrupt or error ends outside training; an interrupt is marked as one (if the
     objective has not already), so that the next run retries it."""
-    if isinstance(exc, KeyboardInterrupt) and trial.user_attrs.get("status") != INTERRUPTED:
+    if isinstance(exc, KeyboardInterrupt) and trial.user_attrs.get("status") != Status.INTERRUPTED:
         mark_interrupted(trial)
     study.tell(trial, state=TrialState.FAIL)
 
@@ -203,10 +193,3 @@ def _next_stage(study: optuna.Study, storage: BaseStorage) -> optuna.Study | Non
             return stages[family["stage"]]
         time.sleep(WAIT_POLL)
     return None
-
-
-def fail_stale_trials_quietly(study: optuna.Study) -> None:
-    """Optuna's fail_stale_trials without its experimental-feature warning (heartbeats are used on purpose)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        fail_stale_trials(study)
