@@ -16,7 +16,8 @@ from optuna.trial import FrozenTrial
 
 import hpsearch
 from hpsearch.errors import HPSearchError
-from hpsearch.search.summary import best_with_study, load_family, stored_study_table
+from hpsearch.search.records import read_record
+from hpsearch.search.summary import best_with_study, load_family
 
 __all__ = ["SCHEMA_VERSION", "export_best", "write_export"]
 
@@ -36,8 +37,8 @@ def export_best(study_name: str, storage: BaseStorage, top: int = 1) -> dict[str
     if not best:
         raise HPSearchError(f"study {study_name!r} has no completed trial to export yet")
     first_study = best[0][0]
-    info = first_study.user_attrs.get("hpsearch", {})
-    metric = stored_study_table(first_study.user_attrs).get("metric", "value")
+    stored = read_record(first_study)
+    metric = stored.table("study").get("metric", "value")
     record = {
         "schema_version": SCHEMA_VERSION,
         "study": first_study.study_name,
@@ -46,7 +47,7 @@ def export_best(study_name: str, storage: BaseStorage, top: int = 1) -> dict[str
         **_trial_record(best[0][1]),
         "versions": {"hpsearch": hpsearch.__version__, "torch": torch.__version__, "optuna": optuna.__version__,
                      "python": platform.python_version()},
-        "study_versions": info.get("versions", {}),
+        "study_versions": stored.versions,
         "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if len(studies) > 1:

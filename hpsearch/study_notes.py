@@ -13,7 +13,8 @@ from optuna.storages import BaseStorage
 
 from hpsearch.diagnosis import label_summary, range_advice
 from hpsearch.lr_finder import LRFinderResult
-from hpsearch.search.summary import best_with_study, counts_by_state, load_family, stored_study_table
+from hpsearch.search.records import read_record
+from hpsearch.search.summary import best_with_study, counts_by_state, load_family
 
 __all__ = ["family_counts", "family_table", "stored_lr_test", "study_diagnosis", "study_note"]
 
@@ -44,14 +45,13 @@ def study_note(name: str, storage: BaseStorage) -> str:
 
 def family_table(family: list[optuna.Study]) -> dict[str, Any]:
     """The [study] table of the search as asked: a coarse-to-fine family's own, not its first stage's."""
-    parent = family[0].user_attrs.get("hpsearch", {}).get("coarse_to_fine")
-    return parent["spec"]["study"] if parent else stored_study_table(family[0].user_attrs)
+    return read_record(family[0]).family_table()
 
 
 def study_diagnosis(family: list[optuna.Study]) -> list[str]:
     """The trials' diagnosis counts and the range advice, as lines (none when there is nothing to say)."""
     trials = [trial for study in family for trial in study.get_trials(deepcopy=False)]
-    space = family[-1].user_attrs.get("hpsearch", {}).get("spec", {}).get("space", {})
+    space = read_record(family[-1]).table("space")
     maximize = family[0].direction == optuna.study.StudyDirection.MAXIMIZE
     summary = label_summary(trials)
     return ([summary] if summary else []) + [f"advice: {line}" for line in range_advice(trials, space, maximize)]
@@ -67,7 +67,7 @@ def family_counts(family: list[optuna.Study]) -> dict[str, int]:
 
 def stored_lr_test(family: list[optuna.Study]) -> LRFinderResult | None:
     for study in family:
-        stored = study.user_attrs.get("hpsearch", {}).get("lr_range_test")
+        stored = read_record(study).lr_range_test
         if stored is not None:
             return LRFinderResult.from_dict(stored)
     return None

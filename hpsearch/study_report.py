@@ -28,6 +28,7 @@ from hpsearch.report import (
     plot_lr_range_test,
     save_figure,
 )
+from hpsearch.search.records import read_record
 from hpsearch.search.summary import best_with_study, load_family
 from hpsearch.study_notes import family_counts, family_table, stored_lr_test, study_diagnosis, study_note
 
@@ -112,7 +113,7 @@ def _stage_ranges(family: list[optuna.Study]) -> list[StageRange]:
         return []
     ranges = []
     for study in family:
-        space = study.user_attrs.get("hpsearch", {}).get("spec", {}).get("space", {})
+        space = read_record(study).table("space")
         lr, wd = space.get("lr", {}), space.get("weight_decay", {})
         if {"low", "high"} <= set(lr) and {"low", "high"} <= set(wd):
             ranges.append(StageRange(study.study_name.rpartition("/")[2], (lr["low"], lr["high"]),

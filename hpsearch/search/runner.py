@@ -29,6 +29,7 @@ from hpsearch.search.budget import finished_trials
 from hpsearch.search.coarse_to_fine import coarse_spec, fine_spec, stage_name, with_lr_prior
 from hpsearch.search.objective import NO_FILES, TrialFiles
 from hpsearch.search.pool import WorkerPool
+from hpsearch.search.records import StudyRecord, read_record, write_record
 from hpsearch.search.trust import entry_point_trust
 from hpsearch.search.worker import optimize_to_budget
 from hpsearch.spec import StudySpec
@@ -161,9 +162,9 @@ def _run_one(spec: StudySpec, run: _Execution, lr_test: LRFinderResult | None = 
 def _lr_range_test(study_name: str, spec: StudySpec, storage: BaseStorage, data: TaskData) -> LRFinderResult:
     """The LR range test stored with ``study_name``, or a new one when that study does not exist yet."""
     if study_name in optuna.get_all_study_names(storage):
-        stored = optuna.load_study(study_name=study_name, storage=storage).user_attrs.get("hpsearch", {})
-        if "lr_range_test" in stored:
-            return LRFinderResult.from_dict(stored["lr_range_test"])
+        stored = read_record(optuna.load_study(study_name=study_name, storage=storage)).lr_range_test
+        if stored is not None:
+            return LRFinderResult.from_dict(stored)
     logger.info("running the LR range test for %s", study_name)
     return lr_range_test(spec.train, data)
 
@@ -181,22 +182,17 @@ def _create_or_load(spec: StudySpec, storage: BaseStorage, lr_test: LRFinderResu
     with warnings.catch_warnings():  # experimental since Optuna 3.2, and what optuna-dashboard labels values by
         warnings.simplefilter("ignore", ExperimentalWarning)
         study.set_metric_names([spec.metric])
-    info: dict[str, Any] = {
-        "spec": spec.to_dict(),
-        "versions": {"hpsearch": hpsearch.__version__, "torch": torch.__version__, "optuna": optuna.__version__},
-    }
-    if lr_test is not None:
-        info["lr_range_test"] = lr_test.to_dict()
-    if parent is not None:
-        info["coarse_to_fine"] = parent
-    study.set_user_attr("hpsearch", info)
+    versions = {"hpsearch": hpsearch.__version__, "torch": torch.__version__, "optuna": optuna.__version__}
+    write_record(study, StudyRecord(spec=spec.to_dict(), versions=versions,
+                                    lr_range_test=lr_test.to_dict() if lr_test is not None else None,
+                                    coarse_to_fine=parent))
     return study, True
 
 
 def _check_same_spec(study: optuna.Study, spec: StudySpec, storage: BaseStorage) -> None:
     """Refuse to add trials of another search to a stored study; the message says what differs."""
     where = f"study {study.study_name!r} in {describe_storage(storage)}"
-    stored = study.user_attrs.get("hpsearch", {}).get("spec")
+    stored = read_record(study).spec
     if stored is None:
         raise StudyMismatchError(f"{where} was not created by hpsearch; choose another --study name")
     current = spec.to_dict()
@@ -212,17 +208,17 @@ def _check_same_spec(study: optuna.Study, spec: StudySpec, storage: BaseStorage)
 def _store_changes(study: optuna.Study, spec: StudySpec) -> None:
     """Keep what may change between runs (the budget, timeout, pruner, seed, device) as this run says in the
     stored spec, which workers read: a larger ``--n-trials`` with ``--jobs`` is then their budget too."""
-    info = dict(study.user_attrs["hpsearch"])
+    record = read_record(study)
     current = spec.to_dict()
-    stored = {table: dict(info["spec"].get(table, {})) for table in info["spec"]}
+    stored = {table: dict(values) for table, values in (record.spec or {}).items()}
     for table, keys in _MAY_CHANGE.items():
         for key in keys:
             if key in current[table] and key != "name":
                 stored.setdefault(table, {})[key] = current[table][key]
             elif key != "name":
                 stored.get(table, {}).pop(key, None)
-    if stored != info["spec"]:
-        study.set_user_attr("hpsearch", {**info, "spec": stored})
+    if stored != record.spec:
+        write_record(study, record.with_spec(stored))
 
 
 def _comparable(table: dict[str, Any], name: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.errors import HPSearchError
+from hpsearch.search.records import read_record
 from hpsearch.strict_json import finite_or_none
 
 __all__ = ["StudyRow", "best_with_study", "counts_by_state", "list_studies", "load_existing_study", "load_family",
@@ -32,7 +33,7 @@ class StudyRow:
 
 def stored_study_table(user_attrs: dict[str, Any]) -> dict[str, Any]:
     """The ``[study]`` table of the spec hpsearch stored with a study (empty for a foreign study)."""
-    return user_attrs.get("hpsearch", {}).get("spec", {}).get("study", {})
+    return read_record(user_attrs).table("study")
 
 
 def load_existing_study(name: str, storage: BaseStorage) -> optuna.Study:

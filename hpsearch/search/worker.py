@@ -31,6 +31,7 @@ from hpsearch.search.optuna_private import (
     requeue,
     take_stop_request,
 )
+from hpsearch.search.records import read_record
 from hpsearch.search.setup import fail_stale_trials_quietly, prepare_study
 from hpsearch.search.summary import load_family
 from hpsearch.search.trust import check_trusted
@@ -174,7 +175,7 @@ def join_study(name: str, storage: BaseStorage, *, device: str | None = None, th
 
 def stored_spec(study: optuna.Study, storage: BaseStorage) -> StudySpec:
     """The spec hpsearch stored with ``study``; a study it did not create is a user error."""
-    stored = study.user_attrs.get("hpsearch", {}).get("spec")
+    stored = read_record(study).spec
     if stored is None:
         raise ConfigError(f"study {study.study_name!r} in {describe_storage(storage)} was not created by hpsearch; "
                           f"a worker needs the spec that `hpsearch run` stores")
@@ -183,7 +184,7 @@ def stored_spec(study: optuna.Study, storage: BaseStorage) -> StudySpec:
 
 def _next_stage(study: optuna.Study, storage: BaseStorage) -> optuna.Study | None:
     """The coarse-to-fine stage after ``study`` once its coordinator has created it, if there is one."""
-    family = study.user_attrs.get("hpsearch", {}).get("coarse_to_fine")
+    family = read_record(study).coarse_to_fine
     if family is None or family["stage"] >= family["spec"].get("coarse_to_fine", {}).get("stages", 0):
         return None
     deadline = time.monotonic() + 60  # the coordinator narrows the ranges, then creates the next stage
