@@ -9,7 +9,10 @@ checkpoint as Optuna artifacts (``search/objective.py``) to a folder next to the
 from __future__ import annotations
 
 import errno
+import functools
+import importlib.util
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -57,13 +60,33 @@ def check_port(host: str, port: int) -> None:
 
 def write_notes(name: str, storage: BaseStorage) -> None:
     """Give every study of ``name`` (each stage of a coarse-to-fine family) its optuna-dashboard note."""
-    from optuna_dashboard import save_note  # imports a web stack; only notes and serving need it
-
     from hpsearch.study_notes import study_note
 
+    save_note = _note_writer()
     note = study_note(name, storage)
     for study in load_family(name, storage):
         save_note(study, note)
+
+
+@functools.cache
+def _note_writer() -> Callable[[optuna.Study, str], None]:
+    """optuna-dashboard's own ``save_note``, loaded from its ``_note.py`` alone: importing the package loads
+    its web app and, through optuna.importance, scikit-learn and SciPy (about a second at the end of every
+    run), while the note module needs only Optuna. The package import stays the fallback."""
+    package = importlib.util.find_spec("optuna_dashboard")  # finds it without importing it
+    folders = package.submodule_search_locations if package is not None else None
+    path = Path(folders[0]) / "_note.py" if folders else None
+    try:
+        spec = importlib.util.spec_from_file_location("hpsearch_dashboard_note", path) if path else None
+        if spec is None or spec.loader is None or path is None or not path.is_file():
+            raise ImportError(path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.save_note  # type: ignore[no-any-return]
+    except Exception:  # another layout of the package: its public import
+        from optuna_dashboard import save_note
+
+        return save_note
 
 
 def serve_dashboard(storage: BaseStorage, host: str = "127.0.0.1", port: int = 8080,

@@ -53,3 +53,20 @@ def test_dashboard_serves_the_study_api_on_loopback(tmp_path: Path, digits: Data
         server.terminate()
         output, _ = server.communicate(timeout=10)
     assert f"http://127.0.0.1:{port}/" in output
+
+
+def test_notes_written_without_importing_the_dashboard_read_back_through_its_api(tmp_path: Path, digits: Data) -> None:
+    from hpsearch.dashboard import write_notes
+    from hpsearch.storage import open_storage
+    from hpsearch.study_notes import study_note
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'notes.db'}")
+    run_study(StudySpec(name="noted", strategy="random", n_trials=1, train=TrainConfig(epochs=1, hidden=(8,))),
+              storage, data=digits)
+    write_notes("noted", storage)
+    write_notes("noted", storage)  # a second version replaces the first
+
+    import optuna
+    from optuna_dashboard import get_note
+
+    assert get_note(optuna.load_study(study_name="noted", storage=storage)) == study_note("noted", storage)

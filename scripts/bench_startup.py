@@ -1,0 +1,94 @@
+"""Start-up and the main job's own cost, against the torch baseline every training script pays, in one run.
+
+Each round times, in fresh processes:
+  - the torch baseline: ``import torch`` and one ``torch.optim.AdamW`` (its first construction imports
+    torch._dynamo, which any hand-written loop pays too);
+  - one 1-epoch trial on ``--storage memory`` (``hpsearch run --n-trials 1 --epochs 1``): its wall time less
+    the baseline and less the trial's own bare ``train()`` is what hpsearch adds around one trial,
+    start-up, pre-flight checks and exit included;
+  - the README's main job, ``hpsearch run --strategy tpe`` in an empty folder: its own cost is the wall time
+    less the baseline less the bare ``train()`` time of the same trials (each trial's config and epochs,
+    read back from its journal and trained again in one warm process).
+Prints each round, the medians and the key ratios (goals of issue 15: start-up <= 0.5 s; own cost <= 15%
+of the bare training).
+Run: python scripts/bench_startup.py [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BASELINE = "import torch; torch.optim.AdamW(torch.nn.Linear(1, 1).parameters())"
+HPSEARCH = [sys.executable, "-m", "hpsearch"]
+
+
+def wall(command: list[str], cwd: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, cwd=cwd, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def bare_training(journal: Path, study: str) -> tuple[float, float]:
+    """Seconds that train() alone takes for every trial of ``study`` (its stored config, for the epochs it ran),
+    and for one default 1-epoch run, in one warm process."""
+    import optuna
+
+    from hpsearch import TrainConfig, train
+    from hpsearch.datasets import load_data
+    from hpsearch.storage import open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trials = optuna.load_study(study_name=study, storage=open_storage(str(journal), heartbeat=None)).trials
+    data = load_data("digits")
+    train(TrainConfig(epochs=1), data)  # warm: the process has paid its imports and first optimizer
+    started = time.perf_counter()
+    train(TrainConfig(epochs=1), data)
+    one_epoch = time.perf_counter() - started
+    total = 0.0
+    for trial in trials:
+        config = TrainConfig.from_mapping(trial.user_attrs["config"])
+        epochs = max(len(trial.intermediate_values), 1)
+        started = time.perf_counter()
+        train(config.replace(epochs=epochs), data)
+        total += time.perf_counter() - started
+    return total, one_epoch
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    rows: dict[str, list[float]] = {"torch baseline": [], "one trial, memory": [], "one trial, bare train()": [],
+                                    "main job": [], "main job, bare train()": []}
+    for round_number in range(1, args.rounds + 1):
+        with tempfile.TemporaryDirectory() as scratch:
+            folder = Path(scratch)
+            rows["torch baseline"].append(wall([sys.executable, "-c", BASELINE], folder))
+            rows["one trial, memory"].append(wall([*HPSEARCH, "run", "--storage", "memory", "--n-trials", "1",
+                                                   "--epochs", "1", "--quiet"], folder))
+            rows["main job"].append(wall([*HPSEARCH, "run", "--strategy", "tpe", "--quiet"], folder))
+            trials, one_epoch = bare_training(folder / "hpsearch.journal", "digits-tpe")
+            rows["main job, bare train()"].append(trials)
+            rows["one trial, bare train()"].append(one_epoch)
+        print(f"round {round_number}: " + ", ".join(f"{name} {values[-1]:.2f} s" for name, values in rows.items()))
+    median = {name: statistics.median(values) for name, values in rows.items()}
+    print(f"\n{'measurement':<28}{'median s':>10}{'best s':>10}")
+    for name, values in rows.items():
+        print(f"{name:<28}{median[name]:>10.2f}{min(values):>10.2f}")
+    startup = median["one trial, memory"] - median["torch baseline"] - median["one trial, bare train()"]
+    own = median["main job"] - median["torch baseline"] - median["main job, bare train()"]
+    print(f"start-up beyond the torch baseline (one memory trial, its training taken out): {startup:.2f} s   "
+          f"goal <= 0.5 s")
+    print(f"main job's own cost: {own:.2f} s = {own / median['main job, bare train()']:.0%} of its bare training "
+          f"({median['main job, bare train()']:.2f} s)   goal <= 15%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
