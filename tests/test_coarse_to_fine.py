@@ -5,7 +5,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.study import StudyDirection
 from optuna.trial import TrialState, create_trial
 
@@ -128,3 +128,14 @@ def test_a_test_that_never_diverged_leaves_the_given_lr_range(digits: Data) -> N
     assert with_lr_prior(spec, calm) == spec
     found = lr_range_test(TrainConfig(), digits)
     assert with_lr_prior(spec, found).space.params[0].high == pytest.approx(found.prior()[1])
+
+
+def test_a_model_argument_int_range_narrows_to_whole_numbers_that_hold_the_best() -> None:
+    space = SearchSpace.from_mapping({"model_args": {"width": {"low": 4, "high": 64}}})
+    distribution = IntDistribution(4, 64)
+    trials = [create_trial(value=v, params={"model_args.width": w}, distributions={"model_args.width": distribution})
+              for v, w in ((0.1, 12), (0.2, 14), (0.9, 60))]
+    [width] = narrow(space, trials, StudyDirection.MINIMIZE, keep=2, margin=0.05).params
+    assert width.distribution() == IntDistribution(9, 17)  # 12 and 14 widened by 0.05 x 60, outward
+    assert SearchSpace.from_mapping(SearchSpace((width,)).to_dict()).distributions() == {
+        "model_args.width": IntDistribution(9, 17)}  # a stage's stored spec reads back the same

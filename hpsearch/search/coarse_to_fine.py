@@ -3,6 +3,7 @@ the span of the best trials before it. Pure functions of specs and trials; the r
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -75,4 +76,6 @@ def _narrow_param(param: ParamSpec, values: list[Any], margin: float) -> ParamSp
     else:
         widen = max(margin, _SLIVER) * (param.high - param.low)
         low, high = min(values) - widen, max(values) + widen
-    return ParamSpec(param.name, max(low, param.low), min(high, param.high), log=param.log)
+    if param.kind is int:  # outward to whole numbers, so that the stored range still holds the best values
+        low, high = math.floor(low), math.ceil(high)
+    return dataclasses.replace(param, low=max(low, param.low), high=min(high, param.high))

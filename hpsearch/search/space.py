@@ -38,7 +38,9 @@ class ParamSpec:
     high: float | None = None
     log: bool = False
     choices: tuple[Any, ...] | None = None
-    _ints: bool = field(default=False, compare=False, repr=False)  # a model argument's bounds were written as ints
+    # A model argument's range is searched as ints when its bounds were written as ints (the fields' own
+    # types say it for TrainConfig fields); kept by every copy, a narrowed stage's included.
+    integer: bool = field(default=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         where = f"space.{self.name}"
@@ -64,7 +66,7 @@ class ParamSpec:
             return SEARCHABLE[self.name]
         if self.choices is not None:
             return object
-        return int if float(self.low or 0).is_integer() and float(self.high or 0).is_integer() and self._ints else float
+        return int if self.integer else float
 
     @classmethod
     def from_mapping(cls, name: str, values: Mapping[str, Any]) -> ParamSpec:
@@ -77,7 +79,7 @@ class ParamSpec:
         try:
             return cls(name=name, low=_number(values.get("low")), high=_number(values.get("high")),
                        log=bool(values.get("log", False)), choices=tuple(choices) if choices is not None else None,
-                       _ints=ints)
+                       integer=ints)
         except (TypeError, ValueError):
             raise ConfigError(f"space.{name}: low and high must be numbers, got {dict(values)}") from None
 
