@@ -258,3 +258,15 @@ def test_metric_val_acc_is_refused_for_a_regression(task_dir: Path) -> None:
                           "--dataset", "usertask.py:load_regression", "--n-trials", "1", "--storage", "memory",
                           "--quiet")
     assert code == 2 and "metric val_acc needs a classification task" in err
+
+
+def test_momentum_in_a_space_is_left_out_for_a_fixed_optimizer_that_has_none(digits: Data) -> None:
+    space = SearchSpace.from_mapping({"lr": {"low": 1e-3, "high": 1e-2, "log": True},
+                                      "momentum": {"low": 0.5, "high": 0.95}})
+    adamw = run_study(StudySpec(name="adamw", strategy="random", n_trials=2, pruner="none", space=space,
+                                train=TrainConfig(epochs=1, hidden=(16,))), "memory", data=digits)
+    assert [set(t.params) for t in adamw.trials] == [{"lr"}, {"lr"}]
+    assert all(t.state.name == "COMPLETE" for t in adamw.trials)
+    sgd = run_study(StudySpec(name="sgd", strategy="random", n_trials=2, pruner="none", space=space,
+                              train=TrainConfig(epochs=1, hidden=(16,), optimizer="sgd")), "memory", data=digits)
+    assert [set(t.params) for t in sgd.trials] == [{"lr", "momentum"}, {"lr", "momentum"}]

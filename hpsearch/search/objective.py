@@ -131,7 +131,7 @@ class Objective:
 def start_trial(trial: optuna.Trial, spec: StudySpec) -> TrainConfig:
     """Suggest the trial's params and record what it is: ``config`` and ``seed`` (a retry has them from
     the trial it retries) and ``worker``, the host:pid running it, where to look when one fails."""
-    config = apply_params(spec.train, spec.space.suggest(trial))
+    config = apply_params(spec.train, spec.space.suggest(trial, spec.train.optimizer))
     if "config" not in trial.user_attrs:
         trial.set_user_attr("config", config.to_dict())
         trial.set_user_attr("seed", config.seed)

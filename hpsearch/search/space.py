@@ -154,12 +154,13 @@ class SearchSpace:
         ordered = sorted(flat, key=lambda n: n != "optimizer")  # the optimizer first: others depend on it
         return cls(tuple(ParamSpec.from_mapping(name, flat[name]) for name in ordered))
 
-    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
-        """Every parameter's value for ``trial``; optimizer-specific ones only where the optimizer has them."""
+    def suggest(self, trial: optuna.Trial, optimizer: str) -> dict[str, Any]:
+        """Every parameter's value for ``trial``; optimizer-specific ones only where the trial's optimizer (the
+        searched one, else the fixed ``optimizer``) has them."""
         values: dict[str, Any] = {}
         for param in self.params:
             needs = OPTIMIZER_PARAMS.get(param.name)
-            if needs is not None and "optimizer" in values and values["optimizer"] not in needs:
+            if needs is not None and values.get("optimizer", optimizer) not in needs:
                 continue
             values[param.name] = param.suggest(trial)
         return values
