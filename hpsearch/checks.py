@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from hpsearch.config import TrainConfig
-from hpsearch.data import TaskData
+from hpsearch.data import Data, TaskData
 from hpsearch.step import Stepper
 from hpsearch.task import build_model, initial_loss_expected, is_classification
 
@@ -57,7 +57,7 @@ class CheckResult:
 def check_data(config: TrainConfig, data: TaskData) -> CheckResult:
     """Shapes, finite values, label range, class balance and the training split's normalization (of the first
     DATA_CHECK_SAMPLES samples when the data streams)."""
-    x, y = data.head(data.n_train if hasattr(data, "x_train") else DATA_CHECK_SAMPLES)
+    x, y = data.head(data.n_train if isinstance(data, Data) else DATA_CHECK_SAMPLES)
     classification, c = is_classification(config, data), data.num_classes
     problems, warnings = [], []
     if len(x) != len(y) or tuple(x.shape[1:]) != tuple(data.sample_shape):

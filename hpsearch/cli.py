@@ -152,15 +152,10 @@ def train(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of a table.")] = False,
 ) -> None:
     """Train one configuration and print its per-epoch metrics."""
-    from hpsearch.devices import resolve_device
     from hpsearch.progress import EpochTable
-    from hpsearch.task import check_task
-    from hpsearch.training import config_data
     from hpsearch.training import train as run_training
 
-    train_config = _train_config(config, train_flags, seed)
-    data = config_data(train_config, resolve_device(train_config.device))
-    check_task(train_config, data)
+    train_config, data = _train_config_and_data(config, train_flags, seed)
     if as_json:
         typer.echo(json.dumps(run_training(train_config, data, checkpoint=checkpoint).to_dict(), indent=2))
         return
@@ -189,14 +184,9 @@ def lr_find(
     as_json: Annotated[bool, typer.Option("--json", help="Print the curve and suggestions as JSON.")] = False,
 ) -> None:
     """LR range test: sweep the learning rate over a few batches and suggest one, and a search range."""
-    from hpsearch.devices import resolve_device
     from hpsearch.lr_finder import lr_range_test
-    from hpsearch.task import check_task
-    from hpsearch.training import config_data
 
-    train_config = _train_config(config, train_flags, seed)
-    data = config_data(train_config, resolve_device(train_config.device))
-    check_task(train_config, data)
+    train_config, data = _train_config_and_data(config, train_flags, seed)
     result = lr_range_test(train_config, data, start_lr=start_lr, end_lr=end_lr, steps=steps, smoothing=smoothing,
                            method=method)
     if plot is not None:
@@ -232,14 +222,9 @@ def check(
     Exit code 0 when nothing fails, 1 when a check fails.
     """
     from hpsearch.checks import FAIL, run_checks
-    from hpsearch.devices import resolve_device
     from hpsearch.progress import print_checks
-    from hpsearch.task import check_task
-    from hpsearch.training import config_data
 
-    train_config = _train_config(config, train_flags, seed)
-    data = config_data(train_config, resolve_device(train_config.device))
-    check_task(train_config, data)
+    train_config, data = _train_config_and_data(config, train_flags, seed)
     results = run_checks(train_config, data)
     if as_json:
         typer.echo(json.dumps([result.to_dict() for result in results], indent=2))
@@ -373,13 +358,20 @@ def worker(
         console.print(f"worker done: {last.study_name} holds its budget")
 
 
-def _train_config(path: Path | None, train_flags: dict[str, Any], seed: int | None) -> Any:
-    """The TrainConfig of a file (or export) overridden by flags; ``--model-arg`` adds to its model_args."""
+def _train_config_and_data(path: Path | None, train_flags: dict[str, Any], seed: int | None) -> tuple[Any, Any]:
+    """The config of ``train``, ``lr-find`` and ``check``, and its data on its device, with the model checked on
+    one batch (a wrong output shape is one error line before anything runs)."""
     from hpsearch.config import TrainConfig, load_config_file
+    from hpsearch.devices import resolve_device
+    from hpsearch.task import check_task
+    from hpsearch.training import config_data
 
-    values = load_config_file(path) if path is not None else {}
-    return TrainConfig.from_mapping(merge_train_tables(values, {**train_flags, **_given(seed=seed)}),
-                                    source=str(path) if path else "flags")
+    values = load_config_file(path) if path is not None else {}  # a file (or export), flags over it
+    train_config = TrainConfig.from_mapping(merge_train_tables(values, {**train_flags, **_given(seed=seed)}),
+                                            source=str(path) if path else "flags")
+    data = config_data(train_config, resolve_device(train_config.device))
+    check_task(train_config, data)
+    return train_config, data
 
 
 def merge_train_tables(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

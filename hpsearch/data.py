@@ -6,6 +6,7 @@ both give the engine the same batches. ``from_arrays`` and ``from_datasets`` che
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Iterator
@@ -140,8 +141,7 @@ class StreamData:
         return len(self.val)  # type: ignore[arg-type]
 
     def to(self, device: torch.device | str) -> StreamData:
-        return StreamData(self.train, self.val, self.num_classes, self.name, self.sample_shape, self.classification,
-                          torch.device(device), self.num_workers)
+        return dataclasses.replace(self, device=torch.device(device))
 
     def generator(self, seed: int) -> torch.Generator:
         return torch.Generator().manual_seed(seed)  # the sampler runs on the host
@@ -162,9 +162,9 @@ class StreamData:
                           pin_memory=self.device.type == "cuda", persistent_workers=False)
 
     def _moved(self, loader: DataLoader[Any]) -> Iterator[Batch]:
-        blocking = self.device.type != "cuda"
+        non_blocking = self.device.type == "cuda"  # from pinned memory, the copy overlaps the next step
         for x, y in loader:
-            yield x.to(self.device, non_blocking=not blocking), y.to(self.device, non_blocking=not blocking)
+            yield x.to(self.device, non_blocking=non_blocking), y.to(self.device, non_blocking=non_blocking)
 
 
 TaskData = Data | StreamData
@@ -260,8 +260,7 @@ def place(data: TaskData, device: torch.device, feed: str = "auto", num_workers:
     if isinstance(data, StreamData):
         if feed == "device":
             raise ConfigError(f"feed must be auto or stream for Dataset objects (dataset {data.name!r}), got 'device'")
-        return StreamData(data.train, data.val, data.num_classes, data.name, data.sample_shape, data.classification,
-                          device, num_workers)
+        return dataclasses.replace(data, device=device, num_workers=num_workers)
     stream = feed == "stream" or (feed == "auto" and not _fits(data, device))
     if not stream:
         return data.to(device)

@@ -42,7 +42,7 @@ class Stepper:
         self.loss_function = loss or build_loss(config)
         self._optimizer = optimizer
         self._params: list[nn.Parameter] | None = None  # those that train, found at the first step
-        autocast(config.precision, device)  # refuse fp16 on a CPU before the first step
+        check_precision(config.precision, device)  # refuse fp16 on a CPU before the first step
         self.scaler = torch.amp.GradScaler(device.type) if config.precision == "fp16" else None
 
     @property

@@ -67,7 +67,7 @@ def build_loss(config: TrainConfig, *, training: bool = True) -> LossFunction:
         return lambda output, target: F.cross_entropy(output, target, label_smoothing=smoothing)
     if config.loss == "mse":
         return lambda output, target: F.mse_loss(output.reshape(target.shape), target)
-    return _custom_loss(config.loss)
+    return resolve(config.loss, "loss")
 
 
 def eval_loss(config: TrainConfig) -> LossFunction:
@@ -127,15 +127,6 @@ def check_task(config: TrainConfig, data: TaskData) -> None:
     if not (isinstance(value, torch.Tensor) and value.numel() == 1):
         raise TaskError(f"loss {config.loss!r} must return a scalar tensor, got "
                         f"{tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__}")
-
-
-def _custom_loss(entry_point: str) -> LossFunction:
-    function = resolve(entry_point, "loss")
-
-    def loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return function(output, target)
-
-    return loss
 
 
 def _check_accepts(factory: Callable[..., Any], kwargs: dict[str, Any], name: str) -> None:
