@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,10 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.errors import HPSearchError
 from hpsearch.search.objective import NO_FILES, TrialFiles
+from hpsearch.search.optuna_private import storage_of, trial_id
+from hpsearch.status import Status
 
 __all__ = ["WorkerPool"]
 
@@ -60,6 +63,7 @@ class WorkerPool:
                 _follow(study, seen, callbacks)
         except KeyboardInterrupt:
             _stop(workers)
+            _fail_orphans(study, workers)
             raise
         _follow(study, seen, callbacks)
         _check_exits(workers)
@@ -101,6 +105,18 @@ def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
             worker.wait(timeout=_STOP_GRACE)
         except subprocess.TimeoutExpired:
             worker.kill()
+
+
+def _fail_orphans(study: optuna.Study, workers: list[subprocess.Popen[bytes]]) -> None:
+    """After a stop, a trial of ours still RUNNING (a worker killed after the grace, or interrupted inside a
+    storage write before it could tell) is failed as interrupted, so the next run retries it."""
+    ours = {f"{socket.gethostname()}:{worker.pid}" for worker in workers}
+    storage = storage_of(study)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.user_attrs.get("worker") in ours:
+            storage.set_trial_user_attr(trial_id(trial), "status", Status.INTERRUPTED)
+            storage.set_trial_user_attr(trial_id(trial), "reason", "interrupted by the user")
+            storage.set_trial_state_values(trial_id(trial), TrialState.FAIL)
 
 
 def _check_exits(workers: list[subprocess.Popen[bytes]]) -> None:
