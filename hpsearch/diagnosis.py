@@ -16,6 +16,7 @@ from itertools import pairwise
 
 from optuna.trial import FrozenTrial, TrialState
 
+from hpsearch.search.records import read_trial
 from hpsearch.status import Status
 
 __all__ = ["LABELS", "Diagnosis", "diagnose", "label_summary", "range_advice"]
@@ -66,15 +67,15 @@ def diagnose(history: Sequence[Mapping[str, float]], status: str = Status.COMPLE
 
 def label_summary(trials: Sequence[FrozenTrial]) -> str:
     """``9 of 30 trials diverged (all above lr 0.08); 2 stuck; 19 ok`` from the trials' diagnoses."""
-    labelled = [t for t in trials if "diagnosis" in t.user_attrs]
-    counts = Counter(t.user_attrs["diagnosis"]["label"] for t in labelled)
+    labels = {t.number: read_trial(t).diagnosis["label"] for t in trials if read_trial(t).diagnosis}  # type: ignore[index]
+    labelled = [t for t in trials if t.number in labels]
+    counts = Counter(labels.values())
     parts = []
     for label in LABELS:
         if counts[label]:
             text = f"{counts[label]} {label.lower()}"
             if label == "DIVERGING":
-                lrs = [t.params["lr"] for t in labelled if t.user_attrs["diagnosis"]["label"] == label
-                       and "lr" in t.params]
+                lrs = [t.params["lr"] for t in labelled if labels[t.number] == label and "lr" in t.params]
                 if lrs:
                     text += f" (all at lr >= {min(lrs):.3g})"
             parts.append(text)
@@ -102,7 +103,7 @@ def range_advice(trials: Sequence[FrozenTrial], space: Mapping[str, Mapping[str,
             advice.append(f"the best quarter of trials all sit in the bottom {EDGE_SHARE:.0%} of the {name} range: "
                           f"try {flag} {10 ** (low - span / 2):.3g} {10 ** (low + span / 2):.3g}")
     diverged = [t.params["lr"] for t in trials if "lr" in t.params
-                and t.user_attrs.get("diagnosis", {}).get("label") == "DIVERGING"]
+                and (read_trial(t).diagnosis or {}).get("label") == "DIVERGING"]
     healthy = [t.params["lr"] for t in done if "lr" in t.params]
     if len(diverged) >= max(2, len(trials) // 5) and (not healthy or min(diverged) > max(healthy) / 10):
         low = float(space.get("lr", {}).get("low", min(diverged) / 100))  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial
 
 import hpsearch
 from hpsearch.errors import HPSearchError
-from hpsearch.search.records import read_record
+from hpsearch.search.records import read_record, read_trial
 from hpsearch.search.summary import best_with_study, load_family
 
 __all__ = ["SCHEMA_VERSION", "export_best", "write_export"]
@@ -68,7 +68,7 @@ def write_export(record: dict[str, Any], path: str | Path) -> None:
 
 
 def _trial_record(trial: FrozenTrial) -> dict[str, Any]:
-    config = trial.user_attrs["config"]
+    stored = read_trial(trial)
+    config = stored.config or {}
     return {"trial": trial.number, "value": trial.value, "params": trial.params, "config": config,
-            "dataset": config.get("dataset"), "seed": trial.user_attrs.get("seed"),
-            "seconds": trial.user_attrs.get("seconds")}
+            "dataset": config.get("dataset"), "seed": stored.seed, "seconds": stored.seconds}

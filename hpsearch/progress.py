@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hpsearch.checks import CheckResult
+from hpsearch.search.records import read_trial
 from hpsearch.search.summary import StudyRow, stored_study_table
 from hpsearch.spec import StudySpec
 from hpsearch.training import EpochMetrics
@@ -121,7 +122,7 @@ def print_trials(console: Console, study: optuna.Study, trials: list[FrozenTrial
     for column in ("trial", metric, "params", "epochs", "seconds"):
         table.add_column(column, justify="left" if column == "params" else "right")
     for trial in trials:
-        seconds = trial.user_attrs.get("seconds")
+        seconds = read_trial(trial).seconds
         table.add_row(str(trial.number), f"{trial.value:.4g}" if trial.value is not None else "-",
                       format_params(trial.params), str(len(trial.intermediate_values)),
                       f"{seconds:.1f}" if seconds is not None else "-")
@@ -130,29 +131,30 @@ def print_trials(console: Console, study: optuna.Study, trials: list[FrozenTrial
 
 def print_trial(console: Console, study: optuna.Study, trial: FrozenTrial) -> None:
     """One trial in full: state, status and reason, value, params, training config, per-epoch metrics."""
-    attrs = trial.user_attrs
+    stored = read_trial(trial)
     metric = stored_study_table(study.user_attrs).get("metric", "value")
     value = f"{metric} {trial.value:.4g}" if trial.value is not None else "no value"
     console.print(f"trial {trial.number} of {study.study_name}: {trial.state.name.lower()}"
-                  f" ({attrs.get('status', '-')}); {value}")
-    if attrs.get("reason"):
-        console.print(f"reason: {attrs['reason']}")
-    if attrs.get("diagnosis"):
-        console.print(f"diagnosis: {attrs['diagnosis']['label']} ({attrs['diagnosis']['rule']})")
+                  f" ({stored.status or '-'}); {value}")
+    if stored.reason:
+        console.print(f"reason: {stored.reason}")
+    if stored.diagnosis:
+        console.print(f"diagnosis: {stored.diagnosis['label']} ({stored.diagnosis['rule']})")
     retried = trial.system_attrs.get("failed_trial")
     if retried is not None:
-        console.print(f"retry of trial {retried}" + (f", resumed from epoch {attrs['resumed_from_epoch']}"
-                                                      if "resumed_from_epoch" in attrs else ""))
+        console.print(f"retry of trial {retried}" + (f", resumed from epoch {stored.resumed_from_epoch}"
+                                                      if stored.resumed_from_epoch else ""))
     console.print(f"params: {format_params(trial.params) or '-'}")
-    config = attrs.get("config")
+    config = stored.config
     if config:
         console.print("config: " + ", ".join(f"{key}={value}" for key, value in config.items()))
-    extras = [f"{key} {attrs[key]}" for key in ("worker", "checkpoint") if key in attrs]
-    if "seconds" in attrs:
-        extras.append(f"{attrs['seconds']:.1f} s")
+    extras = [f"{key} {value}" for key, value in (("worker", stored.worker), ("checkpoint", stored.checkpoint))
+              if value is not None]
+    if stored.seconds is not None:
+        extras.append(f"{stored.seconds:.1f} s")
     if extras:
         console.print("; ".join(extras))
-    history = attrs.get("history") or []
+    history = stored.history or []
     if history:
         table = _epoch_table()
         for epoch in history:

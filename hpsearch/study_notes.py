@@ -13,7 +13,7 @@ from optuna.storages import BaseStorage
 
 from hpsearch.diagnosis import label_summary, range_advice
 from hpsearch.lr_finder import LRFinderResult
-from hpsearch.search.records import read_record
+from hpsearch.search.records import read_record, read_trial
 from hpsearch.search.summary import best_with_study, counts_by_state, load_family
 
 __all__ = ["family_counts", "family_table", "stored_lr_test", "study_diagnosis", "study_note"]
@@ -37,7 +37,7 @@ def study_note(name: str, storage: BaseStorage) -> str:
     if best:
         study, trial = best[0]
         lines += ["", f"Best: trial {trial.number} of `{study.study_name}`, value {trial.value:.4g}", "",
-                  "```json", json.dumps(trial.user_attrs.get("config", trial.params), indent=2), "```"]
+                  "```json", json.dumps(read_trial(trial).config or trial.params, indent=2), "```"]
     else:
         lines.append("No trial has completed yet.")
     return "\n".join(lines)

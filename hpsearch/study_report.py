@@ -28,7 +28,7 @@ from hpsearch.report import (
     plot_lr_range_test,
     save_figure,
 )
-from hpsearch.search.records import read_record
+from hpsearch.search.records import read_record, read_trial
 from hpsearch.search.summary import best_with_study, load_family
 from hpsearch.study_notes import family_counts, family_table, stored_lr_test, study_diagnosis, study_note
 
@@ -85,8 +85,9 @@ def write_report(name: str, storage: BaseStorage, out: Path) -> Report:
     else:
         report.missing["learning_curves"] = "no trial reported an epoch"
     # Trials of fewer epochs (a coarse stage) would mix training length into the importances.
-    epochs = max((t.user_attrs.get("config", {}).get("epochs", 0) for t in complete), default=0)
-    full = [t for t in complete if t.user_attrs.get("config", {}).get("epochs", 0) == epochs]
+    trained = {t.number: (read_trial(t).config or {}).get("epochs", 0) for t in complete}
+    epochs = max(trained.values(), default=0)
+    full = [t for t in complete if trained[t.number] == epochs]
     importances, why = _importances(full)
     if importances is not None:
         basis = f"{len(full)} complete trials of {epochs} epochs"
@@ -167,7 +168,7 @@ def _index(name: str, family: list[optuna.Study], trials: list[FrozenTrial], rep
         lines += [f"Trial {trial.number} of `{study.study_name}`: {table.get('metric', 'value')} "
                   f"**{trial.value:.4g}**; run it again with `hpsearch export {name} --out best.json` and "
                   "`hpsearch train --config best.json`.", "", "```json",
-                  json.dumps(trial.user_attrs.get("config", trial.params), indent=2), "```"]
+                  json.dumps(read_trial(trial).config or trial.params, indent=2), "```"]
     else:
         lines.append("No trial completed, so there is no best configuration: every trial was pruned or failed.")
     for key, path in report.figures.items():

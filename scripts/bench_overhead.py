@@ -39,6 +39,7 @@ from hpsearch.data import Data
 from hpsearch.datasets import load_data
 from hpsearch.devices import resolve_device
 from hpsearch.search import objective
+from hpsearch.search.records import read_trial
 from hpsearch.search.runner import run_study
 from hpsearch.spec import StudySpec
 from hpsearch.storage import DEFAULT_STORAGE, open_storage
@@ -147,10 +148,10 @@ def bare_seconds(trials: list[FrozenTrial], data: Data) -> float:
     """Sum of train() times of the trials' configs, each stopped after the epochs its trial ran."""
     total = 0.0
     for trial in trials:
-        if "history" not in trial.user_attrs:
+        if read_trial(trial).history is None:
             raise RuntimeError(f"trial {trial.number} has no history ({trial.state.name}): cannot time it bare")
-        config = TrainConfig.from_mapping(trial.user_attrs["config"])
-        ran = len(trial.user_attrs["history"])
+        config = TrainConfig.from_mapping(read_trial(trial).config)
+        ran = len(read_trial(trial).history)
         started = time.perf_counter()
         # A reporter that stops the run, rather than epochs=ran, keeps any schedule the same.
         result = train(config, data, reporter=lambda epoch, _metrics, ran=ran: epoch >= ran)
@@ -163,8 +164,8 @@ def bare_seconds(trials: list[FrozenTrial], data: Data) -> float:
 def measure(kind: str, spec: StudySpec, data: Data) -> Run:
     study_s, trained_s, trials, work = timed_study(kind, spec, data)
     bare_s = bare_seconds(trials, data)
-    epochs = [len(t.user_attrs["history"]) for t in trials]
-    configs = json.dumps([[t.user_attrs["config"], n] for t, n in zip(trials, epochs, strict=True)], sort_keys=True)
+    epochs = [len(read_trial(t).history) for t in trials]
+    configs = json.dumps([[read_trial(t).config, n] for t, n in zip(trials, epochs, strict=True)], sort_keys=True)
     return Run(kind, study_s, trained_s, bare_s, len(trials), sum(epochs), work, configs)
 
 

@@ -41,6 +41,7 @@ def bare_training(journal: Path, study: str) -> tuple[float, float]:
 
     from hpsearch import TrainConfig, train
     from hpsearch.datasets import load_data
+    from hpsearch.search.records import read_trial
     from hpsearch.storage import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -52,7 +53,7 @@ def bare_training(journal: Path, study: str) -> tuple[float, float]:
     one_epoch = time.perf_counter() - started
     total = 0.0
     for trial in trials:
-        config = TrainConfig.from_mapping(trial.user_attrs["config"])
+        config = TrainConfig.from_mapping(read_trial(trial).config)
         epochs = max(len(trial.intermediate_values), 1)
         started = time.perf_counter()
         train(config.replace(epochs=epochs), data)

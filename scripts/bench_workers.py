@@ -32,6 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 import hpsearch
 from hpsearch import StudySpec, TrainConfig
+from hpsearch.search.records import read_trial
 from hpsearch.storage import open_storage
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
@@ -53,7 +54,7 @@ class Row:
 def trial_overheads(trials: list[FrozenTrial]) -> tuple[float, float]:
     """Median seconds of a trial outside its epochs' training, and median trial wall seconds."""
     walls = [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials]
-    training = [sum(epoch["seconds"] for epoch in t.user_attrs["history"]) for t in trials]
+    training = [sum(epoch["seconds"] for epoch in read_trial(t).history) for t in trials]
     outside = [wall - seconds for wall, seconds in zip(walls, training, strict=True)]
     return statistics.median(outside), statistics.median(walls)
 

@@ -18,6 +18,7 @@ from hpsearch.batched import BatchedTrainer, train_batched
 from hpsearch.config import TrainConfig
 from hpsearch.data import Data
 from hpsearch.errors import ConfigError
+from hpsearch.search.records import read_trial
 from hpsearch.search.runner import run_study
 from hpsearch.search.space import SearchSpace
 from hpsearch.spec import StudySpec
@@ -131,7 +132,7 @@ def test_a_batched_study_equals_the_sequential_one(tmp_path: Path, digits: Data)
         assert mine.params == theirs.params and mine.state == theirs.state == TrialState.COMPLETE
         assert mine.value == pytest.approx(theirs.value, abs=TOLERANCE)
         assert mine.intermediate_values == pytest.approx(theirs.intermediate_values, abs=TOLERANCE)
-        assert set(mine.user_attrs) >= {"config", "seed", "history", "seconds", "status"}
+        assert set(mine.user_attrs["hpsearch"]) >= {"config", "seed", "history", "seconds", "status"}
 
 
 def test_a_batched_study_prunes_and_refills_slots(tmp_path: Path, digits: Data) -> None:
@@ -143,7 +144,7 @@ def test_a_batched_study_prunes_and_refills_slots(tmp_path: Path, digits: Data) 
     assert len(states) == 10 and TrialState.RUNNING not in states
     assert TrialState.PRUNED in states and TrialState.COMPLETE in states
     for trial in study.get_trials(states=(TrialState.PRUNED,)):
-        assert trial.user_attrs["status"] in ("pruned", "diverged") and trial.user_attrs["reason"]
+        assert read_trial(trial).status in ("pruned", "diverged") and read_trial(trial).reason
 
 
 @pytest.mark.parametrize(("batch", "space", "message"), [

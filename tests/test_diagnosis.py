@@ -14,6 +14,7 @@ from hpsearch.config import TrainConfig
 from hpsearch.data import Data
 from hpsearch.diagnosis import diagnose, range_advice
 from hpsearch.models import MODELS
+from hpsearch.search.records import read_trial
 from hpsearch.search.runner import run_study
 from hpsearch.search.space import SearchSpace
 from hpsearch.spec import StudySpec
@@ -55,7 +56,7 @@ def test_edge_advice_fires_for_a_range_far_too_low(digits: Data, tmp_path: Path)
 def test_edge_advice_stays_silent_for_a_well_centred_range(digits: Data, tmp_path: Path) -> None:
     study = grid_study(1e-5, 1.0, digits, tmp_path)
     assert range_advice(study.trials, {"lr": {"low": 1e-5, "high": 1.0, "log": True}}, maximize=False) == []
-    assert all("diagnosis" in t.user_attrs for t in study.trials)
+    assert all(read_trial(t).diagnosis is not None for t in study.trials)
 
 
 def test_divergence_advice_names_the_lr_above_which_trials_diverge(digits: Data, tmp_path: Path) -> None:

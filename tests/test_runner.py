@@ -11,6 +11,7 @@ from hpsearch.config import TrainConfig
 from hpsearch.data import Data
 from hpsearch.errors import ConfigError
 from hpsearch.search import objective as objective_module
+from hpsearch.search.records import read_trial
 from hpsearch.search.runner import StudyMismatchError, finished_trials, run_study
 from hpsearch.search.space import SearchSpace
 from hpsearch.spec import StudySpec
@@ -37,7 +38,7 @@ def test_each_strategy_runs_end_to_end_into_sqlite(strategy: str, tmp_path: Path
         assert set(trial.params) == {"lr", "weight_decay"}
         assert sorted(trial.intermediate_values) == [1, 2, 3]
         assert trial.value == trial.intermediate_values[3]
-        attrs = trial.user_attrs
+        attrs = trial.user_attrs["hpsearch"]  # the trial record, one user attr
         assert attrs["status"] == "completed" and attrs["seed"] == 0 and attrs["seconds"] > 0
         assert attrs["config"]["lr"] == trial.params["lr"] and attrs["config"]["epochs"] == 3
         assert [m["epoch"] for m in attrs["history"]] == [1, 2, 3]
@@ -84,7 +85,7 @@ def test_an_interrupted_study_resumes_and_the_interrupted_trial_does_not_count(
     monkeypatch.undo()
     trials = optuna.load_study(study_name="digits-tpe", storage=sqlite(tmp_path)).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL]
-    assert trials[2].user_attrs["status"] == "interrupted"
+    assert read_trial(trials[2]).status == "interrupted"
 
     study = run_study(spec, sqlite(tmp_path), data=digits)
     assert len(finished_trials(study)) == 4 and len(study.trials) == 5
@@ -98,9 +99,9 @@ def test_median_pruner_prunes_bad_trials_and_keeps_the_reason(tmp_path: Path, di
     pruned = study.get_trials(states=(TrialState.PRUNED,))
     assert pruned, "a range from 1e-7 to 1 must give the median pruner trials to stop"
     for trial in pruned:
-        assert trial.user_attrs["status"] in ("pruned", "diverged")
-        assert trial.user_attrs["reason"].startswith(("pruned at epoch", "diverged at epoch"))
-        assert len(trial.user_attrs["history"]) < 6 or trial.user_attrs["status"] == "diverged"
+        assert read_trial(trial).status in ("pruned", "diverged")
+        assert read_trial(trial).reason.startswith(("pruned at epoch", "diverged at epoch"))
+        assert len(read_trial(trial).history) < 6 or read_trial(trial).status == "diverged"
 
 
 def test_a_diverged_trial_is_pruned_with_its_reason(tmp_path: Path, digits: Data) -> None:
@@ -109,8 +110,8 @@ def test_a_diverged_trial_is_pruned_with_its_reason(tmp_path: Path, digits: Data
     study = run_study(spec, sqlite(tmp_path), data=poisoned)
     for trial in study.trials:
         assert trial.state == TrialState.PRUNED
-        assert trial.user_attrs["status"] == "diverged"
-        assert "diverged at epoch 1" in trial.user_attrs["reason"]
+        assert read_trial(trial).status == "diverged"
+        assert "diverged at epoch 1" in read_trial(trial).reason
 
 
 @pytest.mark.parametrize("pruner", ["hyperband", "median"])
@@ -155,10 +156,10 @@ def test_searched_schedule_warmup_clip_and_batch_size_reach_training(digits: Dat
         "clip": {"choices": [0.5]}, "batch_size": {"choices": [32]}})
     study = run_study(StudySpec(strategy="random", n_trials=1, pruner="none", space=space, train=FAST), "memory",
                       data=digits)
-    config = study.trials[0].user_attrs["config"]
+    config = read_trial(study.trials[0]).config
     assert config["schedule"] == "wsd" and config["clip"] == 0.5 and config["batch_size"] == 32
     assert 0.1 <= config["warmup"] <= 0.2
-    history = study.trials[0].user_attrs["history"]
+    history = read_trial(study.trials[0]).history
     assert history[0]["lr"] < history[1]["lr"]  # warmup reached the optimizer
     assert all(math.isfinite(m["val_loss"]) for m in history)
 

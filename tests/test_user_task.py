@@ -17,6 +17,7 @@ from hpsearch.checks import FAIL, PASS, run_checks
 from hpsearch.cli import app
 from hpsearch.data import Data, StreamData
 from hpsearch.errors import ConfigError, EntryPointError
+from hpsearch.search.records import read_trial
 from hpsearch.search.space import SearchSpace
 from hpsearch.training import config_data
 
@@ -70,7 +71,7 @@ def test_model_args_are_searched_and_each_trial_builds_its_own(task_dir: Path, m
     study = run_study(spec, "memory")
     widths = [trial.params["model_args.width"] for trial in study.trials]
     assert all(isinstance(w, int) and 4 <= w <= 12 for w in widths)
-    assert [t.user_attrs["config"]["model_args"]["width"] for t in study.trials] == widths
+    assert [read_trial(t).config["model_args"]["width"] for t in study.trials] == widths
     built = [int(line) for line in log.read_text().split()]
     assert set(widths) <= set(built)  # every trial's model (and the pre-flight build) came from its factory call
 
@@ -109,7 +110,7 @@ def test_an_optimizer_choice_is_searched_in_one_study(digits: Data) -> None:
     assert chosen == {"adamw", "sgd"}
     for trial in study.trials:  # momentum only where the optimizer has one
         assert ("momentum" in trial.params) == (trial.params["optimizer"] == "sgd")
-        assert trial.user_attrs["config"]["momentum"] == trial.params.get("momentum")
+        assert read_trial(trial).config["momentum"] == trial.params.get("momentum")
 
 
 def test_mse_regression_learns_far_below_the_target_variance(task_dir: Path) -> None:

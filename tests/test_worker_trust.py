@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 
 from hpsearch.config import TrainConfig
 from hpsearch.entry_points import is_trusted
+from hpsearch.search.records import read_trial
 from hpsearch.search.runner import _create_or_load
 from hpsearch.search.space import SearchSpace
 from hpsearch.spec import StudySpec
@@ -60,8 +61,8 @@ def test_two_workers_run_trials_of_an_entry_point_model(task_dir: Path) -> None:
     assert done.returncode == 0, done.stderr
     trials = completed(storage, "jobs")
     assert len(trials) == 8
-    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both workers took trials
-    assert {t.user_attrs["config"]["model"] for t in trials} == {"usertask.py:cnn"}
+    assert len({read_trial(t).worker for t in trials}) == 2  # both workers took trials
+    assert {read_trial(t).config["model"] for t in trials} == {"usertask.py:cnn"}
 
 
 def test_a_worker_refuses_an_untrusted_module_before_any_trial_and_runs_it_when_trusted(task_dir: Path) -> None:

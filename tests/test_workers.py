@@ -16,6 +16,7 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.config import TrainConfig
+from hpsearch.search.records import read_trial
 from hpsearch.storage import StorageError, open_storage
 from hpsearch.training import train
 
@@ -64,7 +65,7 @@ def test_two_workers_on_postgresql_finish_a_grid_with_no_point_twice(postgres_ur
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 20  # none lost, none failed, none extra
     assert sorted(t.system_attrs["grid_id"] for t in trials) == list(range(20))
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 20
-    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both workers ran trials
+    assert len({read_trial(t).worker for t in trials}) == 2  # both workers ran trials
     # Two workers asking at once for the last place: the second's trial went back to the queue, unrun.
     assert len(trials_of("grid20", postgres_url)) - 20 <= 1
     assert "best val_loss" in out
@@ -82,7 +83,7 @@ def test_a_worker_killed_mid_trial_is_retried_from_its_checkpoint(postgres_url: 
         """A trial of the doomed worker mid-way (two epochs checkpointed), once one has completed."""
         trials = trials_of("k9", postgres_url)
         running = [t for t in trials if t.state == TrialState.RUNNING and len(t.intermediate_values) >= 2
-                   and t.user_attrs.get("worker", "").endswith(f":{doomed.pid}")]
+                   and (read_trial(t).worker or "").endswith(f":{doomed.pid}")]
         if running and any(t.state == TrialState.COMPLETE for t in trials):
             found.append(running[0])
         return bool(found)
@@ -102,10 +103,10 @@ def test_a_worker_killed_mid_trial_is_retried_from_its_checkpoint(postgres_url: 
     assert trials[killed.number].state == TrialState.FAIL
     retry = next(t for t in trials.values() if t.system_attrs.get("failed_trial") == killed.number)
     assert retry.state == TrialState.COMPLETE and retry.params == killed.params
-    assert retry.user_attrs["checkpoint"] == killed.user_attrs["checkpoint"]
-    assert retry.user_attrs["resumed_from_epoch"] >= 2
+    assert read_trial(retry).checkpoint == read_trial(killed).checkpoint
+    assert read_trial(retry).resumed_from_epoch >= 2
     assert sorted(retry.intermediate_values) == list(range(1, EPOCHS + 1))
-    uninterrupted = train(TrainConfig.from_mapping(retry.user_attrs["config"]))
+    uninterrupted = train(TrainConfig.from_mapping(read_trial(retry).config))
     assert retry.value == pytest.approx(uninterrupted.val_loss, rel=1e-3)
 
 
@@ -122,7 +123,7 @@ def test_four_local_processes_share_a_file_storage(storage: str, tmp_path: Path)
     assert len(finished) == 40 and not [t for t in trials if t.state in (TrialState.FAIL, TrialState.RUNNING)]
     # Workers that asked at once for the last places put their surplus trials back in the queue.
     assert len(trials) - len(finished) <= 3 and all(t.state == TrialState.WAITING for t in trials[40:])
-    assert len({t.user_attrs["worker"] for t in finished}) == 4
+    assert len({read_trial(t).worker for t in finished}) == 4
 
 
 @pytest.mark.parametrize(("stop", "jobs", "batch"), [(signal.SIGTERM, "1", ""), (signal.SIGINT, "2", ""),
@@ -142,7 +143,7 @@ def test_an_interrupted_run_marks_its_trials_and_the_same_command_completes_it(s
     assert err.strip().splitlines()[-1] == "error: interrupted; resume with: " + shlex.join(["hpsearch", *args])
     interrupted = [t for t in trials_of("digits-random", storage) if t.state == TrialState.FAIL]
     assert 1 <= len(interrupted) <= at_once  # a trial may just have finished as the signal came
-    assert all(t.user_attrs["status"] == "interrupted" and t.user_attrs["reason"] for t in interrupted)
+    assert all(read_trial(t).status == "interrupted" and read_trial(t).reason for t in interrupted)
     assert not [t for t in trials_of("digits-random", storage) if t.state == TrialState.RUNNING]
 
     code, _, err = finish(start(*args))

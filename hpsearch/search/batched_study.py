@@ -2,28 +2,28 @@
 
 Optuna gives K trials (``study.ask``); they train together, each epoch's metrics are reported to
 each member's own trial, and a member that is pruned, diverges or completes is told and its slot
-takes the next trial. Every trial keeps the same user attrs as in the sequential path.
+takes the next trial. Both loops start, report and end their trials with hpsearch.search.objective,
+so a trial has the same record whichever ran it.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import optuna
 import torch
-from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.batched import BatchedTrainer
 from hpsearch.config import TrainConfig
 from hpsearch.data import Data, TaskData
 from hpsearch.errors import ConfigError
-from hpsearch.search.objective import mark_interrupted, record_result, start_trial
+from hpsearch.search.objective import TrialCallback, finish_trial, give_up, report_epoch, start_trial
 from hpsearch.search.optuna_private import in_optimize_loop, record_heartbeat
+from hpsearch.search.records import TrialRecord
 from hpsearch.search.setup import prepare_study
 from hpsearch.spec import StudySpec
 from hpsearch.status import Status
@@ -33,7 +33,6 @@ __all__ = ["SHAPE_PARAMS", "auto_batch", "check_batchable", "optimize_batched"]
 
 logger = logging.getLogger(__name__)
 
-TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 # `--batch auto` on a CPU: members per CPU thread (one stack of them per core). On two cores the time
 # per trial-epoch is flat from K = 4 to 32 (scripts/bench_batched.py); fewer members at once leave
 # TPE more finished trials to learn from and fewer idle slots at the end of a study.
@@ -94,13 +93,13 @@ def optimize_batched(study: optuna.Study, spec: StudySpec, data: TaskData, k: in
         raise ConfigError(f"--batch needs the data as tensors on the device; dataset {data.name!r} streams")
     to_ask = spec.total_trials - prepare_study(study, spec)
     deadline = time.monotonic() + timeout if timeout is not None else None
-    trials: dict[int, optuna.Trial] = {}
+    trials: dict[int, tuple[optuna.Trial, TrialRecord]] = {}
     configs: list[TrainConfig] = []
     for _ in range(min(k, to_ask)):
         with warnings.catch_warnings():  # the first K asks come before the loop below
             warnings.filterwarnings("ignore", message="Heartbeat of storage")
-            trial, config = _ask(study, spec)
-        trials[len(configs)] = trial
+            trial, config, record = _ask(study, spec)
+        trials[len(configs)] = trial, record
         configs.append(config)
     if not configs:
         return
@@ -112,42 +111,39 @@ def optimize_batched(study: optuna.Study, spec: StudySpec, data: TaskData, k: in
             while trials:
                 metrics = trainer.run_epoch()
                 for slot, epoch in metrics.items():
-                    if _report(study, trials[slot], trainer, slot, epoch, spec, callbacks):
+                    if _report(study, *trials[slot], trainer, slot, epoch, spec, callbacks):
                         del trials[slot]
                         trainer.retire(slot)
                         out_of_time = deadline is not None and time.monotonic() >= deadline
                         if to_ask > 0 and not out_of_time:
-                            trials[slot], config = _ask(study, spec)
+                            trial, config, record = _ask(study, spec)
+                            trials[slot] = trial, record
                             trainer.replace(slot, config)
                             to_ask -= 1
-                for trial in trials.values():  # a beat per running member and epoch: a killed batch is retried
+                for trial, _ in trials.values():  # a beat per running member and epoch: a killed batch is retried
                     record_heartbeat(study, trial)
-        except KeyboardInterrupt:
-            for trial in trials.values():
-                mark_interrupted(trial)
-                study.tell(trial, state=TrialState.FAIL)
+        except KeyboardInterrupt as exc:
+            for trial, record in trials.values():
+                give_up(study, trial, record, exc)
             raise
 
 
-def _ask(study: optuna.Study, spec: StudySpec) -> tuple[optuna.Trial, TrainConfig]:
+def _ask(study: optuna.Study, spec: StudySpec) -> tuple[optuna.Trial, TrainConfig, TrialRecord]:
     trial = study.ask()
-    return trial, start_trial(trial, spec)
+    return trial, *start_trial(trial, spec)
 
 
-def _report(study: optuna.Study, trial: optuna.Trial, trainer: BatchedTrainer, slot: int, epoch: EpochMetrics,
-            spec: StudySpec, callbacks: Sequence[TrialCallback]) -> bool:
+def _report(study: optuna.Study, trial: optuna.Trial, record: TrialRecord, trainer: BatchedTrainer, slot: int,
+            epoch: EpochMetrics, spec: StudySpec, callbacks: Sequence[TrialCallback]) -> bool:
     """Report one member's epoch to its trial; tell the trial when it is done. Whether it is done."""
-    value = getattr(epoch, spec.metric)
-    if math.isfinite(value):
-        trial.report(value, epoch.epoch)
+    stop = report_epoch(trial, spec.metric, epoch.epoch, epoch)
     member = trainer.members[slot]
     assert member is not None
     if member.status == Status.RUNNING:
-        if not trial.should_prune():
+        if not stop:
             return False
         member.status = Status.STOPPED  # as train() ends a run its reporter stops
-    final = record_result(trial, trainer.result(slot), spec.metric)
-    frozen = study.tell(trial, final) if final is not None else study.tell(trial, state=TrialState.PRUNED)
+    frozen = finish_trial(study, trial, record, trainer.result(slot), spec.metric)
     for callback in callbacks:
         callback(study, frozen)
     return True

@@ -16,13 +16,12 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from hpsearch.search.records import RECORD_ATTR, read_trial
 from hpsearch.status import Status
 
 __all__ = ["INTERRUPTED", "Budget", "budget", "finished_trials", "requeue_interrupted"]
 
 INTERRUPTED = Status.INTERRUPTED  # the name earlier code imports
-# User attrs a retry starts with: what the trial is, not what happened to it.
-_KEPT_ATTRS = ("config", "seed", "checkpoint")
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,8 @@ def requeue_interrupted(study: optuna.Study) -> int:
         for trial in trials:
             if _interrupted(trial) and trial.number not in retried:
                 fresh = copy.deepcopy(trial)
-                fresh.user_attrs = {key: value for key, value in trial.user_attrs.items() if key in _KEPT_ATTRS}
+                # A retry starts with what the trial is, not what happened to it.
+                fresh.user_attrs = {RECORD_ATTR: read_trial(trial).identity().to_dict()}
                 retry(study, fresh)
                 queued += 1
     return queued
@@ -71,7 +71,7 @@ def _counted(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 
 
 def _interrupted(trial: FrozenTrial) -> bool:
-    return trial.state == TrialState.FAIL and trial.user_attrs.get("status") == INTERRUPTED
+    return trial.state == TrialState.FAIL and read_trial(trial).status == INTERRUPTED
 
 
 def _retried_numbers(trials: list[FrozenTrial]) -> set[int]:

@@ -1,4 +1,5 @@
-"""One Optuna trial: suggested params → TrainConfig → train() with a pruning reporter → value."""
+"""One Optuna trial, whichever loop runs it: suggested params → TrainConfig and its record → per-epoch
+reports to the pruner → the result recorded and told."""
 
 from __future__ import annotations
 
@@ -8,29 +9,33 @@ import os
 import re
 import socket
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.checkpoint import check_checkpoint_file
 from hpsearch.config import TrainConfig
 from hpsearch.data import TaskData
 from hpsearch.diagnosis import diagnose
 from hpsearch.errors import CheckpointError
+from hpsearch.search.records import TrialRecord, read_trial, write_trial
 from hpsearch.search.space import MODEL_ARGS
 from hpsearch.spec import StudySpec
 from hpsearch.status import Status
 from hpsearch.training import EpochMetrics, TrainResult, train
 
-__all__ = ["NO_FILES", "Objective", "TrialFiles", "apply_params", "checkpoint_folder", "mark_interrupted",
-           "record_result", "start_trial"]
+__all__ = ["NO_FILES", "Objective", "TrialCallback", "TrialFiles", "apply_params", "checkpoint_folder",
+           "finish_trial", "give_up", "record_result", "report_epoch", "start_trial"]
 
 logger = logging.getLogger(__name__)
 
 CURVE_ARTIFACT = "learning_curve.png"
+TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 
 
 @dataclass(frozen=True)
@@ -59,15 +64,11 @@ NO_FILES = TrialFiles()
 
 
 class Objective:
-    """Callable for ``study.optimize``: trains one configuration on data loaded once per study.
+    """Trains one trial's configuration on data loaded once per study, reporting each epoch to the trial.
 
-    Everything about the trial goes into its user attrs, so Optuna's storage is the only record:
-    ``config`` (the full TrainConfig), ``history`` (per-epoch metrics), ``diagnosis`` (label and rule
-    from hpsearch.diagnosis), ``status``, ``reason``, ``seconds``, ``seed``, ``worker`` (host:pid)
-    and, with ``checkpoint_dir``, ``checkpoint`` (the file saved each epoch; a retry inherits the
-    attr and so continues from that file's epoch). Optuna writes one attr per storage call (a
-    journal line and its fsync, or an SQLite commit), so each is written once, before or after
-    training; within an epoch the storage sees only the reported value and the pruner's read.
+    Used by the sequential loop (hpsearch.search.worker); the batched loop trains its members itself.
+    Both start, report and end their trials with this module's start_trial, report_epoch and
+    finish_trial, so a trial's record and its storage writes are the same whichever loop ran it.
     """
 
     def __init__(self, spec: StudySpec, data: TaskData, files: TrialFiles = NO_FILES) -> None:
@@ -76,67 +77,82 @@ class Objective:
         self.checkpoint_dir = files.checkpoint_dir
         self.artifacts = FileSystemArtifactStore(str(files.artifact_dir)) if files.artifact_dir else None
 
-    def __call__(self, trial: optuna.Trial) -> float:
-        config = start_trial(trial, self.spec)
-        checkpoint = self._checkpoint(trial)
+    def start(self, trial: optuna.Trial) -> tuple[TrainConfig, TrialRecord]:
+        return start_trial(trial, self.spec, self.checkpoint_dir)
 
-        def report(epoch: int, metrics: EpochMetrics) -> bool:
-            value = getattr(metrics, self.spec.metric)
-            if math.isfinite(value):
-                trial.report(value, epoch)
-            return trial.should_prune()
+    def train(self, trial: optuna.Trial, config: TrainConfig, record: TrialRecord) -> TrainResult:
+        """Train ``config``; the trial's pruner may stop it after any epoch."""
+        checkpoint = Path(record.checkpoint) if record.checkpoint else None
+        return train(config, self.data, checkpoint=checkpoint,
+                     reporter=lambda epoch, metrics: report_epoch(trial, self.spec.metric, epoch, metrics))
 
-        try:
-            result = train(config, self.data, reporter=report, checkpoint=checkpoint)
-        except KeyboardInterrupt:
-            mark_interrupted(trial)
-            raise
-        except Exception as exc:
-            trial.set_user_attr("status", Status.FAILED)
-            trial.set_user_attr("reason", f"{type(exc).__name__}: {exc}")
-            raise
-        value = record_result(trial, result, self.spec.metric)
-        if value is None:
-            raise optuna.TrialPruned(trial.user_attrs["reason"])
-        if self.artifacts is not None:
-            self._upload(trial, trial.user_attrs["history"], checkpoint)
-        return value
-
-    def _upload(self, trial: optuna.Trial, history: list[dict[str, float]], checkpoint: Path | None) -> None:
+    def upload(self, trial: optuna.Trial, record: TrialRecord) -> None:
         """The learning curve and final checkpoint as artifacts: Optuna takes them only while the trial runs."""
+        if self.artifacts is None:
+            return
         from hpsearch.report import plot_trial_curve, save_figure  # matplotlib: only when artifacts are asked for
 
-        assert self.artifacts is not None
         with tempfile.TemporaryDirectory() as scratch:
             curve = Path(scratch) / CURVE_ARTIFACT
-            save_figure(plot_trial_curve(history, f"{trial.study.study_name}, trial {trial.number}"), curve)
+            save_figure(plot_trial_curve(record.history or [], f"{trial.study.study_name}, trial {trial.number}"),
+                        curve)
             upload_artifact(artifact_store=self.artifacts, file_path=str(curve), study_or_trial=trial,
                             mimetype="image/png")
-        if checkpoint is not None and checkpoint.is_file():
-            upload_artifact(artifact_store=self.artifacts, file_path=str(checkpoint), study_or_trial=trial,
+        if record.checkpoint is not None and Path(record.checkpoint).is_file():
+            upload_artifact(artifact_store=self.artifacts, file_path=record.checkpoint, study_or_trial=trial,
                             mimetype="application/octet-stream")
 
-    def _checkpoint(self, trial: optuna.Trial) -> Path | None:
-        """The trial's checkpoint file: inherited by a retry, else one per trial under checkpoint_dir."""
-        if self.checkpoint_dir is None:
-            return None
-        if "checkpoint" in trial.user_attrs:
-            return Path(trial.user_attrs["checkpoint"])
-        path = checkpoint_folder(self.checkpoint_dir, trial.study.study_name) / f"trial-{trial.number}.pt"
-        trial.set_user_attr("checkpoint", str(path))
-        return path
 
-
-
-def start_trial(trial: optuna.Trial, spec: StudySpec) -> TrainConfig:
-    """Suggest the trial's params and record what it is: ``config`` and ``seed`` (a retry has them from
-    the trial it retries) and ``worker``, the host:pid running it, where to look when one fails."""
+def start_trial(trial: optuna.Trial, spec: StudySpec, checkpoint_dir: Path | None = None
+                ) -> tuple[TrainConfig, TrialRecord]:
+    """Suggest the trial's params and store what it is, in one write: ``config``, ``seed`` and
+    ``checkpoint`` (a retry keeps those of the trial it retries, so it continues from its checkpoint)
+    and ``worker``, the host:pid running it."""
     config = apply_params(spec.train, spec.space.suggest(trial, spec.train.optimizer))
-    if "config" not in trial.user_attrs:
-        trial.set_user_attr("config", config.to_dict())
-        trial.set_user_attr("seed", config.seed)
-    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-    return config
+    inherited = read_trial(trial)
+    checkpoint = inherited.checkpoint
+    if checkpoint is None and checkpoint_dir is not None:
+        checkpoint = str(checkpoint_folder(checkpoint_dir, trial.study.study_name) / f"trial-{trial.number}.pt")
+    known = inherited.config is not None
+    record = TrialRecord(config=inherited.config if known else config.to_dict(),
+                         seed=inherited.seed if known else config.seed,
+                         worker=f"{socket.gethostname()}:{os.getpid()}", checkpoint=checkpoint)
+    write_trial(trial, record)
+    return config, record
+
+
+def report_epoch(trial: optuna.Trial, metric: str, epoch: int, metrics: EpochMetrics) -> bool:
+    """The one per-epoch report of every loop: the epoch's ``metric`` (when finite) to the trial, then
+    whether its pruner stops it."""
+    value = getattr(metrics, metric)
+    if math.isfinite(value):
+        trial.report(value, epoch)
+    return trial.should_prune()
+
+
+def finish_trial(study: optuna.Study, trial: optuna.Trial, record: TrialRecord, result: TrainResult, metric: str,
+                 objective: Objective | None = None) -> FrozenTrial:
+    """Store a finished run with its trial and tell it: COMPLETE with its value, or PRUNED (stopped,
+    diverged, non-finite). A completed trial's artifacts go up first, while it still runs."""
+    final = record_result(record, result, metric)
+    write_trial(trial, final)
+    if final.status == Status.COMPLETED:
+        if objective is not None:
+            objective.upload(trial, final)
+        return study.tell(trial, getattr(result, metric))
+    return study.tell(trial, state=TrialState.PRUNED)
+
+
+def give_up(study: optuna.Study, trial: optuna.Trial, record: TrialRecord | None, exc: BaseException) -> FrozenTrial:
+    """Fail a trial that an error or an interrupt ended; an interrupted one (Ctrl-C, SIGTERM) does not
+    count, and the next run retries it."""
+    record = record if record is not None else read_trial(trial).identity()
+    if isinstance(exc, KeyboardInterrupt):
+        status, reason = Status.INTERRUPTED, "interrupted by the user"
+    else:
+        status, reason = Status.FAILED, f"{type(exc).__name__}: {exc}"
+    write_trial(trial, replace(record, status=status, reason=reason))
+    return study.tell(trial, state=TrialState.FAIL)
 
 
 def apply_params(config: TrainConfig, params: dict[str, Any]) -> TrainConfig:
@@ -148,21 +164,10 @@ def apply_params(config: TrainConfig, params: dict[str, Any]) -> TrainConfig:
     return config.replace(**fields)
 
 
-def mark_interrupted(trial: optuna.Trial) -> None:
-    """Ctrl-C or SIGTERM ended the trial: it does not count, and the next run retries it."""
-    trial.set_user_attr("status", Status.INTERRUPTED)
-    trial.set_user_attr("reason", "interrupted by the user")
-
-
-def record_result(trial: optuna.Trial, result: TrainResult, metric: str) -> float | None:
-    """Store a finished run with its trial (history, diagnosis, seconds, status, reason); return its
-    ``metric`` value, or None when the trial is to be told PRUNED (diverged, stopped, non-finite)."""
+def record_result(record: TrialRecord, result: TrainResult, metric: str) -> TrialRecord:
+    """``record`` with what became of the run: history, diagnosis, seconds, and its status and reason
+    (completed, or diverged / pruned / non-finite ``metric``, which its trial is told as PRUNED)."""
     history = result.to_dict()["history"]  # JSON-ready: None where a loss was not finite
-    trial.set_user_attr("history", history)
-    trial.set_user_attr("diagnosis", diagnose(history, result.status).to_dict())
-    trial.set_user_attr("seconds", result.seconds)
-    if result.resumed_from:
-        trial.set_user_attr("resumed_from_epoch", result.resumed_from)
     epochs_run = len(result.history)
     value = getattr(result, metric)
     if result.status == Status.DIVERGED:
@@ -172,11 +177,10 @@ def record_result(trial: optuna.Trial, result: TrainResult, metric: str) -> floa
     elif not math.isfinite(value):
         status, reason = Status.DIVERGED, f"{metric} is {value} after epoch {epochs_run}"
     else:
-        trial.set_user_attr("status", Status.COMPLETED)
-        return value
-    trial.set_user_attr("status", status)
-    trial.set_user_attr("reason", reason)
-    return None
+        status, reason = Status.COMPLETED, None
+    return replace(record, history=history, diagnosis=diagnose(history, result.status).to_dict(),
+                   seconds=result.seconds, resumed_from_epoch=result.resumed_from or None, status=status,
+                   reason=reason)
 
 
 def checkpoint_folder(checkpoint_dir: Path, study_name: str) -> Path:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpsearch.errors import HPSearchError
 from hpsearch.search.objective import NO_FILES, TrialFiles
 from hpsearch.search.optuna_private import storage_of, trial_id
+from hpsearch.search.records import RECORD_ATTR, read_trial
 from hpsearch.status import Status
 
 __all__ = ["WorkerPool"]
@@ -113,9 +114,10 @@ def _fail_orphans(study: optuna.Study, workers: list[subprocess.Popen[bytes]]) -
     ours = {f"{socket.gethostname()}:{worker.pid}" for worker in workers}
     storage = storage_of(study)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial.user_attrs.get("worker") in ours:
-            storage.set_trial_user_attr(trial_id(trial), "status", Status.INTERRUPTED)
-            storage.set_trial_user_attr(trial_id(trial), "reason", "interrupted by the user")
+        stored = read_trial(trial)
+        if stored.worker in ours:
+            interrupted = replace(stored.identity(), status=Status.INTERRUPTED, reason="interrupted by the user")
+            storage.set_trial_user_attr(trial_id(trial), RECORD_ATTR, interrupted.to_dict())
             storage.set_trial_state_values(trial_id(trial), TrialState.FAIL)
 
 

@@ -1,9 +1,15 @@
-"""The record hpsearch keeps with each study (its ``hpsearch`` user attr): one reader, one writer, a schema.
+"""The records hpsearch keeps with each study and each trial (their ``hpsearch`` user attr): one reader,
+one writer and a schema for each.
 
-It holds the spec the study was created with (what workers run, what a re-run is checked against),
+A study's record holds the spec the study was created with (what workers run, what a re-run is checked against),
 the package versions, the LR range test when one ran, and for a coarse-to-fine stage its family's name,
 stage number and spec. Records written before the schema was numbered read as schema 1; a record of a
 newer schema than this hpsearch knows is refused rather than misread.
+
+A trial's record holds what the trial is (config, seed, worker, checkpoint), written once when it
+starts, and what became of it (history, diagnosis, seconds, status, reason), written once more when it
+ends: two storage writes a trial, where one user attr per fact cost seven (each a journal line and its
+fsync, or an SQLite commit). Trials stored before, with one user attr per fact, read the same.
 """
 
 from __future__ import annotations
@@ -13,13 +19,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import optuna
+from optuna.trial import BaseTrial, FrozenTrial
 
 from hpsearch.errors import HPSearchError
 
-__all__ = ["RECORD_ATTR", "SCHEMA_VERSION", "StudyRecord", "read_record", "write_record"]
+__all__ = ["RECORD_ATTR", "SCHEMA_VERSION", "TRIAL_SCHEMA_VERSION", "StudyRecord", "TrialRecord", "read_record",
+           "read_trial", "write_record", "write_trial"]
 
 RECORD_ATTR = "hpsearch"
 SCHEMA_VERSION = 1
+TRIAL_SCHEMA_VERSION = 2  # 1: one user attr per field, before the trial record
 
 
 @dataclass(frozen=True)
@@ -74,3 +83,50 @@ def read_record(source: optuna.Study | Mapping[str, Any]) -> StudyRecord:
 def write_record(study: optuna.Study, record: StudyRecord) -> None:
     """Store ``record`` with ``study``: one user-attr write, so a reader sees the old record or the new one."""
     study.set_user_attr(RECORD_ATTR, {**record.to_dict(), "schema": SCHEMA_VERSION})
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """What hpsearch stored with a trial: what it is, and once it ended, what became of it."""
+
+    config: dict[str, Any] | None = None  # the full TrainConfig
+    seed: int | None = None
+    worker: str | None = None  # host:pid that ran it, where to look when one fails
+    checkpoint: str | None = None  # the file saved each epoch; a retry continues from it
+    history: list[dict[str, Any]] | None = None  # per-epoch metrics, None where a value was not finite
+    diagnosis: dict[str, Any] | None = None  # label and rule from hpsearch.diagnosis
+    seconds: float | None = None
+    status: str | None = None  # a hpsearch.status.Status
+    reason: str | None = None
+    resumed_from_epoch: int | None = None
+    schema: int = TRIAL_SCHEMA_VERSION
+
+    def identity(self) -> TrialRecord:
+        """Only what the trial is, not what became of it: what a retry starts from."""
+        return TrialRecord(config=self.config, seed=self.seed, worker=self.worker, checkpoint=self.checkpoint)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields that are set, with the schema: what is stored."""
+        values = {name: getattr(self, name) for name in _TRIAL_FIELDS if getattr(self, name) is not None}
+        return {"schema": TRIAL_SCHEMA_VERSION, **values}
+
+
+_TRIAL_FIELDS = tuple(name for name in TrialRecord.__dataclass_fields__ if name != "schema")
+
+
+def read_trial(trial: FrozenTrial | BaseTrial) -> TrialRecord:
+    """The record of a trial: its ``hpsearch`` user attr, or the flat user attrs of schema 1."""
+    user_attrs = trial.user_attrs
+    stored = user_attrs.get(RECORD_ATTR)
+    if not isinstance(stored, Mapping):
+        return TrialRecord(**{name: user_attrs[name] for name in _TRIAL_FIELDS if name in user_attrs}, schema=1)
+    schema = int(stored.get("schema", TRIAL_SCHEMA_VERSION))
+    if schema > TRIAL_SCHEMA_VERSION:
+        raise HPSearchError(f"the hpsearch record of trial {trial.number} has schema {schema}, newer than this "
+                            f"hpsearch reads ({TRIAL_SCHEMA_VERSION}): upgrade hpsearch")
+    return TrialRecord(**{name: stored[name] for name in _TRIAL_FIELDS if name in stored}, schema=schema)
+
+
+def write_trial(trial: optuna.Trial, record: TrialRecord) -> None:
+    """Store ``record`` with a running trial: one user-attr write, the whole record."""
+    trial.set_user_attr(RECORD_ATTR, record.to_dict())

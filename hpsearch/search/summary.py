@@ -12,7 +12,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.errors import HPSearchError
-from hpsearch.search.records import read_record
+from hpsearch.search.records import RECORD_ATTR, read_record, read_trial
 from hpsearch.strict_json import finite_or_none
 
 __all__ = ["StudyRow", "best_with_study", "counts_by_state", "list_studies", "load_existing_study", "load_family",
@@ -95,7 +95,7 @@ def trial_row(trial: FrozenTrial) -> dict[str, Any]:
     """The facts about a trial that tables and exports show."""
     return {"number": trial.number, "state": trial.state.name.lower(), "value": trial.value,
             "params": trial.params, "epochs": len(trial.intermediate_values),
-            "reason": trial.user_attrs.get("reason")}
+            "reason": read_trial(trial).reason}
 
 
 def study_row_json(row: StudyRow) -> dict[str, Any]:
@@ -108,9 +108,11 @@ def study_row_json(row: StudyRow) -> dict[str, Any]:
 def trial_json(trial: FrozenTrial, full: bool = False) -> dict[str, Any]:
     """``hpsearch show --json``: a trial's row and seconds; with ``full``, its stored record too (config,
     history, status, diagnosis, seed, worker, retry links), as ``show --trial`` prints it."""
-    values = {**trial_row(trial), "status": trial.user_attrs.get("status"), "seconds": trial.user_attrs.get("seconds")}
+    stored = read_trial(trial)
+    values = {**trial_row(trial), "status": stored.status, "seconds": stored.seconds}
     if full:
-        values["user_attrs"] = dict(trial.user_attrs)
+        values["record"] = stored.to_dict()
+        values["user_attrs"] = {key: value for key, value in trial.user_attrs.items() if key != RECORD_ATTR}
         values["intermediate_values"] = {str(epoch): value for epoch, value in trial.intermediate_values.items()}
         values["retry_of"] = trial.system_attrs.get("failed_trial")
     return finite_or_none(values)

@@ -11,19 +11,18 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import optuna
 import torch
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
-from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.data import TaskData
 from hpsearch.devices import resolve_device
 from hpsearch.errors import ConfigError
 from hpsearch.search.budget import budget
-from hpsearch.search.objective import NO_FILES, Objective, TrialFiles, mark_interrupted
+from hpsearch.search.objective import NO_FILES, Objective, TrialCallback, TrialFiles, finish_trial, give_up
 from hpsearch.search.optuna_private import (
     heartbeat_interval,
     heartbeat_thread,
@@ -36,7 +35,6 @@ from hpsearch.search.setup import fail_stale_trials_quietly, prepare_study
 from hpsearch.search.summary import load_family
 from hpsearch.search.trust import check_trusted
 from hpsearch.spec import StudySpec
-from hpsearch.status import Status
 from hpsearch.storage import GRACE_BEATS, describe_storage
 from hpsearch.task import check_task
 from hpsearch.training import config_data
@@ -45,7 +43,6 @@ __all__ = ["join_study", "optimize_to_budget", "stored_spec"]
 
 logger = logging.getLogger(__name__)
 
-TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 # Seconds between looks at the storage while other workers run the last trials of the budget.
 WAIT_POLL = 1.0
 
@@ -103,6 +100,7 @@ def _run_trial(study: optuna.Study, objective: Objective, total: int, callbacks:
     the outcome (COMPLETE, PRUNED, or FAIL for an error, which is logged and does not stop the worker).
     """
     trial = study.ask()
+    record = None
     try:
         # Finished trials plus the running ones started before this one (lower numbers) fill the budget:
         # this one is surplus.
@@ -111,33 +109,27 @@ def _run_trial(study: optuna.Study, objective: Objective, total: int, callbacks:
         if room < 0:
             requeue(study, trial)
             return 0
+        config, record = objective.start(trial)
     except BaseException as exc:  # Ctrl-C or SIGTERM between ask and train: the trial must not stay RUNNING
-        _give_up(study, trial, exc)
+        give_up(study, trial, record, exc)
         raise
-    value: float | None = None
+    failure: RuntimeError | None = None
     with heartbeat_thread(study, trial):
         try:
-            value, outcome = objective(trial), TrialState.COMPLETE
-        except optuna.TrialPruned:
-            outcome = TrialState.PRUNED
+            result = objective.train(trial, config, record)
         except RuntimeError as exc:  # a training error fails this trial, not the search
             logger.warning("trial %d of %s failed: %s: %s", trial.number, study.study_name, type(exc).__name__, exc)
-            outcome = TrialState.FAIL
+            failure = exc
         except BaseException as exc:
-            _give_up(study, trial, exc)
+            give_up(study, trial, record, exc)
             raise
-    frozen = study.tell(trial, value, state=outcome)
+    if failure is not None:
+        frozen = give_up(study, trial, record, failure)
+    else:
+        frozen = finish_trial(study, trial, record, result, objective.spec.metric, objective)
     for callback in callbacks:
         callback(study, frozen)
     return room
-
-
-def _give_up(study: optuna.Study, trial: optuna.Trial, exc: BaseException) -> None:
-    """Fail a trial that an interrupt or error ends outside training; an interrupt is marked as one (if the
-    objective has not already), so that the next run retries it."""
-    if isinstance(exc, KeyboardInterrupt) and trial.user_attrs.get("status") != Status.INTERRUPTED:
-        mark_interrupted(trial)
-    study.tell(trial, state=TrialState.FAIL)
 
 
 def join_study(name: str, storage: BaseStorage, *, device: str | None = None, threads: int | None = None,
