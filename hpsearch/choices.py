@@ -9,7 +9,7 @@ __all__ = ["FEEDS", "LOSSES", "METRICS", "OPTIMIZERS", "PRECISIONS", "PRUNERS", 
            "Feed", "Metric", "Optimizer", "Precision", "Pruner", "Schedule", "Strategy"]
 
 Strategy = Literal["grid", "random", "tpe", "coarse-to-fine"]
-Pruner = Literal["median", "hyperband", "none"]
+Pruner = Literal["median", "hyperband", "asha", "none"]
 Metric = Literal["val_loss", "val_acc"]
 Schedule = Literal["constant", "step", "cosine", "warmup-cosine", "wsd"]
 Optimizer = Literal["adamw", "adam", "sgd"]

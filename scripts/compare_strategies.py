@@ -1,16 +1,19 @@
-"""Grid, random, TPE and coarse-to-fine at the same budget of trial-epochs, over seeds and datasets.
+"""Grid, random, TPE (median and hyperband pruners) and coarse-to-fine at the same budget of trial-epochs,
+over seeds and datasets.
 
 Budget is counted in epochs actually trained (a pruned trial counts the epochs it ran; the LR range
 test counts its batches as a fraction of an epoch). For each run the best validation loss so far is
 recorded against the budget spent. Prints median and interquartile range at 25%, 50% and 100% of
-the budget, Mann-Whitney U p-values (coarse-to-fine below TPE, one-sided), and the share of the
-budget at which coarse-to-fine's median first reaches TPE's median final value; saves the
-best-so-far curves. Run: python scripts/compare_strategies.py [--seeds 10] [--budget 300] [--plot F]
+the budget, and for each TPE baseline the Mann-Whitney U p-values (coarse-to-fine below it,
+one-sided) and the share of the budget at which coarse-to-fine's median first reaches the
+baseline's median final value; saves the best-so-far curves.
+Run: python scripts/compare_strategies.py [--seeds 10] [--budget 300] [--datasets NAME ...] [--plot F]
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 import sys
 import time
@@ -24,27 +27,45 @@ import optuna
 from scipy.stats import mannwhitneyu
 
 from hpsearch import StudySpec, TrainConfig, load_data, run_study
+from hpsearch.data import TaskData
+from hpsearch.errors import HPSearchError
 from hpsearch.lr_finder import lr_range_test
+from hpsearch.search.records import read_record, read_trial
 from hpsearch.spec import CoarseToFine
 
-STRATEGIES = ("grid", "random", "tpe", "coarse-to-fine")
+# Label → (strategy, pruner); coarse-to-fine is planned apart (run_coarse_to_fine).
+STRATEGIES = {"grid": ("grid", "median"), "random": ("random", "median"), "tpe": ("tpe", "median"),
+              "tpe-hyperband": ("tpe", "hyperband"), "coarse-to-fine": ("coarse-to-fine", "median")}
+BASELINES = ("tpe", "tpe-hyperband")
 FRACTIONS = (0.25, 0.5, 1.0)
 # noise=10 makes the 784-dimensional clusters overlap: the best lr then matters (val loss 0.76 at
 # 3e-4 against 1.9 at 1e-4 and 1.9 at 1e-2 after 5 epochs), unlike the default noise where all is separable.
 DATASETS = {"digits": "digits", "mnist-shaped": "synthetic:n=6000,d=784,classes=10,noise=10"}
+# The most batches the LR range test trains (lr_range_test's default, as run_study runs it); it stops
+# sooner when the loss blows up. Only the plan of fine trials uses it: the budget counts the real batches.
+LR_TEST_MAX_STEPS: int = inspect.signature(lr_range_test).parameters["steps"].default
 
 
 class BudgetTracker:
-    """Optuna callback: adds each trial's epochs to the budget spent, records best-so-far, stops at the budget."""
+    """Optuna callback: adds each trial's epochs to the budget spent, records best-so-far, stops at the budget.
 
-    def __init__(self, budget: float, spent: float = 0.0) -> None:
+    With ``lr_test_steps_per_epoch`` the LR range test that run_study ran before the first trial is
+    counted too, as its batches over an epoch's, read from the record stored with the first study: the
+    test then runs once, inside run_study, and is still paid for before any trial's epochs.
+    """
+
+    def __init__(self, budget: float, lr_test_steps_per_epoch: int | None = None) -> None:
         self.budget = budget
-        self.spent = spent
+        self.spent = 0.0
         self.best = math.inf
         self.curve: list[tuple[float, float]] = []
+        self._lr_test_steps_per_epoch = lr_test_steps_per_epoch
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        self.spent += len(trial.user_attrs.get("history", []))
+        if self._lr_test_steps_per_epoch is not None:
+            self.spent += lr_test_batches(study) / self._lr_test_steps_per_epoch
+            self._lr_test_steps_per_epoch = None
+        self.spent += len(read_trial(trial).history or [])
         if trial.state == optuna.trial.TrialState.COMPLETE and trial.value is not None:
             self.best = min(self.best, trial.value)
         self.curve.append((self.spent, self.best))
@@ -57,21 +78,37 @@ class BudgetTracker:
         return min(values) if values else math.inf
 
 
-def run_one(strategy: str, dataset: str, seed: int, budget: float, epochs: int) -> BudgetTracker:
-    data = load_data(dataset)
+def lr_test_batches(study: optuna.Study) -> int:
+    """Batches the LR range test stored with ``study`` trained (one per swept lr)."""
+    stored = read_record(study).lr_range_test
+    if stored is None:
+        raise HPSearchError(f"study {study.study_name!r} holds no LR range test to count")
+    return len(stored["lrs"])
+
+
+def run_one(label: str, dataset: str, data: TaskData, seed: int, budget: float, epochs: int) -> BudgetTracker:
+    """One run of the strategy labelled ``label`` on a fresh in-memory storage, to the budget."""
     train = TrainConfig(dataset=dataset, epochs=epochs, seed=seed)
-    if strategy != "coarse-to-fine":
-        tracker = BudgetTracker(budget)
-        spec = StudySpec(name=strategy, strategy=strategy, seed=seed, n_trials=10_000, grid_points=5, train=train)
-        run_study(spec, "memory", data=data, callbacks=[tracker])
-        return tracker
+    strategy, pruner = STRATEGIES[label]
+    if strategy == "coarse-to-fine":
+        return run_coarse_to_fine(train, data, seed, budget, epochs)
+    tracker = BudgetTracker(budget)
+    spec = StudySpec(name=label, strategy=strategy, pruner=pruner, seed=seed, n_trials=10_000, grid_points=5,
+                     train=train)
+    run_study(spec, "memory", data=data, callbacks=[tracker])
+    return tracker
+
+
+def run_coarse_to_fine(train: TrainConfig, data: TaskData, seed: int, budget: float, epochs: int) -> BudgetTracker:
+    """Coarse-to-fine with its fine stages sized to fill what the LR test and the coarse stage leave."""
     # The LR range test is part of the budget: its batches as a share of an epoch's batches.
     steps_per_epoch = math.ceil(data.n_train / train.batch_size)
-    test_steps = len(lr_range_test(train, data).lrs)
-    tracker = BudgetTracker(budget, spent=test_steps / steps_per_epoch)
+    tracker = BudgetTracker(budget, lr_test_steps_per_epoch=steps_per_epoch)
     coarse_epochs = max(1, epochs // 3)
     coarse_trials = 12
-    fine_trials = max(1, round((budget - tracker.spent - coarse_trials * coarse_epochs) / (2 * epochs)))
+    # Planned before the test runs, so with its most batches: fine stages never planned past the budget.
+    lr_test_epochs = LR_TEST_MAX_STEPS / steps_per_epoch
+    fine_trials = max(1, round((budget - lr_test_epochs - coarse_trials * coarse_epochs) / (2 * epochs)))
     plan = CoarseToFine(stages=3, coarse_trials=coarse_trials, coarse_epochs=coarse_epochs, fine_trials=fine_trials)
     spec = StudySpec(name="c2f", strategy="coarse-to-fine", seed=seed, coarse_to_fine=plan, train=train)
     run_study(spec, "memory", data=data, callbacks=[tracker])
@@ -79,8 +116,73 @@ def run_one(strategy: str, dataset: str, seed: int, budget: float, epochs: int) 
 
 
 def iqr_text(values: list[float]) -> str:
-    q1, median, q3 = np.percentile(values, [25, 50, 75])
-    return f"{median:.4f} [{q1:.4f}, {q3:.4f}]"
+    """Median [IQR]; "-" for a run with no finished trial yet (inf), which ranks worst."""
+    # Interpolating between inf and a value gives nan (and a warning): take the nearest rank then.
+    method = "linear" if all(math.isfinite(v) for v in values) else "nearest"
+    q1, median, q3 = (f"{q:.4f}" if math.isfinite(q) else "-" for q in np.percentile(values, [25, 50, 75],
+                                                                                        method=method))
+    return f"{median} [{q1}, {q3}]"
+
+
+def dataset_label(name: str) -> tuple[str, str]:
+    """(label, dataset name): a default's label gives its dataset; any other name labels itself."""
+    return (name, DATASETS[name]) if name in DATASETS else (name, name)
+
+
+def print_table(at: dict[str, dict[float, list[float]]]) -> None:
+    """Median [IQR] of the best value per strategy at each share of the budget, then the p-value rows."""
+    print(f"{'strategy':>26} " + " ".join(f"{f'{int(f * 100)}% budget':>26}" for f in FRACTIONS))
+    for label in STRATEGIES:
+        print(f"{label:>26} " + " ".join(f"{iqr_text(at[label][f]):>26}" for f in FRACTIONS))
+    for baseline in BASELINES:
+        pvalues = [mannwhitneyu(at["coarse-to-fine"][f], at[baseline][f], alternative="less").pvalue
+                   for f in FRACTIONS]
+        print(f"{f'p (c2f < {baseline})':>26} " + " ".join(f"{p:>26.3g}" for p in pvalues))
+
+
+def print_key_ratios(at: dict[str, dict[float, list[float]]], medians: dict[str, list[float]],
+                     grid: np.ndarray, budget: float) -> None:
+    """For each TPE baseline: the share of the budget at which coarse-to-fine's median first reaches the
+    baseline's median final value, and the p-value of coarse-to-fine below it at the whole budget."""
+    for baseline in BASELINES:
+        target = float(np.median(at[baseline][1.0]))
+        reached = next((b for b, m in zip(grid, medians["coarse-to-fine"], strict=True) if m <= target), None)
+        share = f"at {reached / budget:.0%} of the budget" if reached is not None else "not within the budget"
+        pvalue = mannwhitneyu(at["coarse-to-fine"][1.0], at[baseline][1.0], alternative="less").pvalue
+        print(f"coarse-to-fine median reaches {baseline}'s final median {target:.4f}: {share} (goal: <= 50%); "
+              f"p (c2f < {baseline}) at 100%: {pvalue:.3g}")
+
+
+def compare(label: str, dataset: str, data: TaskData, args: argparse.Namespace, ax: plt.Axes) -> None:
+    """Every strategy over the seeds on one dataset: print its table and key ratios, draw its curves on ``ax``."""
+    runs = {s: [run_one(s, dataset, data, seed, args.budget, args.epochs) for seed in range(args.seeds)]
+            for s in STRATEGIES}
+    print(f"\n{label} ({dataset}): best val_loss, median [IQR] over {args.seeds} seeds, "
+          f"budget {args.budget:g} trial-epochs")
+    at = {s: {f: [r.best_at(f * args.budget) for r in runs[s]] for f in FRACTIONS} for s in STRATEGIES}
+    print_table(at)
+    grid = np.linspace(0, args.budget, 201)
+    medians = {s: [float(np.median([r.best_at(b) for r in runs[s]])) for b in grid] for s in STRATEGIES}
+    print_key_ratios(at, medians, grid, args.budget)
+    for strategy in STRATEGIES:
+        ax.plot(grid, medians[strategy], label=strategy)
+    ax.set_yscale("log")
+    ax.set_xlabel("budget spent (trial-epochs)")
+    ax.set_ylabel("best val_loss so far (median over seeds)")
+    ax.set_title(label)
+    ax.legend()
+
+
+def load_datasets(parser: argparse.ArgumentParser, names: list[str], data_dir: str | None,
+                  ) -> list[tuple[str, str, TaskData]]:
+    """(label, dataset, data) for each name, loaded once before any run: a bad name stops the script at once."""
+    loaded = []
+    for label, dataset in map(dataset_label, names):
+        try:
+            loaded.append((label, dataset, load_data(dataset, data_dir=data_dir)))
+        except HPSearchError as exc:
+            parser.error(f"--datasets {label}: {exc}")
+    return loaded
 
 
 def main() -> int:
@@ -88,37 +190,18 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--budget", type=float, default=300.0, help="trial-epochs per run")
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), metavar="NAME",
+                        help=f"datasets (digits, mnist, npz:PATH, synthetic:..., ...); default {' '.join(DATASETS)}, "
+                             f"where mnist-shaped is {DATASETS['mnist-shaped']}")
+    parser.add_argument("--data-dir", default=None, help="folder of the files of mnist, fashion-mnist, cifar10")
     parser.add_argument("--plot", default="compare_strategies.png")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    names = args.datasets.split(",")
-    figure, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 4.5), squeeze=False)
+    datasets = load_datasets(parser, args.datasets, args.data_dir)
+    figure, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.5), squeeze=False)
     started = time.monotonic()
-    for ax, name in zip(axes[0], names, strict=True):
-        runs = {s: [run_one(s, DATASETS[name], seed, args.budget, args.epochs) for seed in range(args.seeds)]
-                for s in STRATEGIES}
-        print(f"\n{name} ({DATASETS[name]}): best val_loss, median [IQR] over {args.seeds} seeds, "
-              f"budget {args.budget:g} trial-epochs")
-        print(f"{'strategy':>15} " + " ".join(f"{f'{int(f * 100)}% budget':>26}" for f in FRACTIONS))
-        at = {s: {f: [r.best_at(f * args.budget) for r in runs[s]] for f in FRACTIONS} for s in STRATEGIES}
-        for strategy in STRATEGIES:
-            print(f"{strategy:>15} " + " ".join(f"{iqr_text(at[strategy][f]):>26}" for f in FRACTIONS))
-        pvalues = [mannwhitneyu(at["coarse-to-fine"][f], at["tpe"][f], alternative="less").pvalue for f in FRACTIONS]
-        print(f"{'p (c2f < tpe)':>15} " + " ".join(f"{p:>26.3g}" for p in pvalues))
-        target = float(np.median(at["tpe"][1.0]))
-        grid = np.linspace(0, args.budget, 201)
-        medians = {s: [np.median([r.best_at(b) for r in runs[s]]) for b in grid] for s in STRATEGIES}
-        reached = next((b for b, m in zip(grid, medians["coarse-to-fine"], strict=True) if m <= target), None)
-        share = f"{reached / args.budget:.0%} of the budget" if reached is not None else "not within the budget"
-        print(f"coarse-to-fine median reaches TPE's final median {target:.4f} at {share} (goal: <= 50%)")
-        for strategy in STRATEGIES:
-            ax.plot(grid, medians[strategy], label=strategy)
-        ax.set_yscale("log")
-        ax.set_xlabel("budget spent (trial-epochs)")
-        ax.set_ylabel("best val_loss so far (median over seeds)")
-        ax.set_title(name)
-        ax.legend()
+    for ax, (label, dataset, data) in zip(axes[0], datasets, strict=True):
+        compare(label, dataset, data, args, ax)
     figure.savefig(args.plot, dpi=120, bbox_inches="tight")
     print(f"\nplot: {args.plot}; {time.monotonic() - started:.0f}s")
     return 0

@@ -142,7 +142,7 @@ def test_run_studies_show_export_and_train_again(tmp_path: Path) -> None:
     top = json.loads(out)
     assert code == 0 and len(top) == 2 and top[0]["value"] == row["best_value"] and "lr" in top[0]["params"]
     code, out, _ = invoke("show", "digits-random", "--storage", storage, "--json", "--trial", "0")
-    assert code == 0 and json.loads(out)["user_attrs"]["config"]["epochs"] == 2
+    assert code == 0 and json.loads(out)["record"]["config"]["epochs"] == 2
     best = tmp_path / "best.json"
     code, out, _ = invoke("export", "digits-random", "--out", str(best), "--storage", storage)
     assert code == 0 and f"wrote {best}" in out
@@ -186,7 +186,7 @@ def test_bad_study_inputs_give_one_error_line_and_leave_the_storage_unchanged(tm
         (["--wd-range", "0", "0.1"], "space.weight_decay: a log-scale range needs low > 0, got low=0"),
         (["--strategy", "bayes"], "'--strategy': Value error, 'bayes' is not one of 'grid', 'random', 'tpe', "
                                   "'coarse-to-fine'"),
-        (["--pruner", "asha"], "'--pruner': Value error, 'asha' is not one of 'median', 'hyperband', 'none'"),
+        (["--pruner", "sha"], "'--pruner': Value error, 'sha' is not one of 'median', 'hyperband', 'asha', 'none'"),
         (["--metric", "f1"], "'--metric': Value error, 'f1' is not one of 'val_loss', 'val_acc'"),
         (["--n-trials", "0"], "n_trials must be >= 1, got 0"),
         (["--storage", "foo://bar"], "storage must be sqlite:///FILE"),

@@ -64,7 +64,7 @@ def test_only_training_hyperparameters_can_be_searched() -> None:
     ("change", "message"),
     [
         ({"strategy": "bayes"}, "strategy must be one of grid, random, tpe, coarse-to-fine, got 'bayes'"),
-        ({"pruner": "asha"}, "pruner must be one of median, hyperband, none, got 'asha'"),
+        ({"pruner": "sha"}, "pruner must be one of median, hyperband, asha, none, got 'sha'"),
         ({"metric": "f1"}, "metric must be one of val_loss, val_acc, got 'f1'"),
         ({"n_trials": 0}, "n_trials must be >= 1, got 0"),
         ({"timeout": -1.0}, "timeout must be > 0 seconds, got -1.0"),

@@ -1,0 +1,93 @@
+"""The pruners by name: what each builds, asha's rungs, and asha from the CLI, a spec and --batch."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.pruners import HyperbandPruner, MedianPruner, NopPruner, SuccessiveHalvingPruner
+from typer.testing import CliRunner
+
+from hpsearch.choices import PRUNERS
+from hpsearch.cli import app
+from hpsearch.search.pruners import make_pruner
+from hpsearch.spec import StudySpec, load_spec_file
+
+runner = CliRunner()
+ASHA_RUN = ["run", "--pruner", "asha", "--epochs", "3", "--storage", "memory", "--hidden", "32"]
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def outcome_counts(out: str) -> tuple[int, int]:
+    """(complete, pruned) from the progress line the run ends with."""
+    found = re.findall(r"(\d+) complete, (\d+) pruned, 0 failed", out)
+    assert found, out
+    complete, pruned = found[-1]
+    return int(complete), int(pruned)
+
+
+@pytest.mark.parametrize(("name", "kind"), [("median", MedianPruner), ("hyperband", HyperbandPruner),
+                                            ("asha", SuccessiveHalvingPruner), ("none", NopPruner)])
+def test_every_pruner_name_builds_its_optuna_pruner(name: str, kind: type) -> None:
+    assert name in PRUNERS
+    assert isinstance(make_pruner(name, epochs=3), kind)
+
+
+def test_asha_judges_a_trial_at_its_first_epoch_against_those_there_before_it() -> None:
+    study = optuna.create_study(pruner=make_pruner("asha", epochs=9))
+    first = study.ask()
+    first.report(1.0, 1)
+    assert not first.should_prune()  # alone at the rung: nothing to lose to, nothing waited for
+    second = study.ask()
+    second.report(2.0, 1)
+    assert second.should_prune()  # epoch 1 is a rung (min_resource=1, no "auto" wait for a finished trial)
+    third = study.ask()
+    third.report(0.5, 1)
+    assert not third.should_prune()
+    third.report(0.4, 2)
+    assert not third.should_prune()  # the next rung is epoch 3 (reduction_factor=3)
+
+
+def test_run_with_asha_from_the_cli_prunes_and_completes() -> None:
+    code, out, err = invoke(*ASHA_RUN, "--n-trials", "6")
+    assert code == 0, err
+    complete, pruned = outcome_counts(out)
+    assert complete + pruned == 6 and complete >= 1 and pruned >= 1
+    assert "best val_loss" in out
+
+
+def test_run_help_lists_asha() -> None:
+    result = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"})  # wide: the choices on one line
+    assert result.exit_code == 0 and "<median|hyperband|asha|none>" in result.stdout
+
+
+def test_batched_run_with_asha_tells_every_trial() -> None:
+    code, out, err = invoke(*ASHA_RUN, "--n-trials", "4", "--batch", "2", "--epochs", "2")
+    assert code == 0, err
+    complete, pruned = outcome_counts(out)
+    assert complete + pruned == 4 and complete >= 1
+
+
+def test_a_spec_with_asha_loads(tmp_path: Path) -> None:
+    path = tmp_path / "asha.toml"
+    path.write_text('[study]\nname = "a"\nstrategy = "random"\npruner = "asha"\nn_trials = 4\n')
+    spec = StudySpec.from_mapping(load_spec_file(path), source=str(path))
+    assert spec.pruner == "asha"
+    assert isinstance(make_pruner(spec.pruner, epochs=spec.train.epochs), SuccessiveHalvingPruner)
+
+
+def test_an_unknown_pruner_from_a_flag_or_a_spec_is_one_error_line_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[study]\npruner = "sha"\n')
+    for args, expected in [(["--pruner", "sha"], "'sha' is not one of 'median', 'hyperband', 'asha', 'none'"),
+                           (["--spec", str(path)], "pruner must be one of median, hyperband, asha, none, got 'sha'")]:
+        code, out, err = invoke("run", "--n-trials", "2", "--storage", "memory", *args)
+        assert code == 2, (args, out, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], (args, err)
