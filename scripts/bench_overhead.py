@@ -11,7 +11,9 @@ run right after it.
 
 A second estimate needs no second run: the time the study spent outside training (train() calls
 less their reporter, which is where the storage is asked to prune), which drifts far less.
-Run: python scripts/bench_overhead.py [--repeats 3] [--trials 30] [--check]
+Then the quick pre-flight checks, warm, and scripts/bench_startup.py's rounds: start-up beyond the torch
+baseline and the main job's own cost, so that every figure of issue 15 comes from one run.
+Run: python scripts/bench_overhead.py [--repeats 3] [--trials 30] [--startup-rounds 3] [--check]
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ from typing import Any
 import optuna
 import sqlalchemy
 import torch
+from bench_startup import measure_rounds, print_startup  # this folder is on sys.path when run as a script
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
 
+from hpsearch.checks import QUICK_CHECKS, run_checks
 from hpsearch.config import TrainConfig
 from hpsearch.data import Data
 from hpsearch.datasets import load_data
@@ -56,6 +60,7 @@ class Run:
     storage: str
     study_s: float
     trained_s: float  # inside the study: train() calls less their reporter
+    reporter_s: float  # inside the study: the reporters, where each epoch is reported and the pruner asked
     bare_s: float
     trials: int
     epochs: int
@@ -88,8 +93,9 @@ def storage_kind(url: str) -> str:
 
 
 @contextmanager
-def timed_training(seconds: list[float]) -> Iterator[None]:
-    """Record, for each train() call of the objective, its time less the time spent in its reporter."""
+def timed_training(seconds: list[float], reporting: list[float]) -> Iterator[None]:
+    """Record, for each train() call of the objective, its time less the time spent in its reporter, and
+    the time spent in its reporter."""
     untimed = objective.train
 
     def timed(config: TrainConfig, data: Data, *, reporter: Reporter, **kwargs: Any) -> TrainResult:
@@ -108,6 +114,7 @@ def timed_training(seconds: list[float]) -> Iterator[None]:
             return untimed(config, data, reporter=report, **kwargs)
         finally:
             seconds.append(time.perf_counter() - started - in_reporter)
+            reporting.append(in_reporter)
 
     objective.train = timed  # type: ignore[assignment]
     try:
@@ -116,14 +123,15 @@ def timed_training(seconds: list[float]) -> Iterator[None]:
         objective.train = untimed
 
 
-def timed_study(kind: str, spec: StudySpec, data: Data) -> tuple[float, float, list[FrozenTrial], str]:
-    """Open a fresh storage of ``kind`` and run ``spec`` on it: (seconds, training seconds in it,
-    its trials, the storage's work per trial)."""
+def timed_study(kind: str, spec: StudySpec, data: Data) -> tuple[float, float, float, list[FrozenTrial], str]:
+    """Open a fresh storage of ``kind`` and run ``spec`` on it: (seconds, training seconds in it, reporting
+    seconds in it, its trials, the storage's work per trial)."""
     with tempfile.TemporaryDirectory() as folder:
         url = storage_url(kind, Path(folder))
         counts: Counter[str] = Counter()
         trained: list[float] = []
-        with timed_training(trained):
+        reporting: list[float] = []
+        with timed_training(trained, reporting):
             started = time.perf_counter()
             storage = open_storage(url)
             if isinstance(storage, RDBStorage):
@@ -141,7 +149,7 @@ def timed_study(kind: str, spec: StudySpec, data: Data) -> tuple[float, float, l
                 work = f"{sum(1 for _ in log) / len(trials):.1f} appended records, one fsync each"
         else:
             work = ""
-    return seconds, sum(trained), trials, work
+    return seconds, sum(trained), sum(reporting), trials, work
 
 
 def bare_seconds(trials: list[FrozenTrial], data: Data) -> float:
@@ -162,25 +170,35 @@ def bare_seconds(trials: list[FrozenTrial], data: Data) -> float:
 
 
 def measure(kind: str, spec: StudySpec, data: Data) -> Run:
-    study_s, trained_s, trials, work = timed_study(kind, spec, data)
+    study_s, trained_s, reporter_s, trials, work = timed_study(kind, spec, data)
     bare_s = bare_seconds(trials, data)
     epochs = [len(read_trial(t).history) for t in trials]
     configs = json.dumps([[read_trial(t).config, n] for t, n in zip(trials, epochs, strict=True)], sort_keys=True)
-    return Run(kind, study_s, trained_s, bare_s, len(trials), sum(epochs), work, configs)
+    return Run(kind, study_s, trained_s, reporter_s, bare_s, len(trials), sum(epochs), work, configs)
 
 
 def best_of(runs: list[Run], bare_s: float) -> Run:
     """The shortest study and framework time of a storage's repeats, against the given bare time."""
     study_s = min(r.study_s for r in runs)
     framework_s = min(r.framework_s for r in runs)
-    return Run(runs[0].storage, study_s, study_s - framework_s, bare_s, runs[0].trials, runs[0].epochs,
+    reporter_s = min(r.reporter_s for r in runs)
+    return Run(runs[0].storage, study_s, study_s - framework_s, reporter_s, bare_s, runs[0].trials, runs[0].epochs,
                runs[0].work, runs[0].configs)
+
+
+def timed_checks(spec: StudySpec, data: Data) -> float:
+    """Seconds of the quick pre-flight checks that ``hpsearch run`` makes before its first trial."""
+    started = time.perf_counter()
+    run_checks(spec.train, data, QUICK_CHECKS)
+    return time.perf_counter() - started
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--startup-rounds", type=int, default=3,
+                        help="rounds of scripts/bench_startup.py's start-up and main-job measurement (0: skip)")
     parser.add_argument("--check", action="store_true", help=f"exit 1 when the default storage's overhead > {GOAL:g}%%")
     args = parser.parse_args()
     if args.repeats < 1 or args.trials < 1:
@@ -208,25 +226,32 @@ def main() -> int:
     bare_s = min(run.bare_s for run in everything)
     best = {kind: best_of(found, bare_s) for kind, found in runs.items()}
 
+    checks_s = min(timed_checks(spec, data) for _ in range(3))
     default = storage_kind(DEFAULT_STORAGE)
     print(f"default digits study: {spec.strategy}, {spec.pruner} pruner, {args.trials} trials of up to "
           f"{spec.train.epochs} epochs; device {resolve_device(spec.train.device)}, torch threads "
           f"{torch.get_num_threads()}; best of {args.repeats} repeats, bare: best of all {len(everything)} runs")
     print(f"{'':18} {'':>8} {'':>9} {'bare':>8} {'':>9} {'':>7}  {'in the study:':>13} {'framework':>10} "
-          f"{'':>9}")
+          f"{'':>9} {'report':>9}")
     print(f"{'storage':18} {'study s':>8} {'ms/trial':>9} {'train s':>8} {'overhead':>9} {'epochs':>7}  "
-          f"{'train s':>13} {'ms/trial':>10} {'overhead':>9}  overhead in each repeat")
+          f"{'train s':>13} {'ms/trial':>10} {'overhead':>9} {'ms/epoch':>9}  overhead in each repeat")
     for kind, run in best.items():
         name = f"{kind} (default)" if kind == default else kind
         every = " ".join(f"{r.overhead:.0f}%" for r in runs[kind])
         print(f"{name:18} {run.study_s:8.2f} {1000 * run.study_s / run.trials:9.1f} {run.bare_s:8.2f} "
               f"{run.overhead:8.1f}% {run.epochs:7}  {run.trained_s:13.2f} {1000 * run.framework_s / run.trials:10.1f} "
-              f"{100 * run.framework_s / run.trained_s:8.1f}%  {every}")
+              f"{100 * run.framework_s / run.trained_s:8.1f}% {1000 * run.reporter_s / run.epochs:9.2f}  {every}")
     for kind, run in best.items():
         if run.work:
             print(f"{kind} per trial: {run.work}")
     ratios = ", ".join(f"{kind} {best[kind].study_s / best['memory'].study_s:.2f}x" for kind in STORAGES[1:])
     print(f"study wall time against in-memory: {ratios}")
+    print("framework ms/trial: the study's time outside train(), plus its reporters; report ms/epoch: the reporter "
+          "alone (the epoch's value stored, the pruner asked), per reported epoch")
+    print(f"quick pre-flight checks on digits, warm: {checks_s:.2f} s   goal <= 0.3 s   "
+          f"{'met' if checks_s <= 0.3 else 'MISSED'}")
+    if args.startup_rounds > 0:
+        print_startup(measure_rounds(args.startup_rounds, log=False))
     if default not in best:
         print(f"default storage {DEFAULT_STORAGE} is not measured here")
         return 1 if args.check else 0

@@ -61,13 +61,11 @@ def bare_training(journal: Path, study: str) -> tuple[float, float]:
     return total, one_epoch
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+def measure_rounds(rounds: int, log: bool = True) -> dict[str, list[float]]:
+    """Each measurement in each of ``rounds`` rounds, in fresh processes, interleaved so drift hits them alike."""
     rows: dict[str, list[float]] = {"torch baseline": [], "one trial, memory": [], "one trial, bare train()": [],
                                     "main job": [], "main job, bare train()": []}
-    for round_number in range(1, args.rounds + 1):
+    for round_number in range(1, rounds + 1):
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(scratch)
             rows["torch baseline"].append(wall([sys.executable, "-c", BASELINE], folder))
@@ -77,17 +75,38 @@ def main() -> int:
             trials, one_epoch = bare_training(folder / "hpsearch.journal", "digits-tpe")
             rows["main job, bare train()"].append(trials)
             rows["one trial, bare train()"].append(one_epoch)
-        print(f"round {round_number}: " + ", ".join(f"{name} {values[-1]:.2f} s" for name, values in rows.items()))
+        if log:
+            print(f"round {round_number}: " + ", ".join(f"{name} {values[-1]:.2f} s" for name, values in rows.items()))
+    return rows
+
+
+def print_startup(rows: dict[str, list[float]]) -> tuple[float, float]:
+    """The medians, then start-up beyond the torch baseline and the main job's own cost; returns both."""
     median = {name: statistics.median(values) for name, values in rows.items()}
     print(f"\n{'measurement':<28}{'median s':>10}{'best s':>10}")
     for name, values in rows.items():
         print(f"{name:<28}{median[name]:>10.2f}{min(values):>10.2f}")
-    startup = median["one trial, memory"] - median["torch baseline"] - median["one trial, bare train()"]
-    own = median["main job"] - median["torch baseline"] - median["main job, bare train()"]
-    print(f"start-up beyond the torch baseline (one memory trial, its training taken out): {startup:.2f} s   "
-          f"goal <= 0.5 s")
-    print(f"main job's own cost: {own:.2f} s = {own / median['main job, bare train()']:.0%} of its bare training "
-          f"({median['main job, bare train()']:.2f} s)   goal <= 15%")
+    best = {name: min(values) for name, values in rows.items()}
+    # The medians are the figures; the same from the best rounds shows how much of a miss is this machine's
+    # drift (another process only ever slows a round down).
+    figures = {}
+    for basis, of in (("median", median), ("best", best)):
+        startup = of["one trial, memory"] - of["torch baseline"] - of["one trial, bare train()"]
+        own = of["main job"] - of["torch baseline"] - of["main job, bare train()"]
+        figures[basis] = startup, own / of["main job, bare train()"]
+    (startup, share), (best_startup, best_share) = figures["median"], figures["best"]
+    print(f"start-up beyond the torch baseline (one memory trial, its training taken out): {startup:.2f} s "
+          f"(from the best rounds {best_startup:.2f} s)   goal <= 0.5 s   {'met' if startup <= 0.5 else 'MISSED'}")
+    print(f"main job's own cost: {share:.0%} of its bare training ({median['main job, bare train()']:.2f} s; from "
+          f"the best rounds {best_share:.0%})   goal <= 15%   {'met' if share <= 0.15 else 'MISSED'}")
+    return startup, share
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    print_startup(measure_rounds(args.rounds))
     return 0
 
 
