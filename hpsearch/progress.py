@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hpsearch.checks import CheckResult
-from hpsearch.search.records import read_trial
+from hpsearch.search.records import own_trials, read_trial
 from hpsearch.search.summary import StudyRow, stored_study_table
 from hpsearch.spec import StudySpec
 from hpsearch.training import EpochMetrics
@@ -101,7 +101,7 @@ class StudyProgress:
     def on_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Optuna callback after each trial: move the bar and restate counts and the best so far,
         summed over every study this run touched (the stages of coarse-to-fine)."""
-        trials = study.get_trials(deepcopy=False)
+        trials = own_trials(study)
         self._counts[study.study_name] = {state: sum(t.state == state for t in trials) for state in _COUNTED}
         if trial.state == TrialState.COMPLETE and trial.value is not None and (
                 self._best is None or (trial.value > self._best.value) == (self.spec.direction == "maximize")):
@@ -136,6 +136,8 @@ def print_trial(console: Console, study: optuna.Study, trial: FrozenTrial) -> No
     value = f"{metric} {trial.value:.4g}" if trial.value is not None else "no value"
     console.print(f"trial {trial.number} of {study.study_name}: {trial.state.name.lower()}"
                   f" ({stored.status or '-'}); {value}")
+    if stored.carried_from:
+        console.print(f"carried over from {stored.carried_from}, for this stage's sampler to start from")
     if stored.reason:
         console.print(f"reason: {stored.reason}")
     if stored.diagnosis:

@@ -13,7 +13,7 @@ from optuna.storages import BaseStorage
 
 from hpsearch.diagnosis import label_summary, range_advice
 from hpsearch.lr_finder import LRFinderResult
-from hpsearch.search.records import read_record, read_trial
+from hpsearch.search.records import is_carried, own_trials, read_record, read_trial
 from hpsearch.search.summary import best_with_study, counts_by_state, load_family
 
 __all__ = ["family_counts", "family_table", "stored_lr_test", "study_diagnosis", "study_note"]
@@ -33,6 +33,8 @@ def study_note(name: str, storage: BaseStorage) -> str:
         suggestion = f"{lr_test.suggestion:.3g} ({lr_test.method})" if lr_test.suggestion is not None else "none"
         lines.append(f"LR range test: suggested lr {suggestion}; search range {low:.3g} to {high:.3g}.")
     lines += [f"- {line}" for line in study_diagnosis(family)]
+    if len(family) > 1:
+        lines += ["", "Stages:"] + [f"- {line}" for line in stage_lines(family)]
     best = best_with_study(family, 1)
     if best:
         study, trial = best[0]
@@ -50,11 +52,26 @@ def family_table(family: list[optuna.Study]) -> dict[str, Any]:
 
 def study_diagnosis(family: list[optuna.Study]) -> list[str]:
     """The trials' diagnosis counts and the range advice, as lines (none when there is nothing to say)."""
-    trials = [trial for study in family for trial in study.get_trials(deepcopy=False)]
+    trials = [trial for study in family for trial in own_trials(study)]
     space = read_record(family[-1]).table("space")
     maximize = family[0].direction == optuna.study.StudyDirection.MAXIMIZE
     summary = label_summary(trials)
     return ([summary] if summary else []) + [f"advice: {line}" for line in range_advice(trials, space, maximize)]
+
+
+def stage_lines(family: list[optuna.Study]) -> list[str]:
+    """Per coarse-to-fine stage: its own trials, what it started from (trials carried over from the stages
+    before it) and its ranges."""
+    lines = []
+    for study in family:
+        trials = study.get_trials(deepcopy=False)
+        carried = sum(is_carried(t) for t in trials)
+        space = read_record(study).table("space")
+        ranges = ", ".join(f"{name} {r['low']:.3g} to {r['high']:.3g}" for name, r in space.items()
+                           if isinstance(r, dict) and "low" in r)
+        start = f"started from {carried} carried over from earlier stages" if carried else "started from none"
+        lines.append(f"`{study.study_name}`: {len(trials) - carried} trials of its own, {start}; {ranges}")
+    return lines
 
 
 def family_counts(family: list[optuna.Study]) -> dict[str, int]:

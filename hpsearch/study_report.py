@@ -28,7 +28,7 @@ from hpsearch.report import (
     plot_lr_range_test,
     save_figure,
 )
-from hpsearch.search.records import read_record, read_trial
+from hpsearch.search.records import own_trials, read_record, read_trial
 from hpsearch.search.summary import best_with_study, load_family
 from hpsearch.study_notes import family_counts, family_table, stored_lr_test, study_diagnosis, study_note
 
@@ -63,7 +63,7 @@ _TITLES = {
 def write_report(name: str, storage: BaseStorage, out: Path) -> Report:
     """Draw every figure the study allows into ``out`` and write ``out/index.md`` linking them."""
     family = load_family(name, storage)
-    trials = [trial for study in family for trial in study.get_trials(deepcopy=False)]
+    trials = [trial for study in family for trial in own_trials(study)]
     table = family_table(family)
     metric = table.get("metric", "value")
     maximize = family[0].direction == optuna.study.StudyDirection.MAXIMIZE

@@ -7,6 +7,11 @@ recorded against the budget spent. Prints median and interquartile range at 25%,
 the budget, and for each TPE baseline the Mann-Whitney U p-values (coarse-to-fine below it,
 one-sided) and the share of the budget at which coarse-to-fine's median first reaches the
 baseline's median final value; saves the best-so-far curves.
+Variants of coarse-to-fine, to measure what each of its parts does: --coarse-pruner median (the coarse
+stage of a third of the epochs, as before asha), --fine-pruner median (the fine stages' pruner before
+asha), --first-trials suggestion (the LR test's suggestion
+alone, without its neighbours), --no-carry (fine stages that start from nothing); --strategies runs a
+subset.
 Run: python scripts/compare_strategies.py [--seeds 10] [--budget 300] [--datasets NAME ...] [--plot F]
 """
 
@@ -30,6 +35,7 @@ from hpsearch import StudySpec, TrainConfig, load_data, run_study
 from hpsearch.data import TaskData
 from hpsearch.errors import HPSearchError
 from hpsearch.lr_finder import lr_range_test
+from hpsearch.search import runner
 from hpsearch.search.records import read_record, read_trial
 from hpsearch.spec import CoarseToFine
 
@@ -44,6 +50,8 @@ DATASETS = {"digits": "digits", "mnist-shaped": "synthetic:n=6000,d=784,classes=
 # The most batches the LR range test trains (lr_range_test's default, as run_study runs it); it stops
 # sooner when the loss blows up. Only the plan of fine trials uses it: the budget counts the real batches.
 LR_TEST_MAX_STEPS: int = inspect.signature(lr_range_test).parameters["steps"].default
+ASHA_EPOCHS_PER_TRIAL = 2.5
+FINE_EPOCH_SHARE = 0.3
 
 
 class BudgetTracker:
@@ -86,12 +94,13 @@ def lr_test_batches(study: optuna.Study) -> int:
     return len(stored["lrs"])
 
 
-def run_one(label: str, dataset: str, data: TaskData, seed: int, budget: float, epochs: int) -> BudgetTracker:
+def run_one(label: str, dataset: str, data: TaskData, seed: int, args: argparse.Namespace) -> BudgetTracker:
     """One run of the strategy labelled ``label`` on a fresh in-memory storage, to the budget."""
+    budget, epochs = args.budget, args.epochs
     train = TrainConfig(dataset=dataset, epochs=epochs, seed=seed)
     strategy, pruner = STRATEGIES[label]
     if strategy == "coarse-to-fine":
-        return run_coarse_to_fine(train, data, seed, budget, epochs)
+        return run_coarse_to_fine(train, data, seed, budget, epochs, args.coarse_pruner, args.fine_pruner)
     tracker = BudgetTracker(budget)
     spec = StudySpec(name=label, strategy=strategy, pruner=pruner, seed=seed, n_trials=10_000, grid_points=5,
                      train=train)
@@ -99,17 +108,27 @@ def run_one(label: str, dataset: str, data: TaskData, seed: int, budget: float, 
     return tracker
 
 
-def run_coarse_to_fine(train: TrainConfig, data: TaskData, seed: int, budget: float, epochs: int) -> BudgetTracker:
+def run_coarse_to_fine(train: TrainConfig, data: TaskData, seed: int, budget: float, epochs: int,
+                       coarse_pruner: str, fine_pruner: str) -> BudgetTracker:
     """Coarse-to-fine with its fine stages sized to fill what the LR test and the coarse stage leave."""
     # The LR range test is part of the budget: its batches as a share of an epoch's batches.
     steps_per_epoch = math.ceil(data.n_train / train.batch_size)
     tracker = BudgetTracker(budget, lr_test_steps_per_epoch=steps_per_epoch)
-    coarse_epochs = max(1, epochs // 3)
     coarse_trials = 12
+    # Under asha most coarse trials stop after an epoch and a few go on to full length: about
+    # ASHA_EPOCHS_PER_TRIAL epochs a trial on average. Otherwise the coarse trials train a third of the epochs.
+    asha = coarse_pruner == "asha"
+    coarse_epochs = 0 if asha else max(1, epochs // 3)
+    coarse_cost = coarse_trials * (ASHA_EPOCHS_PER_TRIAL if asha else coarse_epochs)
     # Planned before the test runs, so with its most batches: fine stages never planned past the budget.
     lr_test_epochs = LR_TEST_MAX_STEPS / steps_per_epoch
-    fine_trials = max(1, round((budget - lr_test_epochs - coarse_trials * coarse_epochs) / (2 * epochs)))
-    plan = CoarseToFine(stages=3, coarse_trials=coarse_trials, coarse_epochs=coarse_epochs, fine_trials=fine_trials)
+    # Fine stages of the default size until the budget is spent (the tracker stops the run there): as many
+    # as would fit if their pruned trials trained FINE_EPOCH_SHARE of the epochs, so that none is left unused.
+    fine_trials = CoarseToFine().fine_trials
+    left = max(budget - lr_test_epochs - coarse_cost, 0.0)
+    stages = 1 + max(2, math.ceil(left / (fine_trials * epochs * FINE_EPOCH_SHARE)))
+    plan = CoarseToFine(stages=stages, coarse_trials=coarse_trials, coarse_epochs=coarse_epochs,
+                        fine_trials=fine_trials, coarse_pruner=coarse_pruner, fine_pruner=fine_pruner)
     spec = StudySpec(name="c2f", strategy="coarse-to-fine", seed=seed, coarse_to_fine=plan, train=train)
     run_study(spec, "memory", data=data, callbacks=[tracker])
     return tracker
@@ -132,9 +151,11 @@ def dataset_label(name: str) -> tuple[str, str]:
 def print_table(at: dict[str, dict[float, list[float]]]) -> None:
     """Median [IQR] of the best value per strategy at each share of the budget, then the p-value rows."""
     print(f"{'strategy':>26} " + " ".join(f"{f'{int(f * 100)}% budget':>26}" for f in FRACTIONS))
-    for label in STRATEGIES:
+    for label in at:
         print(f"{label:>26} " + " ".join(f"{iqr_text(at[label][f]):>26}" for f in FRACTIONS))
-    for baseline in BASELINES:
+    if "coarse-to-fine" not in at:
+        return
+    for baseline in (b for b in BASELINES if b in at):
         pvalues = [mannwhitneyu(at["coarse-to-fine"][f], at[baseline][f], alternative="less").pvalue
                    for f in FRACTIONS]
         print(f"{f'p (c2f < {baseline})':>26} " + " ".join(f"{p:>26.3g}" for p in pvalues))
@@ -144,7 +165,7 @@ def print_key_ratios(at: dict[str, dict[float, list[float]]], medians: dict[str,
                      grid: np.ndarray, budget: float) -> None:
     """For each TPE baseline: the share of the budget at which coarse-to-fine's median first reaches the
     baseline's median final value, and the p-value of coarse-to-fine below it at the whole budget."""
-    for baseline in BASELINES:
+    for baseline in (b for b in BASELINES if b in at and "coarse-to-fine" in at):
         target = float(np.median(at[baseline][1.0]))
         reached = next((b for b, m in zip(grid, medians["coarse-to-fine"], strict=True) if m <= target), None)
         share = f"at {reached / budget:.0%} of the budget" if reached is not None else "not within the budget"
@@ -155,16 +176,15 @@ def print_key_ratios(at: dict[str, dict[float, list[float]]], medians: dict[str,
 
 def compare(label: str, dataset: str, data: TaskData, args: argparse.Namespace, ax: plt.Axes) -> None:
     """Every strategy over the seeds on one dataset: print its table and key ratios, draw its curves on ``ax``."""
-    runs = {s: [run_one(s, dataset, data, seed, args.budget, args.epochs) for seed in range(args.seeds)]
-            for s in STRATEGIES}
+    runs = {s: [run_one(s, dataset, data, seed, args) for seed in range(args.seeds)] for s in args.strategies}
     print(f"\n{label} ({dataset}): best val_loss, median [IQR] over {args.seeds} seeds, "
           f"budget {args.budget:g} trial-epochs")
-    at = {s: {f: [r.best_at(f * args.budget) for r in runs[s]] for f in FRACTIONS} for s in STRATEGIES}
+    at = {s: {f: [r.best_at(f * args.budget) for r in runs[s]] for f in FRACTIONS} for s in args.strategies}
     print_table(at)
     grid = np.linspace(0, args.budget, 201)
-    medians = {s: [float(np.median([r.best_at(b) for r in runs[s]])) for b in grid] for s in STRATEGIES}
+    medians = {s: [float(np.median([r.best_at(b) for r in runs[s]])) for b in grid] for s in args.strategies}
     print_key_ratios(at, medians, grid, args.budget)
-    for strategy in STRATEGIES:
+    for strategy in args.strategies:
         ax.plot(grid, medians[strategy], label=strategy)
     ax.set_yscale("log")
     ax.set_xlabel("budget spent (trial-epochs)")
@@ -185,6 +205,16 @@ def load_datasets(parser: argparse.ArgumentParser, names: list[str], data_dir: s
     return loaded
 
 
+def _variants(args: argparse.Namespace) -> None:
+    """The parts of coarse-to-fine turned off for a measurement, by replacing the runner's functions."""
+    if args.first_trials == "suggestion":
+        original = runner.first_trials
+        runner.first_trials = lambda lr_test, space: [  # type: ignore[assignment]
+            {"lr": p["lr"]} for p in original(lr_test, space)[:1]]
+    if args.no_carry:
+        runner.carried_trials = lambda earlier, spec: []  # type: ignore[assignment]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
@@ -195,7 +225,19 @@ def main() -> int:
                              f"where mnist-shaped is {DATASETS['mnist-shaped']}")
     parser.add_argument("--data-dir", default=None, help="folder of the files of mnist, fashion-mnist, cifar10")
     parser.add_argument("--plot", default="compare_strategies.png")
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES), metavar="S",
+                        help=f"a subset of {' '.join(STRATEGIES)}")
+    parser.add_argument("--coarse-pruner", default="asha", choices=["asha", "median"],
+                        help="coarse-to-fine's coarse stage: asha at full length (default), or median at a third "
+                             "of the epochs (before asha)")
+    parser.add_argument("--first-trials", default="neighbours", choices=["neighbours", "suggestion"],
+                        help="what the LR test enqueues first: its suggestion and a neighbour each side, or "
+                             "the suggestion alone")
+    parser.add_argument("--fine-pruner", default="asha", choices=["median", "hyperband", "asha"],
+                        help="the pruner of coarse-to-fine's fine stages (default asha, the library's)")
+    parser.add_argument("--no-carry", action="store_true", help="fine stages start from no earlier trial")
     args = parser.parse_args()
+    _variants(args)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     datasets = load_datasets(parser, args.datasets, args.data_dir)
     figure, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.5), squeeze=False)

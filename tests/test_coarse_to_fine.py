@@ -12,13 +12,18 @@ from optuna.trial import TrialState, create_trial
 from hpsearch.config import TrainConfig
 from hpsearch.data import Data
 from hpsearch.export import export_best
+from hpsearch.lr_finder import lr_range_test
 from hpsearch.search import objective as objective_module
 from hpsearch.search import runner as runner_module
-from hpsearch.search.coarse_to_fine import narrow
+from hpsearch.search.coarse_to_fine import carried_trials, coarse_spec, first_trials, narrow, ranked
+from hpsearch.search.records import TrialRecord, is_carried, own_trials, read_trial
 from hpsearch.search.runner import finished_trials, run_study
 from hpsearch.search.space import ParamSpec, SearchSpace
+from hpsearch.search.strategies import make_sampler, tpe_startup_trials
+from hpsearch.search.summary import best_with_study, counts_by_state, load_family
 from hpsearch.spec import CoarseToFine, StudySpec
 from hpsearch.storage import open_storage
+from hpsearch.study_notes import family_counts, study_note
 from hpsearch.training import train
 
 PLAN = CoarseToFine(stages=3, coarse_trials=5, fine_trials=3, keep=2, margin=0.2)
@@ -54,26 +59,33 @@ def test_coarse_to_fine_runs_every_stage_narrows_and_exports(tmp_path: Path, dig
     run_study(SPEC, url, data=digits)
     storage = open_storage(url)
     studies = [optuna.load_study(study_name=name, storage=storage) for name in STAGES]
-    assert [len(s.trials) for s in studies] == [5, 3, 3]
+    assert [len(own_trials(s)) for s in studies] == [5, 3, 3]
+    assert all(is_carried(t) for s in studies[1:] for t in s.trials[:-3])  # carried first, then its own
 
     coarse = studies[0]
     lr_test = coarse.user_attrs["hpsearch"]["lr_range_test"]
     low, high = lr_test["prior"]
-    assert coarse.trials[0].params["lr"] == pytest.approx(lr_test["suggestion"])  # the enqueued start
-    assert coarse.user_attrs["hpsearch"]["spec"]["train"]["epochs"] == 1  # a third of 3
+    first = [t.params["lr"] for t in coarse.trials[:3]]  # the enqueued start: the suggestion and its neighbours
+    assert first[0] == pytest.approx(lr_test["suggestion"]) and low <= min(first) < max(first) <= high
+    assert coarse.user_attrs["hpsearch"]["spec"]["train"]["epochs"] == 3  # full length: asha cuts trials short
+    assert coarse.user_attrs["hpsearch"]["spec"]["study"]["pruner"] == "asha"
     assert coarse.user_attrs["hpsearch"]["spec"]["space"]["lr"] == {"low": low, "high": high, "log": True}
 
     spaces = [s.user_attrs["hpsearch"]["spec"]["space"] for s in studies]
-    for before, after in pairwise(spaces):
+    for stage, (before, after) in enumerate(pairwise(spaces), start=2):
         for name in ("lr", "weight_decay"):
             assert before[name]["low"] <= after[name]["low"] < after[name]["high"] <= before[name]["high"]
-            assert after[name]["high"] / after[name]["low"] < before[name]["high"] / before[name]["low"]
+            ratio, was = after[name]["high"] / after[name]["low"], before[name]["high"] / before[name]["low"]
+            # Stage 2 narrows the coarse ranges; later stages may already be at the margin's width.
+            assert ratio < was if stage == 2 else ratio <= was
     assert studies[1].user_attrs["hpsearch"]["spec"]["train"]["epochs"] == 3
 
     record = export_best("c2f", storage)
     assert record["stages"] == STAGES
-    everything = [t for s in studies for t in s.get_trials(states=(TrialState.COMPLETE,))]
+    everything = [t for s in studies for t in own_trials(s, states=(TrialState.COMPLETE,))]
     assert record["value"] == min(t.value for t in everything)
+    _, best_trial = best_with_study(studies, 1)[0]
+    assert not is_carried(best_trial) and record["trial"] == best_trial.number
     assert train(TrainConfig.from_mapping(record["config"]), digits).val_loss == record["value"]
 
 
@@ -101,6 +113,9 @@ def test_a_killed_run_resumes_at_its_stage(tmp_path: Path, digits: Data, monkeyp
     studies = [optuna.load_study(study_name=name, storage=storage) for name in STAGES]
     assert len(studies[0].trials) == 5  # stage 1 was not run again
     assert [len(finished_trials(s)) for s in studies] == [5, 3, 3]
+    carried = [sum(is_carried(t) for t in s.trials) for s in studies]
+    assert carried[0] == 0 and carried[1] >= 1 and carried[1] == sum(
+        is_carried(t) for t in studies[1].trials[:carried[1]])  # held once, before the stage's own trials
 
 
 def test_lr_find_takes_the_lr_range_from_the_test_for_any_strategy(
@@ -139,3 +154,99 @@ def test_a_model_argument_int_range_narrows_to_whole_numbers_that_hold_the_best(
     assert width.distribution() == IntDistribution(9, 17)  # 12 and 14 widened by 0.05 x 60, outward
     assert SearchSpace.from_mapping(SearchSpace((width,)).to_dict()).distributions() == {
         "model_args.width": IntDistribution(9, 17)}  # a stage's stored spec reads back the same
+
+
+def finished(value: float | None, epochs_run: int, config_epochs: int, state: TrialState = TrialState.COMPLETE,
+             **params: float) -> optuna.trial.FrozenTrial:
+    """A finished trial of ``epochs_run`` reported epochs, with the record a stage stores."""
+    distributions = {name: FloatDistribution(1e-6, 1.0, log=True) for name in params}
+    record = TrialRecord(config={"epochs": config_epochs}, status="completed")
+    return create_trial(state=state, value=value, params=params, distributions=distributions,
+                        intermediate_values={e: (value or 1.0) + 0.1 * (epochs_run - e)
+                                             for e in range(1, epochs_run + 1)},
+                        user_attrs={"hpsearch": record.to_dict()})
+
+
+def test_a_stage_carries_the_earlier_trials_inside_its_ranges_at_the_fidelity_they_have() -> None:
+    space = SearchSpace((ParamSpec("lr", 1e-3, 1e-1, log=True),))
+    spec = StudySpec(space=space, train=TrainConfig(epochs=9))
+    coarse = [finished(0.5, 1, 9, TrialState.PRUNED, lr=1e-2), finished(0.4, 9, 9, lr=2e-2),
+              finished(0.3, 3, 3, lr=3e-2), finished(0.1, 9, 9, lr=1e-5)]  # the last is outside the range
+    carried = carried_trials([("s/1-coarse", coarse)], spec)
+    assert [(t.params["lr"], t.state, t.value) for t in carried] == [
+        (1e-2, TrialState.PRUNED, None), (2e-2, TrialState.COMPLETE, 0.4), (3e-2, TrialState.PRUNED, None)]
+    assert [read_trial(t).carried_from for t in carried] == [f"s/1-coarse trial {t.number}" for t in coarse[:3]]
+    assert carried[2].intermediate_values == coarse[2].intermediate_values  # a 3-epoch run: known 3 epochs in
+    assert carried_trials([("s/2-fine", carried)], spec) == []  # a carried trial is carried once, from its origin
+
+
+def test_a_fine_stage_sampler_models_from_its_first_trial_on_the_carried_trials(digits: Data) -> None:
+    """TPE's start-up is sized to the stage, and the carried trials fill it: no random sampling."""
+    space = SearchSpace((ParamSpec("lr", 1e-3, 1e-1, log=True), ParamSpec("weight_decay", 1e-5, 1e-1, log=True)))
+    spec = StudySpec(space=space, n_trials=9, train=TrainConfig(epochs=2))
+    earlier = [finished(0.1 * i, 2, 2, lr=10 ** (-2.9 + 0.15 * i), weight_decay=1e-3) for i in range(1, 6)]
+    assert tpe_startup_trials(9) == 3 and tpe_startup_trials(30) == 10  # 5 carried trials fill the 3
+
+    def relative_sample(carried: list[optuna.trial.FrozenTrial]) -> dict[str, object]:
+        study = optuna.create_study()
+        study.add_trials(carried)
+        study.ask()
+        sampler = make_sampler("tpe", space, seed=0, n_trials=9)
+        new = study.trials[-1]
+        return sampler.sample_relative(study, new, sampler.infer_relative_search_space(study, new))
+
+    assert set(relative_sample(carried_trials([("s/1-coarse", earlier)], spec))) == {"lr", "weight_decay"}
+    assert relative_sample([]) == {}  # without them TPE would still be sampling at random
+
+
+def test_carried_trials_are_not_counted_again_by_the_budget_the_counts_or_the_note(
+    tmp_path: Path, digits: Data
+) -> None:
+    url = f"sqlite:///{tmp_path / 'c2f.db'}"
+    plan = CoarseToFine(stages=2, coarse_trials=4, fine_trials=2, keep=4, margin=1.0)
+    spec = SPEC.replace(coarse_to_fine=plan)
+    run_study(spec, url, data=digits)
+    fine = optuna.load_study(study_name="c2f/2-fine", storage=open_storage(url))
+    carried = [t for t in fine.trials if is_carried(t)]
+    assert carried and len(fine.trials) == len(carried) + 2
+    assert len(finished_trials(fine)) == 2 and sum(counts_by_state(fine).values()) == 2
+    family = load_family("c2f", open_storage(url))
+    assert sum(family_counts(family).values()) == 6  # 4 coarse + 2 fine, not the carried ones
+    note = study_note("c2f", open_storage(url))
+    assert f"{len(carried)} carried over" in note
+
+
+def test_first_trials_are_the_lr_suggestion_its_neighbours_and_the_recipes_weight_decay(digits: Data) -> None:
+    found = lr_range_test(TrainConfig(), digits)
+    low, high = found.prior()
+    space = SearchSpace((ParamSpec("lr", low, high, log=True), ParamSpec("weight_decay", 1e-5, 1e-1, log=True)))
+    params = first_trials(found, space)
+    assert params[0] == {"lr": found.suggestion, "weight_decay": 1e-2}
+    assert len(params) == 3 and all(low <= p["lr"] <= high for p in params)
+    no_decay = SearchSpace((ParamSpec("lr", low, high, log=True), ParamSpec("weight_decay", 1e-5, 1e-3, log=True)))
+    assert all("weight_decay" not in p for p in first_trials(found, no_decay))
+
+
+def test_ranking_compares_trials_at_an_epoch_both_reached() -> None:
+    long_and_good = finished(0.30, 9, 9, lr=1e-2)
+    short_and_great = finished(0.05, 1, 9, TrialState.PRUNED, lr=1e-3)  # early values look better
+    halfway = finished(0.20, 3, 9, TrialState.PRUNED, lr=1e-4)
+    assert ranked([short_and_great, halfway, long_and_good], StudyDirection.MINIMIZE) == [
+        long_and_good, halfway, short_and_great]
+
+
+@pytest.mark.parametrize(("pruner", "epochs"), [("asha", 9), ("hyperband", 9), ("median", 3)])
+def test_the_coarse_stage_trains_full_length_under_a_pruner_with_rungs(pruner: str, epochs: int,
+                                                                        digits: Data) -> None:
+    spec = StudySpec(strategy="coarse-to-fine", coarse_to_fine=CoarseToFine(coarse_pruner=pruner),
+                     train=TrainConfig(epochs=9))
+    coarse = coarse_spec(spec, lr_range_test(TrainConfig(), digits))
+    assert coarse.pruner == pruner and coarse.train.epochs == epochs
+
+
+@pytest.mark.parametrize(("study", "fine_pruner"), [({}, "asha"), ({"pruner": "median"}, "median")])
+def test_a_pruner_asked_for_a_coarse_to_fine_study_is_its_fine_stages(study: dict[str, str], fine_pruner: str,
+                                                                      ) -> None:
+    spec = StudySpec.from_mapping({"study": {"name": "x", "strategy": "coarse-to-fine", **study}})
+    assert spec.coarse_to_fine.fine_pruner == fine_pruner
+    assert StudySpec.from_mapping(spec.to_dict()) == spec

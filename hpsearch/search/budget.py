@@ -16,7 +16,7 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch.search.records import RECORD_ATTR, read_trial
+from hpsearch.search.records import RECORD_ATTR, own_trials, read_trial
 from hpsearch.status import Status
 
 __all__ = ["INTERRUPTED", "Budget", "budget", "finished_trials", "requeue_interrupted"]
@@ -35,7 +35,7 @@ class Budget:
 
 def budget(study: optuna.Study, before: int | None = None) -> Budget:
     """The study's counts, in one read; with ``before``, only trials numbered below it count as running."""
-    trials = study.get_trials(deepcopy=False)
+    trials = own_trials(study)
     running = [t for t in trials if t.state == TrialState.RUNNING and (before is None or t.number < before)]
     return Budget(finished=len(_counted(trials)), running=len(running),
                   waiting=sum(t.state == TrialState.WAITING for t in trials))
@@ -43,7 +43,7 @@ def budget(study: optuna.Study, before: int | None = None) -> Budget:
 
 def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
     """Trials that count toward the budget: complete, pruned, or failed by an error and not retried."""
-    return _counted(study.get_trials(deepcopy=False))
+    return _counted(own_trials(study))
 
 
 def requeue_interrupted(study: optuna.Study) -> int:

@@ -1,20 +1,24 @@
 """Coarse-to-fine: the LR range test seeds the lr range, then each stage narrows every range to
-the span of the best trials before it. Pure functions of specs and trials; the runner runs them."""
+the span of the best trials before it, and starts from the earlier trials inside its ranges.
+Pure functions of specs and trials; the runner runs them."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from optuna.study import StudyDirection
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from hpsearch.lr_finder import LRFinderResult
+from hpsearch.search.records import RECORD_ATTR, is_carried, read_trial
 from hpsearch.search.space import ParamSpec, SearchSpace
 from hpsearch.spec import StudySpec
 
-__all__ = ["coarse_spec", "fine_spec", "narrow", "stage_name", "with_lr_prior"]
+__all__ = ["carried_trials", "coarse_spec", "fine_spec", "first_trials", "narrow", "ranked", "stage_name",
+           "with_lr_prior"]
 
 _SLIVER = 0.005  # decades on a log scale, a fraction of the range otherwise
 
@@ -33,13 +37,40 @@ def with_lr_prior(spec: StudySpec, lr_test: LRFinderResult) -> StudySpec:
     return spec.replace(space=spec.space.replace(ParamSpec("lr", low, high, log=True)))
 
 
+# Pruners that stop trials at rungs of their own, so the coarse stage may train full length under them.
+_RUNG_PRUNERS = ("asha", "hyperband")
+# The first trials of a study with an LR range test: its suggestion and a neighbour each side (this factor
+# apart), with the weight decay practical recipes start from where the space searches it.
+LR_NEIGHBOUR_FACTOR = 3.0
+RECIPE_WEIGHT_DECAY = 1e-2
+
+
 def coarse_spec(spec: StudySpec, lr_test: LRFinderResult) -> StudySpec:
-    """Stage 1: the LR prior, the other ranges as given, a short budget of fewer epochs."""
+    """Stage 1: the LR prior, the other ranges as given, trials cut short by the coarse pruner (or by
+    fewer epochs)."""
     plan = spec.coarse_to_fine
-    epochs = plan.coarse_epochs or max(1, spec.train.epochs // 3)
+    full = plan.coarse_pruner in _RUNG_PRUNERS
+    epochs = plan.coarse_epochs or (spec.train.epochs if full else max(1, spec.train.epochs // 3))
     return with_lr_prior(spec, lr_test).replace(
         name=stage_name(spec.study_name, 1), strategy=plan.coarse_sampler, n_trials=plan.coarse_trials,
-        lr_find=False, train=spec.train.replace(epochs=epochs))
+        pruner=plan.coarse_pruner, lr_find=False, train=spec.train.replace(epochs=epochs))
+
+
+def first_trials(lr_test: LRFinderResult, space: SearchSpace) -> list[dict[str, Any]]:
+    """Params to enqueue first in a study that ran the LR range test: its suggested lr and a neighbour each
+    side, inside the LR prior and the space's lr range, each with the recipes' weight decay when the
+    space searches weight decay and holds it. None when the test suggested nothing."""
+    if lr_test.suggestion is None:
+        return []
+    params = {p.name: p for p in space.params}
+    low, high = lr_test.prior()
+    lrs = [lr_test.suggestion, lr_test.suggestion / LR_NEIGHBOUR_FACTOR, lr_test.suggestion * LR_NEIGHBOUR_FACTOR]
+    lrs = [min(max(lr, low), high) for lr in lrs]
+    if "lr" in params:
+        lrs = [lr for lr in lrs if params["lr"].holds(lr)]
+    decay = params.get("weight_decay")
+    extra = {"weight_decay": RECIPE_WEIGHT_DECAY} if decay is not None and decay.holds(RECIPE_WEIGHT_DECAY) else {}
+    return [{"lr": lr, **extra} for lr in dict.fromkeys(lrs)]
 
 
 def fine_spec(spec: StudySpec, stage: int, previous: SearchSpace, trials: list[FrozenTrial],
@@ -47,16 +78,28 @@ def fine_spec(spec: StudySpec, stage: int, previous: SearchSpace, trials: list[F
     """Stage ``stage`` (2 or more): TPE over ranges narrowed around the previous stage's best trials."""
     plan = spec.coarse_to_fine
     return spec.replace(name=stage_name(spec.study_name, stage), strategy="tpe", n_trials=plan.fine_trials,
-                        lr_find=False, space=narrow(previous, trials, direction, keep=plan.keep, margin=plan.margin))
+                        pruner=plan.fine_pruner, lr_find=False,
+                        space=narrow(previous, trials, direction, keep=plan.keep, margin=plan.margin))
+
+
+def ranked(trials: Sequence[FrozenTrial], direction: StudyDirection) -> list[FrozenTrial]:
+    """Finished trials best first, each compared at an epoch both reached: the complete ones by value,
+    then the pruned ones by how far they got and their value there (as Optuna's TPE ranks them). So a
+    trial stopped early by a pruner never outranks one that trained on, however good its first epochs."""
+    sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    pruned = [t for t in trials if t.state == TrialState.PRUNED and t.intermediate_values]
+    return (sorted(complete, key=lambda t: sign * t.value)  # type: ignore[operator]
+            + sorted(pruned, key=lambda t: (-max(t.intermediate_values), sign * t.intermediate_values[
+                max(t.intermediate_values)])))
 
 
 def narrow(space: SearchSpace, trials: list[FrozenTrial], direction: StudyDirection, *, keep: int,
            margin: float) -> SearchSpace:
-    """Each range shrunk to the span of the ``keep`` best complete trials plus ``margin`` (decades on a
+    """Each range shrunk to the span of the ``keep`` best trials (ranked) plus ``margin`` (decades on a
     log scale, a fraction of the range otherwise), never beyond the range it had; choices cut to
-    those the best trials used. With no complete trial the space stays as it was."""
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    best = sorted(complete, key=lambda t: t.value, reverse=direction == StudyDirection.MAXIMIZE)[:keep]
+    those the best trials used. With no finished trial the space stays as it was."""
+    best = ranked(trials, direction)[:keep]
     if not best:
         return space
     return SearchSpace(tuple(_narrow_param(p, [t.params[p.name] for t in best if p.name in t.params], margin)
@@ -79,3 +122,34 @@ def _narrow_param(param: ParamSpec, values: list[Any], margin: float) -> ParamSp
     if param.kind is int:  # outward to whole numbers, so that the stored range still holds the best values
         low, high = math.floor(low), math.ceil(high)
     return dataclasses.replace(param, low=max(low, param.low), high=min(high, param.high))
+
+
+def carried_trials(earlier: Sequence[tuple[str, Sequence[FrozenTrial]]], spec: StudySpec) -> list[FrozenTrial]:
+    """The earlier stages' trials (``(study name, trials)`` each) whose params all lie in ``spec``'s
+    ranges, as finished trials for the new stage to hold, so that its sampler models from its first
+    trial instead of sampling at random (and its pruner compares against them).
+
+    A trial that trained as many epochs as the stage does and completed is carried as COMPLETE; one of
+    fewer epochs (the coarse stage's) or one that was pruned, as PRUNED with the epochs it reported,
+    which is how Optuna's TPE ranks a trial known only part of the way: below every complete one, by
+    its last value. Each is marked with where it came from (TrialRecord.carried_from).
+    """
+    params = {p.name: p for p in spec.space.params}
+    carried = []
+    for study_name, trials in earlier:
+        for trial in trials:
+            if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED) or is_carried(trial):
+                continue  # a carried trial is carried from where it first ran, once
+            if not trial.params or any(name not in params or not params[name].holds(value)
+                                       for name, value in trial.params.items()):
+                continue
+            stored = read_trial(trial)
+            full = trial.state == TrialState.COMPLETE and (stored.config or {}).get("epochs") == spec.train.epochs
+            if not full and not trial.intermediate_values:
+                continue  # nothing for a sampler to rank it by
+            record = dataclasses.replace(stored, carried_from=f"{study_name} trial {trial.number}")
+            carried.append(create_trial(
+                state=TrialState.COMPLETE if full else TrialState.PRUNED, value=trial.value if full else None,
+                params=dict(trial.params), distributions={name: params[name].distribution() for name in trial.params},
+                intermediate_values=dict(trial.intermediate_values), user_attrs={RECORD_ATTR: record.to_dict()}))
+    return carried

@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpsearch.errors import HPSearchError
 from hpsearch.search.objective import NO_FILES, TrialFiles
 from hpsearch.search.optuna_private import storage_of, trial_id
-from hpsearch.search.records import RECORD_ATTR, read_trial
+from hpsearch.search.records import RECORD_ATTR, own_trials, read_trial
 from hpsearch.status import Status
 
 __all__ = ["WorkerPool"]
@@ -90,7 +90,7 @@ class WorkerPool:
 
 def _follow(study: optuna.Study, seen: set[int], callbacks: Sequence[TrialCallback]) -> None:
     """Hand each newly finished trial to the callbacks, as ``study.optimize`` would in one process."""
-    for trial in study.get_trials(deepcopy=False):
+    for trial in own_trials(study):
         if trial.state.is_finished() and trial.number not in seen:
             seen.add(trial.number)
             for callback in callbacks:

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import optuna
-from optuna.trial import BaseTrial, FrozenTrial
+from optuna.trial import BaseTrial, FrozenTrial, TrialState
 
 from hpsearch.errors import HPSearchError
 
-__all__ = ["RECORD_ATTR", "SCHEMA_VERSION", "TRIAL_SCHEMA_VERSION", "StudyRecord", "TrialRecord", "read_record",
-           "read_trial", "write_record", "write_trial"]
+__all__ = ["RECORD_ATTR", "SCHEMA_VERSION", "TRIAL_SCHEMA_VERSION", "StudyRecord", "TrialRecord", "is_carried",
+           "own_trials", "read_record", "read_trial", "write_record", "write_trial"]
 
 RECORD_ATTR = "hpsearch"
 SCHEMA_VERSION = 1
@@ -99,6 +99,9 @@ class TrialRecord:
     status: str | None = None  # a hpsearch.status.Status
     reason: str | None = None
     resumed_from_epoch: int | None = None
+    # "STUDY trial N": a coarse-to-fine stage holds the earlier stages' trials in its ranges as finished
+    # trials of its own, for its sampler to start from; they are not counted, shown or exported again.
+    carried_from: str | None = None
     schema: int = TRIAL_SCHEMA_VERSION
 
     def identity(self) -> TrialRecord:
@@ -112,6 +115,18 @@ class TrialRecord:
 
 
 _TRIAL_FIELDS = tuple(name for name in TrialRecord.__dataclass_fields__ if name != "schema")
+
+
+def is_carried(trial: FrozenTrial) -> bool:
+    """Whether ``trial`` is a copy of an earlier stage's trial (TrialRecord.carried_from)."""
+    stored = trial.user_attrs.get(RECORD_ATTR)
+    return isinstance(stored, Mapping) and stored.get("carried_from") is not None
+
+
+def own_trials(study: optuna.Study, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
+    """The trials ``study`` ran itself: without those carried over from earlier stages, which the
+    stages before it count, show and export already."""
+    return [t for t in study.get_trials(deepcopy=False, states=states) if not is_carried(t)]
 
 
 def read_trial(trial: FrozenTrial | BaseTrial) -> TrialRecord:

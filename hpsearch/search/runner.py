@@ -26,10 +26,17 @@ from hpsearch.lr_finder import LRFinderResult, lr_range_test
 from hpsearch.models import count_parameters
 from hpsearch.search.batched_study import auto_batch, check_batchable, optimize_batched
 from hpsearch.search.budget import finished_trials
-from hpsearch.search.coarse_to_fine import coarse_spec, fine_spec, stage_name, with_lr_prior
+from hpsearch.search.coarse_to_fine import (
+    carried_trials,
+    coarse_spec,
+    fine_spec,
+    first_trials,
+    stage_name,
+    with_lr_prior,
+)
 from hpsearch.search.objective import NO_FILES, TrialFiles
 from hpsearch.search.pool import WorkerPool
-from hpsearch.search.records import StudyRecord, read_record, write_record
+from hpsearch.search.records import StudyRecord, is_carried, own_trials, read_record, write_record
 from hpsearch.search.trust import entry_point_trust
 from hpsearch.search.worker import optimize_to_budget
 from hpsearch.spec import StudySpec
@@ -127,11 +134,16 @@ def _run_coarse_to_fine(spec: StudySpec, run: _Execution) -> optuna.Study:
     deadline = time.monotonic() + spec.timeout if spec.timeout is not None else None
     lr_test = _lr_range_test(stage_name(spec.study_name, 1), spec, run.storage, run.data)
 
+    done: list[tuple[str, list[FrozenTrial]]] = []  # each stage's own trials, for the stages after it
+
     def run_stage(stage: int, stage_spec: StudySpec) -> optuna.Study:
         if deadline is not None:
             stage_spec = stage_spec.replace(timeout=max(deadline - time.monotonic(), 1e-3))
-        return _run_one(stage_spec, run, lr_test if stage == 1 else None,
-                        parent={"name": spec.study_name, "stage": stage, "spec": spec.to_dict()})
+        study = _run_one(stage_spec, run, lr_test if stage == 1 else None,
+                         parent={"name": spec.study_name, "stage": stage, "spec": spec.to_dict()},
+                         carried=carried_trials(done, stage_spec))
+        done.append((study.study_name, own_trials(study)))
+        return study
 
     stage_spec = coarse_spec(spec, lr_test)
     study = run_stage(1, stage_spec)
@@ -144,13 +156,15 @@ def _run_coarse_to_fine(spec: StudySpec, run: _Execution) -> optuna.Study:
 
 
 def _run_one(spec: StudySpec, run: _Execution, lr_test: LRFinderResult | None = None,
-             parent: dict[str, Any] | None = None) -> optuna.Study:
+             parent: dict[str, Any] | None = None, carried: Sequence[FrozenTrial] = ()) -> optuna.Study:
     """Create or resume one study and run it to its total; a new study with an LR test starts at its
-    suggestion."""
+    suggestion, and a coarse-to-fine stage holds the ``carried`` trials of the stages before it."""
     study, created = _create_or_load(spec, run.storage, lr_test, parent)
-    if created and lr_test is not None and lr_test.suggestion is not None and spec.strategy != "grid":
-        low, high = lr_test.prior()
-        study.enqueue_trial({"lr": min(max(lr_test.suggestion, low), high)})
+    if carried and not any(is_carried(t) for t in study.get_trials(deepcopy=False)):
+        study.add_trials(carried)  # one storage write each; a stage resumed before they were added gets them now
+    if created and lr_test is not None and spec.strategy != "grid":
+        for params in first_trials(lr_test, spec.space):
+            study.enqueue_trial(params)
     finished = len(finished_trials(study))
     if finished >= spec.total_trials:
         logger.info("study %s already has %d finished trials", study.study_name, finished)

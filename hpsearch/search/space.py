@@ -92,6 +92,13 @@ class ParamSpec:
             return IntDistribution(int(self.low), int(self.high), log=self.log)
         return FloatDistribution(self.low, self.high, log=self.log)
 
+    def holds(self, value: Any) -> bool:
+        """Whether ``value`` is one this parameter can take: a choice, or inside the range."""
+        if self.choices is not None:
+            return value in self.choices
+        assert self.low is not None and self.high is not None
+        return isinstance(value, int | float) and self.low <= value <= self.high
+
     def suggest(self, trial: optuna.Trial) -> Any:
         """Ask ``trial`` for this parameter's value."""
         if self.choices is not None:

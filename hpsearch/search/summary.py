@@ -12,7 +12,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.errors import HPSearchError
-from hpsearch.search.records import RECORD_ATTR, read_record, read_trial
+from hpsearch.search.records import RECORD_ATTR, own_trials, read_record, read_trial
 from hpsearch.strict_json import finite_or_none
 
 __all__ = ["StudyRow", "best_with_study", "counts_by_state", "list_studies", "load_existing_study", "load_family",
@@ -68,7 +68,7 @@ def list_studies(storage: BaseStorage) -> list[StudyRow]:
 def counts_by_state(study: optuna.Study) -> dict[str, int]:
     """Number of trials per state name (complete, pruned, fail, running, waiting)."""
     counts = {state.name.lower(): 0 for state in TrialState}
-    for trial in study.get_trials(deepcopy=False):
+    for trial in own_trials(study):
         counts[trial.state.name.lower()] += 1
     return counts
 
@@ -86,7 +86,7 @@ def best_with_study(studies: optuna.Study | list[optuna.Study], k: int = 5,
     """The ``k`` best complete (study, trial) pairs over ``studies``, best first."""
     group = [studies] if isinstance(studies, optuna.Study) else studies
     pairs = [(study, trial) for study in group
-             for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if trial.value is not None]
+             for trial in own_trials(study, states=(TrialState.COMPLETE,)) if trial.value is not None]
     reverse = group[0].direction == StudyDirection.MAXIMIZE
     return sorted(pairs, key=lambda pair: pair[1].value, reverse=reverse)[:k]  # type: ignore[arg-type,return-value]
 
