@@ -30,22 +30,24 @@ _STUDY_KEYS = ("name", "strategy", "metric", "pruner", "n_trials", "timeout", "s
 class CoarseToFine:
     """How coarse-to-fine spends its budget: a short coarse stage, then fine stages on narrowed ranges.
 
-    The coarse stage's trials stop early by ``coarse_pruner``: asha (successive halving) lets only the
-    best third at each of epochs 1, 3, 9… go on, so short trials buy the information and the best
-    reach full length, a competitive best value early. ``coarse_epochs`` 0 means the full training
-    epochs under asha or hyperband (they shorten trials themselves), else a third of them (at least
-    1). The fine stages' trials stop early by ``fine_pruner``, asha too by default (the study's
-    ``pruner``, when one is given, sets it): scripts/compare_strategies.py measured asha ahead of the
-    median pruner there. Ranges narrow, in log space for log parameters, to the span of the ``keep`` best trials of the
-    stage before, widened by ``margin`` (decades for log ranges, a fraction of the range otherwise).
+    The coarse stage's trials stop early by ``coarse_pruner``: hyperband (successive halving in
+    brackets, from stopping after one epoch to none) lets short trials buy the information while the
+    best reach full length, a competitive best value early. ``coarse_epochs`` 0 means the full training
+    epochs under hyperband or asha (they shorten trials themselves), else a third of them (at least
+    1). The fine stages' trials stop early by ``fine_pruner``, hyperband too by default (the study's
+    ``pruner``, when one is given, sets it). scripts/compare_strategies.py chose hyperband: asha in both
+    stages did best on digits but worst on the MNIST-shaped task, whose slow learners it stopped at
+    epoch 1 in favour of fast ones that overfit; the median pruner did worse on digits. Ranges narrow,
+    in log space for log parameters, to the span of the ``keep`` best trials of the stage before,
+    widened by ``margin`` (decades for log ranges, a fraction of the range otherwise).
     """
 
     stages: int = 3
     coarse_trials: int = 12
     coarse_epochs: int = 0
     coarse_sampler: str = "random"
-    coarse_pruner: str = "asha"
-    fine_pruner: str = "asha"
+    coarse_pruner: str = "hyperband"
+    fine_pruner: str = "hyperband"
     fine_trials: int = 9
     keep: int = 4
     margin: float = 0.3

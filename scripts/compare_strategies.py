@@ -8,8 +8,8 @@ the budget, and for each TPE baseline the Mann-Whitney U p-values (coarse-to-fin
 one-sided) and the share of the budget at which coarse-to-fine's median first reaches the
 baseline's median final value; saves the best-so-far curves.
 Variants of coarse-to-fine, to measure what each of its parts does: --coarse-pruner median (the coarse
-stage of a third of the epochs, as before asha), --fine-pruner median (the fine stages' pruner before
-asha), --first-trials suggestion (the LR test's suggestion
+stage of a third of the epochs, as before), --coarse-pruner / --fine-pruner asha, --fine-pruner median
+(the fine stages' pruner before), --first-trials suggestion (the LR test's suggestion
 alone, without its neighbours), --no-carry (fine stages that start from nothing); --strategies runs a
 subset.
 Run: python scripts/compare_strategies.py [--seeds 10] [--budget 300] [--datasets NAME ...] [--plot F]
@@ -115,9 +115,9 @@ def run_coarse_to_fine(train: TrainConfig, data: TaskData, seed: int, budget: fl
     steps_per_epoch = math.ceil(data.n_train / train.batch_size)
     tracker = BudgetTracker(budget, lr_test_steps_per_epoch=steps_per_epoch)
     coarse_trials = 12
-    # Under asha most coarse trials stop after an epoch and a few go on to full length: about
-    # ASHA_EPOCHS_PER_TRIAL epochs a trial on average. Otherwise the coarse trials train a third of the epochs.
-    asha = coarse_pruner == "asha"
+    # Under asha or hyperband most coarse trials stop after an epoch or three and a few go on to full
+    # length: about ASHA_EPOCHS_PER_TRIAL epochs a trial. Otherwise the coarse trials train a third of the epochs.
+    asha = coarse_pruner in ("asha", "hyperband")  # pruners with rungs: full-length coarse trials
     coarse_epochs = 0 if asha else max(1, epochs // 3)
     coarse_cost = coarse_trials * (ASHA_EPOCHS_PER_TRIAL if asha else coarse_epochs)
     # Planned before the test runs, so with its most batches: fine stages never planned past the budget.
@@ -227,14 +227,14 @@ def main() -> int:
     parser.add_argument("--plot", default="compare_strategies.png")
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES), metavar="S",
                         help=f"a subset of {' '.join(STRATEGIES)}")
-    parser.add_argument("--coarse-pruner", default="asha", choices=["asha", "median"],
-                        help="coarse-to-fine's coarse stage: asha at full length (default), or median at a third "
-                             "of the epochs (before asha)")
+    parser.add_argument("--coarse-pruner", default="hyperband", choices=["asha", "hyperband", "median"],
+                        help="coarse-to-fine's coarse stage: hyperband (default) or asha at full length, or median "
+                             "at a third of the epochs (as before)")
     parser.add_argument("--first-trials", default="neighbours", choices=["neighbours", "suggestion"],
                         help="what the LR test enqueues first: its suggestion and a neighbour each side, or "
                              "the suggestion alone")
-    parser.add_argument("--fine-pruner", default="asha", choices=["median", "hyperband", "asha"],
-                        help="the pruner of coarse-to-fine's fine stages (default asha, the library's)")
+    parser.add_argument("--fine-pruner", default="hyperband", choices=["median", "hyperband", "asha"],
+                        help="the pruner of coarse-to-fine's fine stages (default hyperband, the library's)")
     parser.add_argument("--no-carry", action="store_true", help="fine stages start from no earlier trial")
     args = parser.parse_args()
     _variants(args)

@@ -67,8 +67,8 @@ def test_coarse_to_fine_runs_every_stage_narrows_and_exports(tmp_path: Path, dig
     low, high = lr_test["prior"]
     first = [t.params["lr"] for t in coarse.trials[:3]]  # the enqueued start: the suggestion and its neighbours
     assert first[0] == pytest.approx(lr_test["suggestion"]) and low <= min(first) < max(first) <= high
-    assert coarse.user_attrs["hpsearch"]["spec"]["train"]["epochs"] == 3  # full length: asha cuts trials short
-    assert coarse.user_attrs["hpsearch"]["spec"]["study"]["pruner"] == "asha"
+    assert coarse.user_attrs["hpsearch"]["spec"]["train"]["epochs"] == 3  # full length: hyperband cuts trials short
+    assert coarse.user_attrs["hpsearch"]["spec"]["study"]["pruner"] == "hyperband"
     assert coarse.user_attrs["hpsearch"]["spec"]["space"]["lr"] == {"low": low, "high": high, "log": True}
 
     spaces = [s.user_attrs["hpsearch"]["spec"]["space"] for s in studies]
@@ -141,6 +141,7 @@ def test_a_test_that_never_diverged_leaves_the_given_lr_range(digits: Data) -> N
     assert calm.diverged_at is None and calm.suggestions.blowup is None
     spec = StudySpec(space=SearchSpace((ParamSpec("lr", 1e-5, 1e-1, log=True),)))
     assert with_lr_prior(spec, calm) == spec
+    assert first_trials(calm, spec.space) == []  # nor does it say which learning rates to start from
     found = lr_range_test(TrainConfig(), digits)
     assert with_lr_prior(spec, found).space.params[0].high == pytest.approx(found.prior()[1])
 
@@ -244,7 +245,7 @@ def test_the_coarse_stage_trains_full_length_under_a_pruner_with_rungs(pruner: s
     assert coarse.pruner == pruner and coarse.train.epochs == epochs
 
 
-@pytest.mark.parametrize(("study", "fine_pruner"), [({}, "asha"), ({"pruner": "median"}, "median")])
+@pytest.mark.parametrize(("study", "fine_pruner"), [({}, "hyperband"), ({"pruner": "median"}, "median")])
 def test_a_pruner_asked_for_a_coarse_to_fine_study_is_its_fine_stages(study: dict[str, str], fine_pruner: str,
                                                                       ) -> None:
     spec = StudySpec.from_mapping({"study": {"name": "x", "strategy": "coarse-to-fine", **study}})

@@ -59,8 +59,11 @@ def coarse_spec(spec: StudySpec, lr_test: LRFinderResult) -> StudySpec:
 def first_trials(lr_test: LRFinderResult, space: SearchSpace) -> list[dict[str, Any]]:
     """Params to enqueue first in a study that ran the LR range test: its suggested lr and a neighbour each
     side, inside the LR prior and the space's lr range, each with the recipes' weight decay when the
-    space searches weight decay and holds it. None when the test suggested nothing."""
-    if lr_test.suggestion is None:
+    space searches weight decay and holds it. None when the test suggested nothing or its loss never blew
+    up: such a curve says little about where the lr should be (with_lr_prior keeps the range then too), and
+    on the MNIST-shaped task of scripts/compare_strategies.py its suggestion started the search among
+    learning rates that overfit."""
+    if lr_test.suggestion is None or lr_test.suggestions.blowup is None:
         return []
     params = {p.name: p for p in space.params}
     low, high = lr_test.prior()
