@@ -67,7 +67,8 @@ def diagnose(history: Sequence[Mapping[str, float]], status: str = Status.COMPLE
 
 def label_summary(trials: Sequence[FrozenTrial]) -> str:
     """``9 of 30 trials diverged (all above lr 0.08); 2 stuck; 19 ok`` from the trials' diagnoses."""
-    labels = {t.number: read_trial(t).diagnosis["label"] for t in trials if read_trial(t).diagnosis}  # type: ignore[index]
+    diagnoses = {t.number: read_trial(t).diagnosis for t in trials}
+    labels = {number: diagnosis["label"] for number, diagnosis in diagnoses.items() if diagnosis}
     labelled = [t for t in trials if t.number in labels]
     counts = Counter(labels.values())
     parts = []

@@ -92,9 +92,12 @@ def ranked(trials: Sequence[FrozenTrial], direction: StudyDirection) -> list[Fro
     sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     pruned = [t for t in trials if t.state == TrialState.PRUNED and t.intermediate_values]
-    return (sorted(complete, key=lambda t: sign * t.value)  # type: ignore[operator]
-            + sorted(pruned, key=lambda t: (-max(t.intermediate_values), sign * t.intermediate_values[
-                max(t.intermediate_values)])))
+
+    def how_far_and_how_good(trial: FrozenTrial) -> tuple[int, float]:
+        last = max(trial.intermediate_values)
+        return -last, sign * trial.intermediate_values[last]
+
+    return sorted(complete, key=lambda t: sign * t.value) + sorted(pruned, key=how_far_and_how_good)  # type: ignore[operator]
 
 
 def narrow(space: SearchSpace, trials: list[FrozenTrial], direction: StudyDirection, *, keep: int,

@@ -30,7 +30,7 @@ from hpsearch.status import Status
 from hpsearch.training import EpochMetrics, TrainResult, train
 
 __all__ = ["NO_FILES", "Objective", "TrialCallback", "TrialFiles", "apply_params", "checkpoint_folder",
-           "finish_trial", "give_up", "record_result", "report_epoch", "start_trial"]
+           "finish_trial", "give_up", "interrupted", "record_result", "report_epoch", "start_trial"]
 
 logger = logging.getLogger(__name__)
 
@@ -148,11 +148,16 @@ def give_up(study: optuna.Study, trial: optuna.Trial, record: TrialRecord | None
     count, and the next run retries it."""
     record = record if record is not None else read_trial(trial).identity()
     if isinstance(exc, KeyboardInterrupt):
-        status, reason = Status.INTERRUPTED, "interrupted by the user"
+        ended = interrupted(record)
     else:
-        status, reason = Status.FAILED, f"{type(exc).__name__}: {exc}"
-    write_trial(trial, replace(record, status=status, reason=reason))
+        ended = replace(record, status=Status.FAILED, reason=f"{type(exc).__name__}: {exc}")
+    write_trial(trial, ended)
     return study.tell(trial, state=TrialState.FAIL)
+
+
+def interrupted(record: TrialRecord) -> TrialRecord:
+    """``record`` of a trial that Ctrl-C or SIGTERM ended: it does not count, and the next run retries it."""
+    return replace(record, status=Status.INTERRUPTED, reason="interrupted by the user")
 
 
 def apply_params(config: TrainConfig, params: dict[str, Any]) -> TrainConfig:

@@ -16,16 +16,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.errors import HPSearchError
-from hpsearch.search.objective import NO_FILES, TrialFiles
+from hpsearch.search.objective import NO_FILES, TrialFiles, interrupted
 from hpsearch.search.optuna_private import storage_of, trial_id
 from hpsearch.search.records import RECORD_ATTR, own_trials, read_trial
-from hpsearch.status import Status
 
 __all__ = ["WorkerPool"]
 
@@ -116,8 +115,7 @@ def _fail_orphans(study: optuna.Study, workers: list[subprocess.Popen[bytes]]) -
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         stored = read_trial(trial)
         if stored.worker in ours:
-            interrupted = replace(stored.identity(), status=Status.INTERRUPTED, reason="interrupted by the user")
-            storage.set_trial_user_attr(trial_id(trial), RECORD_ATTR, interrupted.to_dict())
+            storage.set_trial_user_attr(trial_id(trial), RECORD_ATTR, interrupted(stored.identity()).to_dict())
             storage.set_trial_state_values(trial_id(trial), TrialState.FAIL)
 
 
