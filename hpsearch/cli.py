@@ -134,6 +134,7 @@ def with_train_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 StorageOption = Annotated[str | None, typer.Option(help="Optuna storage URL; default hpsearch.journal.")]
 HeartbeatOption = Annotated[int, typer.Option(help="Seconds between a running trial's heartbeats; a trial silent for three is failed and retried (0: off).", rich_help_panel=_RUN)]  # noqa: E501
+DurableOption = Annotated[bool, typer.Option("--durable", help="fsync every storage write (journal line, SQLite commit), so it survives a power cut, not only a killed process; about 0.4 ms a write.", rich_help_panel=_RUN)]  # noqa: E501
 MaxRetriesOption = Annotated[int, typer.Option(help="Times a trial of a killed worker is run again.", rich_help_panel=_RUN)]  # noqa: E501
 CheckpointDirOption = Annotated[Path | None, typer.Option(help="Save each trial's state every epoch under this folder; a retried trial continues from it.", rich_help_panel=_RUN)]  # noqa: E501
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, only the result.")]
@@ -258,6 +259,7 @@ def run(
     devices: Annotated[str | None, typer.Option(help="Devices for the workers, round-robin, e.g. cuda:0,cuda:1.", rich_help_panel=_RUN)] = None,  # noqa: E501
     heartbeat: HeartbeatOption = DEFAULT_HEARTBEAT,
     max_retries: MaxRetriesOption = DEFAULT_MAX_RETRIES,
+    durable: DurableOption = False,
     checkpoint_dir: CheckpointDirOption = None,
     artifacts: Annotated[bool, typer.Option("--artifacts/--no-artifacts", help="Store each completed trial's learning-curve PNG (and final checkpoint) as Optuna artifacts, about 0.1 s a trial.", rich_help_panel=_RUN)] = False,  # noqa: E501
     artifact_dir: ArtifactDirOption = None,
@@ -289,13 +291,13 @@ def run(
     study_spec = StudySpec.from_mapping({**tables, "study": study_table, "train": train_table,
                                          **({"space": space_table} if space_table else {})},
                                         source=str(spec) if spec else "flags")
-    optuna_storage = open_storage(storage, heartbeat=heartbeat, max_retries=max_retries)
+    optuna_storage = open_storage(storage, heartbeat=heartbeat, max_retries=max_retries, durable=durable)
     files = TrialFiles(checkpoint_dir, artifact_folder(storage, artifact_dir) if artifacts else None)
     device_list = tuple(d.strip() for d in devices.split(",") if d.strip()) if devices else ()
     pool = None
     if jobs != 1 or device_list:
         pool = WorkerPool(storage=storage or DEFAULT_STORAGE, jobs=jobs, devices=device_list, heartbeat=heartbeat,
-                          max_retries=max_retries, files=files)
+                          max_retries=max_retries, durable=durable, files=files)
     _quiet_optuna()
     with StudyProgress(console, study_spec, enabled=not quiet) as progress:
         result = run_study(study_spec, optuna_storage, callbacks=[progress.on_trial], files=files, pool=pool,
@@ -326,6 +328,7 @@ def worker(
     timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
     heartbeat: HeartbeatOption = DEFAULT_HEARTBEAT,
     max_retries: MaxRetriesOption = DEFAULT_MAX_RETRIES,
+    durable: DurableOption = False,
     checkpoint_dir: CheckpointDirOption = None,
     artifact_dir: Annotated[Path | None, typer.Option(help="Store each completed trial's learning curve and final checkpoint as Optuna artifacts in this folder.", rich_help_panel=_RUN)] = None,  # noqa: E501
     index: Annotated[int | None, typer.Option(hidden=True, help="Worker number, to seed its sampler apart.")] = None,
@@ -346,7 +349,7 @@ def worker(
     if threads is not None and threads < 1:
         raise typer.BadParameter(f"must be >= 1, got {threads}", param_hint="--threads")
     _quiet_optuna()
-    optuna_storage = open_storage(storage, heartbeat=heartbeat, max_retries=max_retries)
+    optuna_storage = open_storage(storage, heartbeat=heartbeat, max_retries=max_retries, durable=durable)
     first = load_family(study, optuna_storage)[0]
     files = TrialFiles(checkpoint_dir, artifact_dir)
     files.prepare(study)

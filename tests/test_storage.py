@@ -54,6 +54,32 @@ def test_sqlite_pragmas_are_in_effect_on_every_connection(tmp_path: Path) -> Non
     assert (tmp_path / "studies.db-wal").exists()
 
 
+@pytest.mark.parametrize(("durable", "synchronous"), [(False, 1), (True, 2)])  # NORMAL, FULL
+def test_durable_sqlite_syncs_every_commit(durable: bool, synchronous: int, tmp_path: Path) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 'studies.db'}", durable=durable)
+    assert isinstance(storage, RDBStorage)
+    with storage.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == synchronous
+
+
+@pytest.mark.parametrize(("durable", "fsyncs_per_write"), [(False, 0), (True, 1)])
+def test_a_journal_write_is_fsynced_only_when_durable(durable: bool, fsyncs_per_write: int, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = open_storage(f"journal:{tmp_path / 'studies.journal'}", heartbeat=None, durable=durable)
+    study = optuna.create_study(study_name="s", storage=storage)
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    trial = study.ask()
+    for epoch in range(3):
+        trial.report(1.0 / (epoch + 1), epoch)
+    study.tell(trial, 0.5)
+    writes = 5  # the new trial, three reports, the tell
+    assert len(synced) == fsyncs_per_write * writes
+    reopened = optuna.load_study(study_name="s", storage=open_storage(f"journal:{tmp_path / 'studies.journal'}"))
+    assert reopened.trials[0].intermediate_values == {0: 1.0, 1: 0.5, 2: 1 / 3} and reopened.trials[0].value == 0.5
+
+
 @pytest.mark.parametrize("form", ["journal:{}", "{}"])
 @pytest.mark.parametrize("suffix", [".journal", ".log"])
 def test_journal_urls_open_a_journal_file(form: str, suffix: str, tmp_path: Path) -> None:

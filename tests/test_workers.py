@@ -110,6 +110,34 @@ def test_a_worker_killed_mid_trial_is_retried_from_its_checkpoint(postgres_url: 
     assert retry.value == pytest.approx(uninterrupted.val_loss, rel=1e-3)
 
 
+@pytest.mark.parametrize("durable", [[], ["--durable"]])
+def test_a_run_killed_mid_trial_on_the_default_storage_resumes_with_every_finished_trial(durable: list[str],
+                                                                                        tmp_path: Path) -> None:
+    """SIGKILL, no handler: what the journal wrote (fsynced or not) survives the process, and the same
+    command finishes the study once the killed trial's heartbeats stop."""
+    args = ["run", "--strategy", "random", "--n-trials", "4", "--epochs", str(EPOCHS // 3), "--hidden", "32",
+            "--pruner", "none", "--heartbeat", "1", "--quiet", *durable]
+    journal = str(tmp_path / "hpsearch.journal")
+    doomed = start(*args, cwd=tmp_path)
+    def one_complete_one_running() -> bool:
+        trials = trials_of("digits-random", journal)
+        return (any(t.state == TrialState.COMPLETE for t in trials)
+                and any(t.state == TrialState.RUNNING and t.intermediate_values for t in trials))
+
+    wait_for(one_complete_one_running, "a completed trial and a running one")
+    doomed.kill()
+    doomed.wait()
+    before = {t.number: (t.value, t.intermediate_values) for t in trials_of("digits-random", journal)
+              if t.state == TrialState.COMPLETE}
+
+    code, _, err = finish(start(*args, cwd=tmp_path))
+    assert code == 0, err
+    trials = {t.number: t for t in trials_of("digits-random", journal)}
+    assert {n: (trials[n].value, trials[n].intermediate_values) for n in before} == before
+    assert sum(t.state == TrialState.COMPLETE for t in trials.values()) == 4
+    assert not [t for t in trials.values() if t.state == TrialState.RUNNING]
+
+
 @pytest.mark.parametrize("storage", ["sqlite:///hp.db", "default"])
 def test_four_local_processes_share_a_file_storage(storage: str, tmp_path: Path) -> None:
     args = ["run", "--strategy", "random", "--n-trials", "40", "--epochs", "10", "--hidden", "16", "--jobs", "4",

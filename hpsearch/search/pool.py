@@ -44,6 +44,7 @@ class WorkerPool:
     devices: tuple[str, ...] = ()
     heartbeat: int | None = None
     max_retries: int | None = None
+    durable: bool = False  # fsync every write (``worker --durable``)
     files: TrialFiles = NO_FILES
     trust: tuple[str, ...] = ()  # what the workers may import: the run's own entry points (``worker --trust``)
 
@@ -76,6 +77,8 @@ class WorkerPool:
             command += ["--device", self.devices[index % len(self.devices)]]
         for trusted in self.trust:
             command += ["--trust", trusted]
+        if self.durable:
+            command.append("--durable")
         for flag, value in (("--heartbeat", self.heartbeat), ("--max-retries", self.max_retries),
                             ("--checkpoint-dir", self.files.checkpoint_dir),
                             ("--artifact-dir", self.files.artifact_dir), ("--timeout", timeout)):
