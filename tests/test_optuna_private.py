@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-import optuna
+from pathlib import Path
 
-from hpsearch.search.optuna_private import check_available, in_optimize_loop, requeue, take_stop_request
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from hpsearch.search.optuna_private import (
+    FinishedTrialsCache,
+    check_available,
+    in_optimize_loop,
+    read_finished_trials_cheaply,
+    requeue,
+    storage_of,
+    take_stop_request,
+)
+from hpsearch.storage import open_storage
 
 
 def test_every_private_name_hpsearch_uses_exists_in_this_optuna() -> None:
@@ -21,3 +34,29 @@ def test_a_requeued_trial_is_asked_again_and_a_stop_inside_the_loop_is_seen_once
         study.stop()  # allowed only inside the optimize loop
     assert again.number == trial.number
     assert take_stop_request(study) and not take_stop_request(study)
+
+
+def test_finished_trials_are_read_again_only_when_a_trial_has_finished(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'hp.db'}"
+    study = optuna.create_study(study_name="s", storage=open_storage(url, heartbeat=None))
+    read_finished_trials_cheaply(study)
+    cache = storage_of(study)
+    assert isinstance(cache, FinishedTrialsCache)
+    running = study.ask()
+    running.report(0.5, 0)
+    elsewhere = optuna.load_study(study_name="s", storage=open_storage(url, heartbeat=None))  # another worker
+    elsewhere.tell(elsewhere.ask(), 1.0)
+
+    reads: list[int] = []
+    remote_read = cache._backend._get_trials
+    monkeypatch.setattr(cache._backend, "_get_trials", lambda *a, **k: (reads.append(1), remote_read(*a, **k))[1])
+    assert [t.value for t in study.get_trials(states=(TrialState.COMPLETE,))] == [1.0]
+    assert [t.value for t in study.get_trials(states=(TrialState.COMPLETE,))] == [1.0]
+    assert len(reads) == 1  # the second read: nothing finished since, answered from the cache
+    running.report(0.25, 1)
+    assert len(study.get_trials(states=(TrialState.RUNNING,))[0].intermediate_values) == 2  # others read as before
+    elsewhere.tell(elsewhere.ask(), 2.0)
+    assert [t.value for t in study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))] == [1.0, 2.0]
+    study.tell(running, 0.1)
+    assert [t.value for t in study.get_trials(states=(TrialState.COMPLETE,))] == [0.1, 1.0, 2.0]

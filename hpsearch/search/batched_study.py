@@ -12,7 +12,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import optuna
 import torch
@@ -21,8 +21,9 @@ from hpsearch.batched import BatchedTrainer
 from hpsearch.config import TrainConfig
 from hpsearch.data import Data, TaskData
 from hpsearch.errors import ConfigError
+from hpsearch.search.beats import start_beating
 from hpsearch.search.objective import TrialCallback, finish_trial, give_up, report_epoch, start_trial
-from hpsearch.search.optuna_private import in_optimize_loop, record_heartbeat
+from hpsearch.search.optuna_private import in_optimize_loop
 from hpsearch.search.records import TrialRecord
 from hpsearch.search.setup import prepare_study
 from hpsearch.spec import StudySpec
@@ -94,38 +95,44 @@ def optimize_batched(study: optuna.Study, spec: StudySpec, data: TaskData, k: in
     to_ask = spec.total_trials - prepare_study(study, spec)
     deadline = time.monotonic() + timeout if timeout is not None else None
     trials: dict[int, tuple[optuna.Trial, TrialRecord]] = {}
+    beats: dict[int, Callable[[], None]] = {}  # slot → stops the heartbeats of its trial
     configs: list[TrainConfig] = []
-    for _ in range(min(k, to_ask)):
-        with warnings.catch_warnings():  # the first K asks come before the loop below
-            warnings.filterwarnings("ignore", message="Heartbeat of storage")
-            trial, config, record = _ask(study, spec)
-        trials[len(configs)] = trial, record
-        configs.append(config)
-    if not configs:
-        return
-    to_ask -= len(configs)
-    trainer = BatchedTrainer(configs, data)
-    # Ask/tell with heartbeats is Optuna's optimize loop done by hand here: say so, or ask() warns.
-    with in_optimize_loop(study):
-        try:
-            while trials:
-                metrics = trainer.run_epoch()
-                for slot, epoch in metrics.items():
-                    if _report(study, *trials[slot], trainer, slot, epoch, spec, callbacks):
-                        del trials[slot]
-                        trainer.retire(slot)
-                        out_of_time = deadline is not None and time.monotonic() >= deadline
-                        if to_ask > 0 and not out_of_time:
-                            trial, config, record = _ask(study, spec)
-                            trials[slot] = trial, record
-                            trainer.replace(slot, config)
-                            to_ask -= 1
-                for trial, _ in trials.values():  # a beat per running member and epoch: a killed batch is retried
-                    record_heartbeat(study, trial)
-        except KeyboardInterrupt as exc:
-            for trial, record in trials.values():
-                give_up(study, trial, record, exc)
-            raise
+    try:
+        for _ in range(min(k, to_ask)):
+            with warnings.catch_warnings():  # the first K asks come before the loop below
+                warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                trial, config, record = _ask(study, spec)
+            trials[len(configs)] = trial, record
+            beats[len(configs)] = start_beating(study, trial)
+            configs.append(config)
+        if not configs:
+            return
+        to_ask -= len(configs)
+        trainer = BatchedTrainer(configs, data)
+        # Ask/tell with heartbeats is Optuna's optimize loop done by hand here: say so, or ask() warns.
+        with in_optimize_loop(study):
+            try:
+                while trials:
+                    metrics = trainer.run_epoch()
+                    for slot, epoch in metrics.items():
+                        if _report(study, *trials[slot], trainer, slot, epoch, spec, callbacks):
+                            del trials[slot]
+                            beats.pop(slot)()
+                            trainer.retire(slot)
+                            out_of_time = deadline is not None and time.monotonic() >= deadline
+                            if to_ask > 0 and not out_of_time:
+                                trial, config, record = _ask(study, spec)
+                                trials[slot] = trial, record
+                                beats[slot] = start_beating(study, trial)
+                                trainer.replace(slot, config)
+                                to_ask -= 1
+            except KeyboardInterrupt as exc:
+                for trial, record in trials.values():
+                    give_up(study, trial, record, exc)
+                raise
+    finally:
+        for stop in beats.values():
+            stop()
 
 
 def _ask(study: optuna.Study, spec: StudySpec) -> tuple[optuna.Trial, TrainConfig, TrialRecord]:

@@ -21,11 +21,11 @@ from optuna.storages import BaseStorage
 from hpsearch.data import TaskData
 from hpsearch.devices import resolve_device
 from hpsearch.errors import ConfigError
+from hpsearch.search.beats import beating
 from hpsearch.search.budget import budget
 from hpsearch.search.objective import NO_FILES, Objective, TrialCallback, TrialFiles, finish_trial, give_up
 from hpsearch.search.optuna_private import (
     heartbeat_interval,
-    heartbeat_thread,
     in_optimize_loop,
     requeue,
     take_stop_request,
@@ -96,7 +96,7 @@ def _run_trial(study: optuna.Study, objective: Objective, total: int, callbacks:
     at once for the last place in the budget must go back to the queue, not run as one too many.
     Returns the places the budget has left beyond this trial and those started before it.
 
-    Optuna's pieces do the rest: its heartbeat thread beats while the trial runs, and ``tell`` stores
+    The process's heartbeat thread beats while the trial runs (hpsearch.search.beats), and Optuna's ``tell`` stores
     the outcome (COMPLETE, PRUNED, or FAIL for an error, which is logged and does not stop the worker).
     """
     trial = study.ask()
@@ -114,7 +114,7 @@ def _run_trial(study: optuna.Study, objective: Objective, total: int, callbacks:
         give_up(study, trial, record, exc)
         raise
     failure: RuntimeError | None = None
-    with heartbeat_thread(study, trial):
+    with beating(study, trial):
         try:
             result = objective.train(trial, config, record)
         except RuntimeError as exc:  # a training error fails this trial, not the search
