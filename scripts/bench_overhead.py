@@ -146,7 +146,7 @@ def timed_study(kind: str, spec: StudySpec, data: Data) -> tuple[float, float, f
             work = ", ".join(f"{count / len(trials):.1f} {name}" for name, count in counts.items())
         elif kind == "journal":
             with open(url.removeprefix("journal:"), "rb") as log:
-                work = f"{sum(1 for _ in log) / len(trials):.1f} appended records, one fsync each"
+                work = f"{sum(1 for _ in log) / len(trials):.1f} appended records"
         else:
             work = ""
     return seconds, sum(trained), sum(reporting), trials, work
