@@ -44,6 +44,10 @@ BLOWUP_FACTOR = 2.0
 # "valley" varied least across seeds and batch sizes on digits (0.03 decades of spread, against 0.44
 # for steepest and 0.29 for divergence; scripts/lr_find_stability.py) and passes the synthetic tests.
 DEFAULT_METHOD = "valley"
+# How far below the suggestion the search range (prior) reaches. One decade was too little on the MNIST-shaped
+# task of scripts/compare_strategies.py: its suggestion is the fastest descent of one short sweep, and the lr
+# that is best after 10 epochs there (2e-4 to 4e-4, before it overfits) lay 15x below it, outside the range.
+PRIOR_DECADES_BELOW = 2
 
 
 @dataclass(frozen=True)
@@ -75,12 +79,12 @@ class LRFinderResult:
     reason: str | None
 
     def prior(self) -> tuple[float, float]:
-        """A log-scale lr search range: an order of magnitude below the suggestion up to just under
-        the blow-up point; the whole swept range when the curve shows neither."""
+        """A log-scale lr search range: PRIOR_DECADES_BELOW orders of magnitude below the suggestion up to
+        just under the blow-up point; the whole swept range when the curve shows neither."""
         if self.suggestion is None or self.suggestions.blowup is None:
             return self.lrs[0], self.lrs[-1]
         high = 0.9 * self.suggestions.blowup
-        return max(min(self.suggestion, high) / 10, self.lrs[0]), high
+        return max(min(self.suggestion, high) / 10**PRIOR_DECADES_BELOW, self.lrs[0]), high
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (non-finite losses become None); ``prior`` is added for readers."""

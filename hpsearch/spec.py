@@ -23,7 +23,8 @@ from hpsearch.search.space import DEFAULT_SPACE, SearchSpace
 __all__ = ["DEFAULT_TRIALS", "METRICS", "PRUNERS", "STRATEGIES", "CoarseToFine", "StudySpec", "load_spec_file"]
 
 DEFAULT_TRIALS = 30
-_STUDY_KEYS = ("name", "strategy", "metric", "pruner", "n_trials", "timeout", "seed", "grid_points", "lr_find")
+_STUDY_KEYS = ("name", "strategy", "metric", "pruner", "pruner_warmup", "n_trials", "timeout", "seed", "grid_points",
+               "lr_find")
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,9 @@ class CoarseToFine:
     best reach full length, a competitive best value early. ``coarse_epochs`` 0 means the full training
     epochs under hyperband or asha (they shorten trials themselves), else a third of them (at least
     1). The fine stages' trials stop early by ``fine_pruner``, hyperband too by default (the study's
-    ``pruner``, when one is given, sets it). scripts/compare_strategies.py chose hyperband: asha in both
+    ``pruner``, when one is given, sets it), and stops no trial before the epoch from which the stage before
+    ranked its trials as they finished (coarse_to_fine.trusted_epoch). scripts/compare_strategies.py chose
+    hyperband: asha in both
     stages did best on digits but worst on the MNIST-shaped task, whose slow learners it stopped at
     epoch 1 in favour of fast ones that overfit; the median pruner did worse on digits. Ranges narrow,
     in log space for log parameters, to the span of the ``keep`` best trials of the stage before,
@@ -89,6 +92,7 @@ class StudySpec:
     strategy: str = "tpe"
     metric: str = "val_loss"
     pruner: str = "median"
+    pruner_warmup: int | None = None  # epochs every trial trains before its pruner may stop it; None: 1
     n_trials: int | None = None
     timeout: float | None = None
     seed: int = 0
@@ -104,6 +108,8 @@ class StudySpec:
         _one_of("metric", self.metric, tuple(METRICS))
         if self.n_trials is not None and self.n_trials < 1:
             raise ConfigError(f"n_trials must be >= 1, got {self.n_trials}")
+        if self.pruner_warmup is not None and self.pruner_warmup < 1:
+            raise ConfigError(f"pruner_warmup must be >= 1 epoch, got {self.pruner_warmup}")
         if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
             raise ConfigError(f"timeout must be > 0 seconds, got {self.timeout}")
         if self.grid_points < 2:
@@ -193,7 +199,8 @@ def load_spec_file(path: str | Path) -> dict[str, Any]:
 
 
 def _typed_study_fields(study: dict[str, Any]) -> dict[str, Any]:
-    types = {"name": str, "strategy": str, "metric": str, "pruner": str, "n_trials": int, "timeout": float,
+    types = {"name": str, "strategy": str, "metric": str, "pruner": str, "pruner_warmup": int, "n_trials": int,
+             "timeout": float,
              "seed": int, "grid_points": int, "lr_find": bool}
     typed = {}
     for key, value in study.items():

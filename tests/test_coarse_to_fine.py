@@ -15,7 +15,15 @@ from hpsearch.export import export_best
 from hpsearch.lr_finder import lr_range_test
 from hpsearch.search import objective as objective_module
 from hpsearch.search import runner as runner_module
-from hpsearch.search.coarse_to_fine import carried_trials, coarse_spec, first_trials, narrow, ranked
+from hpsearch.search.coarse_to_fine import (
+    carried_trials,
+    coarse_spec,
+    fine_spec,
+    first_trials,
+    narrow,
+    ranked,
+    trusted_epoch,
+)
 from hpsearch.search.records import TrialRecord, is_carried, own_trials, read_trial
 from hpsearch.search.runner import finished_trials, run_study
 from hpsearch.search.space import ParamSpec, SearchSpace
@@ -251,3 +259,43 @@ def test_a_pruner_asked_for_a_coarse_to_fine_study_is_its_fine_stages(study: dic
     spec = StudySpec.from_mapping({"study": {"name": "x", "strategy": "coarse-to-fine", **study}})
     assert spec.coarse_to_fine.fine_pruner == fine_pruner
     assert StudySpec.from_mapping(spec.to_dict()) == spec
+
+
+def curve(final: float, values: list[float], lr: float = 1e-3) -> optuna.trial.FrozenTrial:
+    """A complete trial with these per-epoch values (epochs 1..n) and ``final`` value."""
+    return create_trial(value=final, params={"lr": lr}, distributions={"lr": FloatDistribution(1e-5, 1e-1, log=True)},
+                        intermediate_values={epoch: v for epoch, v in enumerate(values, start=1)})
+
+
+AGREEING = [curve(v[-1], v) for v in ([2.0, 1.0, 0.5, 0.3], [2.2, 1.2, 0.7, 0.5], [2.4, 1.4, 0.9, 0.7],
+                                      [2.6, 1.6, 1.1, 0.9])]
+# Fast learners that overfit: best after epoch 1, worst at the end; the slow ones overtake them by epoch 3.
+CROSSING = [curve(v[-1], v) for v in ([0.8, 1.0, 1.3, 1.5], [0.9, 1.0, 1.2, 1.3], [1.8, 1.2, 0.9, 0.8],
+                                      [2.0, 1.4, 0.8, 0.7], [2.1, 1.3, 1.0, 0.9])]
+
+
+@pytest.mark.parametrize(("trials", "epoch"), [(AGREEING, 1), (CROSSING, 3), (AGREEING[:3], None)],
+                         ids=["curves that agree from the first epoch", "curves that cross", "too few to tell"])
+def test_the_trusted_epoch_is_the_first_whose_ranking_agrees_with_the_final_one(
+        trials: list[optuna.trial.FrozenTrial], epoch: int | None) -> None:
+    assert trusted_epoch(trials) == epoch
+
+
+@pytest.mark.parametrize(("trials", "warmup"), [(CROSSING, 3), (AGREEING, 1), (AGREEING[:3], None)])
+def test_a_fine_stage_prunes_no_trial_before_the_trusted_epoch(trials: list[optuna.trial.FrozenTrial],
+                                                               warmup: int | None) -> None:
+    stage = fine_spec(SPEC, 2, SPEC.replace(pruner="hyperband"), trials, StudyDirection.MINIMIZE)
+    assert stage.pruner_warmup == warmup
+
+
+@pytest.mark.parametrize(("pruner", "warmup", "narrowed"), [("hyperband", None, False), ("hyperband", 3, True),
+                                                            ("none", None, True)],
+                         ids=["pruned before its ranking held: ranges kept", "pruned from the trusted epoch on",
+                              "nothing pruned"])
+def test_a_stage_whose_pruner_kept_trials_by_misleading_epochs_is_not_narrowed_around_them(
+        pruner: str, warmup: int | None, narrowed: bool) -> None:
+    lrs = (3e-3, 1e-3, 2e-4, 1e-4, 5e-4)  # the fast learners that overfit have the large lrs
+    trials = [curve(t.value, list(t.intermediate_values.values()), lr=lr) for t, lr in zip(CROSSING, lrs, strict=True)]
+    previous = SPEC.replace(pruner=pruner, pruner_warmup=warmup)
+    stage = fine_spec(SPEC, 2, previous, trials, StudyDirection.MINIMIZE)
+    assert (stage.space != previous.space) == narrowed

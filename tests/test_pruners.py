@@ -91,3 +91,36 @@ def test_an_unknown_pruner_from_a_flag_or_a_spec_is_one_error_line_naming_it(tmp
         assert code == 2, (args, out, err)
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], (args, err)
+
+
+@pytest.mark.parametrize("name", ["median", "hyperband", "asha"])
+def test_no_trial_is_stopped_before_the_pruner_warmup(name: str) -> None:
+    """Trials far behind the others are let through the epochs before ``warmup``, and stopped at it (under
+    hyperband, those of the bracket whose first rung is the warmup; the study's name fixes the brackets)."""
+    study = optuna.create_study(study_name="warmup", pruner=make_pruner(name, epochs=9, warmup=3))
+    for _ in range(6):
+        good = study.ask()
+        for epoch in range(1, 10):
+            good.report(1.0 / epoch, epoch)
+            good.should_prune()
+        study.tell(good, 1.0 / 9)
+    stopped_at = []
+    for _ in range(4):
+        bad = study.ask()
+        decisions = []
+        for epoch in (1, 2, 3):
+            bad.report(100.0, epoch)
+            decisions.append(bad.should_prune())
+        stopped_at.append(decisions.index(True) + 1 if True in decisions else None)
+        study.tell(bad, state=optuna.trial.TrialState.PRUNED)
+    assert set(stopped_at) <= {3, None} and 3 in stopped_at
+
+
+def test_a_pruner_warmup_from_a_spec_is_checked_and_stored_only_when_given(tmp_path: Path) -> None:
+    path = tmp_path / "w.toml"
+    path.write_text('[study]\nname = "w"\npruner_warmup = 4\n')
+    assert StudySpec.from_mapping(load_spec_file(path)).to_dict()["study"]["pruner_warmup"] == 4
+    assert "pruner_warmup" not in StudySpec().to_dict()["study"]  # a study stored before it existed still matches
+    path.write_text('[study]\npruner_warmup = 0\n')
+    code, out, err = invoke("run", "--n-trials", "2", "--storage", "memory", "--spec", str(path))
+    assert code == 2 and err.strip() == "error: pruner_warmup must be >= 1 epoch, got 0", (out, err)

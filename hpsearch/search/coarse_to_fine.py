@@ -18,9 +18,13 @@ from hpsearch.search.space import ParamSpec, SearchSpace
 from hpsearch.spec import StudySpec
 
 __all__ = ["carried_trials", "coarse_spec", "fine_spec", "first_trials", "narrow", "ranked", "stage_name",
-           "with_lr_prior"]
+           "trusted_epoch", "with_lr_prior"]
 
 _SLIVER = 0.005  # decades on a log scale, a fraction of the range otherwise
+# trusted_epoch: how closely an epoch's ranking must agree with the final one (Spearman's rho), and the
+# fewest complete trials that can tell.
+TRUST_AGREEMENT = 0.7
+TRUST_MIN_TRIALS = 4
 
 
 def stage_name(study: str, stage: int) -> str:
@@ -76,36 +80,71 @@ def first_trials(lr_test: LRFinderResult, space: SearchSpace) -> list[dict[str, 
     return [{"lr": lr, **extra} for lr in dict.fromkeys(lrs)]
 
 
-def fine_spec(spec: StudySpec, stage: int, previous: SearchSpace, trials: list[FrozenTrial],
+def fine_spec(spec: StudySpec, stage: int, previous: StudySpec, trials: list[FrozenTrial],
               direction: StudyDirection) -> StudySpec:
-    """Stage ``stage`` (2 or more): TPE over ranges narrowed around the previous stage's best trials."""
+    """Stage ``stage`` (2 or more): TPE whose pruner stops no trial before the trusted epoch of the stage
+    before (the first from which its trials ranked as they finished), over ranges narrowed around that
+    stage's best trials at that epoch; or over its ranges as they were, when its pruner stopped trials before their
+    ranking could be trusted, so that the best trials it kept were chosen by misleading early epochs."""
     plan = spec.coarse_to_fine
+    trusted = trusted_epoch(trials)
+    misled = trusted is not None and trusted > (previous.pruner_warmup or 1) and previous.pruner != "none"
+    space = previous.space if misled else narrow(previous.space, trials, direction, keep=plan.keep, margin=plan.margin,
+                                                 at_epoch=trusted)
     return spec.replace(name=stage_name(spec.study_name, stage), strategy="tpe", n_trials=plan.fine_trials,
-                        pruner=plan.fine_pruner, lr_find=False,
-                        space=narrow(previous, trials, direction, keep=plan.keep, margin=plan.margin))
+                        pruner=plan.fine_pruner, pruner_warmup=trusted or spec.pruner_warmup, lr_find=False,
+                        space=space)
 
 
-def ranked(trials: Sequence[FrozenTrial], direction: StudyDirection) -> list[FrozenTrial]:
-    """Finished trials best first, each compared at an epoch both reached: the complete ones by value,
-    then the pruned ones by how far they got and their value there (as Optuna's TPE ranks them). So a
-    trial stopped early by a pruner never outranks one that trained on, however good its first epochs."""
+def trusted_epoch(trials: Sequence[FrozenTrial]) -> int | None:
+    """The first epoch at which the complete trials already ranked as they finished (Spearman's rho of their
+    values there against their final values >= TRUST_AGREEMENT); None with too few complete trials to tell.
+
+    Where it is late, early values mislead (fast learners that overfit look best after an epoch): a pruner
+    that stops trials before it would keep the wrong ones.
+    """
+    from scipy.stats import spearmanr  # only coarse-to-fine needs it, once a stage
+
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and t.intermediate_values]
+    if len(complete) < TRUST_MIN_TRIALS:
+        return None
+    last = min(max(t.intermediate_values) for t in complete)
+    for epoch in range(1, last + 1):
+        pairs = [(t.intermediate_values[epoch], t.value) for t in complete if epoch in t.intermediate_values]
+        if len(pairs) >= TRUST_MIN_TRIALS and spearmanr(*zip(*pairs, strict=True)).statistic >= TRUST_AGREEMENT:
+            return epoch
+    return last
+
+
+def ranked(trials: Sequence[FrozenTrial], direction: StudyDirection, at_epoch: int | None = None) -> list[FrozenTrial]:
+    """Finished trials best first. With ``at_epoch``, those that reached it by their value there (a common epoch,
+    so every trial that trained that far is judged alike), then the rest as below.
+
+    Otherwise each is compared at an epoch both reached: the complete ones by value, then the pruned ones by
+    how far they got and their value there (as Optuna's TPE ranks them). So a trial stopped early by a
+    pruner never outranks one that trained on, however good its first epochs."""
     sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    pruned = [t for t in trials if t.state == TrialState.PRUNED and t.intermediate_values]
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    there = [t for t in finished if at_epoch is not None and at_epoch in t.intermediate_values]
+    rest = [t for t in finished if t not in there]
+    complete = [t for t in rest if t.state == TrialState.COMPLETE and t.value is not None]
+    pruned = [t for t in rest if t.state == TrialState.PRUNED and t.intermediate_values]
 
     def how_far_and_how_good(trial: FrozenTrial) -> tuple[int, float]:
         last = max(trial.intermediate_values)
         return -last, sign * trial.intermediate_values[last]
 
-    return sorted(complete, key=lambda t: sign * t.value) + sorted(pruned, key=how_far_and_how_good)  # type: ignore[operator]
+    return (sorted(there, key=lambda t: sign * t.intermediate_values[at_epoch])  # type: ignore[index]
+            + sorted(complete, key=lambda t: sign * t.value)  # type: ignore[operator]
+            + sorted(pruned, key=how_far_and_how_good))
 
 
 def narrow(space: SearchSpace, trials: list[FrozenTrial], direction: StudyDirection, *, keep: int,
-           margin: float) -> SearchSpace:
-    """Each range shrunk to the span of the ``keep`` best trials (ranked) plus ``margin`` (decades on a
-    log scale, a fraction of the range otherwise), never beyond the range it had; choices cut to
-    those the best trials used. With no finished trial the space stays as it was."""
-    best = ranked(trials, direction)[:keep]
+           margin: float, at_epoch: int | None = None) -> SearchSpace:
+    """Each range shrunk to the span of the ``keep`` best trials (ranked, at ``at_epoch`` when given) plus
+    ``margin`` (decades on a log scale, a fraction of the range otherwise), never beyond the range it had;
+    choices cut to those the best trials used. With no finished trial the space stays as it was."""
+    best = ranked(trials, direction, at_epoch)[:keep]
     if not best:
         return space
     return SearchSpace(tuple(_narrow_param(p, [t.params[p.name] for t in best if p.name in t.params], margin)

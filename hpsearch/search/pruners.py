@@ -7,8 +7,10 @@ from optuna.pruners import BasePruner, HyperbandPruner, MedianPruner, NopPruner,
 __all__ = ["make_pruner"]
 
 
-def make_pruner(name: str, *, epochs: int) -> BasePruner:
-    """The Optuna pruner named ``name``, its arguments fitted to trials that report once per epoch.
+def make_pruner(name: str, *, epochs: int, warmup: int | None = None) -> BasePruner:
+    """The Optuna pruner named ``name``, its arguments fitted to trials that report once per epoch, stopping
+    no trial before epoch ``warmup`` (default 1; at most ``epochs``): median's warm-up, the first rung of
+    hyperband and asha.
 
     median: stop a trial whose epoch value is worse than the median of earlier trials at that epoch,
     once 5 trials have finished and after its first epoch. hyperband: successive halving over 1..epochs.
@@ -18,12 +20,13 @@ def make_pruner(name: str, *, epochs: int) -> BasePruner:
     finished trial and lets the first ones run unpruned; ``reduction_factor=3``, hyperband's, so the two
     compare rung for rung; ``min_early_stopping_rate=0``, so the first rung is epoch 1, median's warm-up.
     """
+    first = min(max(warmup or 1, 1), epochs)
     if name == "median":
-        return MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+        return MedianPruner(n_startup_trials=5, n_warmup_steps=first)
     if name == "hyperband":
-        return HyperbandPruner(min_resource=1, max_resource=epochs)
+        return HyperbandPruner(min_resource=first, max_resource=epochs)
     if name == "asha":
-        return SuccessiveHalvingPruner(min_resource=1, reduction_factor=3, min_early_stopping_rate=0)
+        return SuccessiveHalvingPruner(min_resource=first, reduction_factor=3, min_early_stopping_rate=0)
     if name == "none":
         return NopPruner()
     raise ValueError(f"unknown pruner {name!r}")  # StudySpec validated the name already

@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 # Spec fields that may change between runs of one study; any other difference is refused.
-_MAY_CHANGE = {"study": ("name", "n_trials", "timeout", "pruner", "seed"), "train": ("device",)}
+_MAY_CHANGE = {"study": ("name", "n_trials", "timeout", "pruner", "pruner_warmup", "seed"), "train": ("device",)}
 
 
 class StudyMismatchError(ConfigError):
@@ -150,7 +150,7 @@ def _run_coarse_to_fine(spec: StudySpec, run: _Execution) -> optuna.Study:
     for stage in range(2, spec.coarse_to_fine.stages + 1):
         if len(finished_trials(study)) < stage_spec.total_trials:
             break  # the stage before ran out of time: narrowing needs all of it
-        stage_spec = fine_spec(spec, stage, stage_spec.space, study.get_trials(), study.direction)
+        stage_spec = fine_spec(spec, stage, stage_spec, study.get_trials(), study.direction)
         study = run_stage(stage, stage_spec)
     return study
 

@@ -41,7 +41,7 @@ def prepare_study(study: optuna.Study, spec: StudySpec, worker: int = 0) -> int:
     finished = budget(study).finished
     study.sampler = make_sampler(spec.strategy, spec.space, seed=sampler_seed(spec, finished, worker),
                                  grid_points=spec.grid_points, n_trials=spec.total_trials)
-    study.pruner = make_pruner(spec.pruner, epochs=spec.train.epochs)
+    study.pruner = make_pruner(spec.pruner, epochs=spec.train.epochs, warmup=spec.pruner_warmup)
     return finished
 
 
