@@ -10,8 +10,9 @@ baseline's median final value; saves the best-so-far curves.
 Variants of coarse-to-fine, to measure what each of its parts does: --coarse-pruner median (the coarse
 stage of a third of the epochs, as before), --coarse-pruner / --fine-pruner asha, --fine-pruner median
 (the fine stages' pruner before), --first-trials suggestion (the LR test's suggestion
-alone, without its neighbours), --no-carry (fine stages that start from nothing); --strategies runs a
-subset.
+alone, without its neighbours), --no-carry (fine stages that start from nothing), --no-trusted-epoch (fine
+stages that prune from epoch 1 and narrow around the stage before's ranking however early it pruned),
+--prior-decades 1 (the LR prior a decade below the suggestion, as before); --strategies runs a subset.
 Run: python scripts/compare_strategies.py [--seeds 10] [--budget 300] [--datasets NAME ...] [--plot F]
 """
 
@@ -31,11 +32,11 @@ import numpy as np
 import optuna
 from scipy.stats import mannwhitneyu
 
-from hpsearch import StudySpec, TrainConfig, load_data, run_study
+from hpsearch import StudySpec, TrainConfig, load_data, lr_finder, run_study
 from hpsearch.data import TaskData
 from hpsearch.errors import HPSearchError
 from hpsearch.lr_finder import lr_range_test
-from hpsearch.search import runner
+from hpsearch.search import coarse_to_fine, runner
 from hpsearch.search.records import read_record, read_trial
 from hpsearch.spec import CoarseToFine
 
@@ -213,6 +214,9 @@ def _variants(args: argparse.Namespace) -> None:
             {"lr": p["lr"]} for p in original(lr_test, space)[:1]]
     if args.no_carry:
         runner.carried_trials = lambda earlier, spec: []  # type: ignore[assignment]
+    if args.no_trusted_epoch:
+        coarse_to_fine.trusted_epoch = lambda trials: None  # type: ignore[assignment]
+    lr_finder.PRIOR_DECADES_BELOW = args.prior_decades
 
 
 def main() -> int:
@@ -236,6 +240,10 @@ def main() -> int:
     parser.add_argument("--fine-pruner", default="hyperband", choices=["median", "hyperband", "asha"],
                         help="the pruner of coarse-to-fine's fine stages (default hyperband, the library's)")
     parser.add_argument("--no-carry", action="store_true", help="fine stages start from no earlier trial")
+    parser.add_argument("--no-trusted-epoch", action="store_true",
+                        help="fine stages prune from epoch 1 and always narrow (the trusted epoch unused)")
+    parser.add_argument("--prior-decades", type=float, default=lr_finder.PRIOR_DECADES_BELOW,
+                        help="how many decades below the LR test's suggestion its prior reaches")
     args = parser.parse_args()
     _variants(args)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
