@@ -90,7 +90,7 @@ def fine_spec(spec: StudySpec, stage: int, previous: StudySpec, trials: list[Fro
     trusted = trusted_epoch(trials)
     misled = trusted is not None and trusted > (previous.pruner_warmup or 1) and previous.pruner != "none"
     space = previous.space if misled else narrow(previous.space, trials, direction, keep=plan.keep, margin=plan.margin,
-                                                 at_epoch=trusted)
+                                                 at_epoch=trusted, within=spec.space)
     return spec.replace(name=stage_name(spec.study_name, stage), strategy="tpe", n_trials=plan.fine_trials,
                         pruner=plan.fine_pruner, pruner_warmup=trusted or spec.pruner_warmup, lr_find=False,
                         space=space)
@@ -140,18 +140,21 @@ def ranked(trials: Sequence[FrozenTrial], direction: StudyDirection, at_epoch: i
 
 
 def narrow(space: SearchSpace, trials: list[FrozenTrial], direction: StudyDirection, *, keep: int,
-           margin: float, at_epoch: int | None = None) -> SearchSpace:
-    """Each range shrunk to the span of the ``keep`` best trials (ranked, at ``at_epoch`` when given) plus
-    ``margin`` (decades on a log scale, a fraction of the range otherwise), never beyond the range it had;
-    choices cut to those the best trials used. With no finished trial the space stays as it was."""
+           margin: float, at_epoch: int | None = None, within: SearchSpace | None = None) -> SearchSpace:
+    """Each range set to the span of the ``keep`` best trials (ranked, at ``at_epoch`` when given) plus
+    ``margin`` (decades on a log scale, a fraction of the range otherwise), never beyond the range it had, or
+    with ``within``, never beyond that space's range (so a range can move past an edge its best trials
+    reached); choices cut to those the best trials used. With no finished trial the space stays as it was."""
     best = ranked(trials, direction, at_epoch)[:keep]
     if not best:
         return space
-    return SearchSpace(tuple(_narrow_param(p, [t.params[p.name] for t in best if p.name in t.params], margin)
+    bounds = {p.name: p for p in (within or space).params}
+    return SearchSpace(tuple(_narrow_param(p, [t.params[p.name] for t in best if p.name in t.params], margin,
+                                           bounds.get(p.name, p))
                              for p in space.params))
 
 
-def _narrow_param(param: ParamSpec, values: list[Any], margin: float) -> ParamSpec:
+def _narrow_param(param: ParamSpec, values: list[Any], margin: float, bounds: ParamSpec) -> ParamSpec:
     if not values:
         return param
     if param.choices is not None:
@@ -166,7 +169,9 @@ def _narrow_param(param: ParamSpec, values: list[Any], margin: float) -> ParamSp
         low, high = min(values) - widen, max(values) + widen
     if param.kind is int:  # outward to whole numbers, so that the stored range still holds the best values
         low, high = math.floor(low), math.ceil(high)
-    return dataclasses.replace(param, low=max(low, param.low), high=min(high, param.high))
+    hard_low = bounds.low if bounds.low is not None else param.low
+    hard_high = bounds.high if bounds.high is not None else param.high
+    return dataclasses.replace(param, low=max(low, hard_low), high=min(high, hard_high))
 
 
 def carried_trials(earlier: Sequence[tuple[str, Sequence[FrozenTrial]]], spec: StudySpec) -> list[FrozenTrial]:
