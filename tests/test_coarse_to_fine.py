@@ -46,6 +46,19 @@ def trial(value: float, **params: object) -> optuna.trial.FrozenTrial:
     return create_trial(value=value, params=params, distributions={k: distributions[k] for k in params})
 
 
+STUDY_LR = SearchSpace((ParamSpec("lr", 1e-5, 1e-1, log=True),))
+
+
+@pytest.mark.parametrize(("within", "low"), [(None, 1e-3), (STUDY_LR, 10**-3.5)],
+                         ids=["held in the range it had", "moves past its edge within the study's space"])
+def test_a_range_whose_best_trials_reach_its_edge_moves_past_it_only_within_the_given_space(
+        within: SearchSpace | None, low: float) -> None:
+    prior = SearchSpace((ParamSpec("lr", 1e-3, 1e-1, log=True),))  # the LR prior, say, narrower than the study's
+    trials = [trial(0.1, lr=1e-3), trial(0.2, lr=2e-3), trial(0.9, lr=5e-2)]
+    (lr,) = narrow(prior, trials, StudyDirection.MINIMIZE, keep=2, margin=0.5, within=within).params
+    assert lr.low == pytest.approx(low) and lr.high == pytest.approx(2e-3 * 10**0.5)
+
+
 def test_narrow_shrinks_to_the_best_trials_plus_a_margin() -> None:
     space = SearchSpace((ParamSpec("lr", 1e-5, 1e-1, log=True), ParamSpec("warmup", 0.0, 0.5),
                          ParamSpec("schedule", choices=("constant", "cosine", "wsd"))))
