@@ -61,16 +61,19 @@ def study_diagnosis(family: list[optuna.Study]) -> list[str]:
 
 def stage_lines(family: list[optuna.Study]) -> list[str]:
     """Per coarse-to-fine stage: its own trials, what it started from (trials carried over from the stages
-    before it) and its ranges."""
+    before it), its ranges, and the epoch its pruner stopped no trial before, when later than the first."""
     lines = []
     for study in family:
         trials = study.get_trials(deepcopy=False)
         carried = sum(is_carried(t) for t in trials)
-        space = read_record(study).table("space")
+        record = read_record(study)
+        space = record.table("space")
+        warmup = record.table("study").get("pruner_warmup") or 1
         ranges = ", ".join(f"{name} {r['low']:.3g} to {r['high']:.3g}" for name, r in space.items()
                            if isinstance(r, dict) and "low" in r)
         start = f"started from {carried} carried over from earlier stages" if carried else "started from none"
-        lines.append(f"`{study.study_name}`: {len(trials) - carried} trials of its own, {start}; {ranges}")
+        pruning = f"; no trial pruned before epoch {warmup}" if warmup > 1 else ""
+        lines.append(f"`{study.study_name}`: {len(trials) - carried} trials of its own, {start}; {ranges}{pruning}")
     return lines
 
 

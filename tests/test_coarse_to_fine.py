@@ -24,14 +24,14 @@ from hpsearch.search.coarse_to_fine import (
     ranked,
     trusted_epoch,
 )
-from hpsearch.search.records import TrialRecord, is_carried, own_trials, read_trial
+from hpsearch.search.records import StudyRecord, TrialRecord, is_carried, own_trials, read_trial, write_record
 from hpsearch.search.runner import finished_trials, run_study
 from hpsearch.search.space import ParamSpec, SearchSpace
 from hpsearch.search.strategies import make_sampler, tpe_startup_trials
 from hpsearch.search.summary import best_with_study, counts_by_state, load_family
 from hpsearch.spec import CoarseToFine, StudySpec
 from hpsearch.storage import open_storage
-from hpsearch.study_notes import family_counts, study_note
+from hpsearch.study_notes import family_counts, stage_lines, study_note
 from hpsearch.training import train
 
 PLAN = CoarseToFine(stages=3, coarse_trials=5, fine_trials=3, keep=2, margin=0.2)
@@ -312,3 +312,14 @@ def test_a_stage_whose_pruner_kept_trials_by_misleading_epochs_is_not_narrowed_a
     previous = SPEC.replace(pruner=pruner, pruner_warmup=warmup)
     stage = fine_spec(SPEC, 2, previous, trials, StudyDirection.MINIMIZE)
     assert (stage.space != previous.space) == narrowed
+
+
+def test_the_note_says_from_which_epoch_a_stage_prunes_when_it_is_not_the_first() -> None:
+    storage = open_storage("memory")
+    family = []
+    for stage, warmup in ((1, None), (2, 4)):
+        study = optuna.create_study(study_name=f"c2f/{stage}-stage", storage=storage)
+        write_record(study, StudyRecord(spec=SPEC.replace(name=study.study_name, pruner_warmup=warmup).to_dict()))
+        family.append(study)
+    first, second = stage_lines(family)
+    assert "pruned before" not in first and second.endswith("; no trial pruned before epoch 4")
