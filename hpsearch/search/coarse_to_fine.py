@@ -100,8 +100,9 @@ def trusted_epoch(trials: Sequence[FrozenTrial]) -> int | None:
     """The first epoch at which the complete trials already ranked as they finished (Spearman's rho of their
     values there against their final values >= TRUST_AGREEMENT); None with too few complete trials to tell.
 
-    Where it is late, early values mislead (fast learners that overfit look best after an epoch): a pruner
-    that stops trials before it would keep the wrong ones.
+    Where it is late, early values mislead: fast learners that overfit look best after an epoch (the
+    MNIST-shaped task of scripts/compare_strategies.py), or trials of a narrowed range are so alike that
+    their early differences are noise (digits). A pruner that stops trials before it keeps the wrong ones.
     """
     from scipy.stats import spearmanr  # only coarse-to-fine needs it, once a stage
 
@@ -126,7 +127,7 @@ def ranked(trials: Sequence[FrozenTrial], direction: StudyDirection, at_epoch: i
     sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     there = [t for t in finished if at_epoch is not None and at_epoch in t.intermediate_values]
-    rest = [t for t in finished if t not in there]
+    rest = [t for t in finished if at_epoch is None or at_epoch not in t.intermediate_values]
     complete = [t for t in rest if t.state == TrialState.COMPLETE and t.value is not None]
     pruned = [t for t in rest if t.state == TrialState.PRUNED and t.intermediate_values]
 
