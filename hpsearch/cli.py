@@ -493,6 +493,9 @@ def dashboard(
 
     check_port(host, port)
     optuna_storage = open_storage(storage, heartbeat=None)
+    # A server has nothing to save: SIGTERM ends it at once. Raised as KeyboardInterrupt (what a run needs), it
+    # could land in a finalizer of the web or SQL stack, which swallows it, and the server would serve on.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     typer.echo(f"optuna-dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
     serve_dashboard(optuna_storage, host=host, port=port, artifacts=artifact_folder(storage, artifact_dir))
 
