@@ -2,9 +2,9 @@
 
 Written by hand because Optuna 5 has no journal heartbeat (optuna/optuna#6615): each running trial
 writes the time to a system attr every interval; a RUNNING trial whose last beat (or start) is
-older than the grace period belongs to a dead worker. Optuna's own machinery does the rest, as for
-RDB: ``study.optimize`` runs the beat thread and fails stale trials, and the stale-trial callback
-queues the retry.
+older than the grace period belongs to a dead worker. The rest is as for RDB: the process's beat thread
+(hpsearch.search.beats) beats, Optuna's ``fail_stale_trials`` fails stale trials, and the stale-trial
+callback queues the retry.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
         self._started: set[int] = set()  # trials of this process that have had their first beat
 
     def record_heartbeat(self, trial_id: int) -> None:
-        """A beat: the time in a system attr. The first beat of a trial, which Optuna's beat thread gives
-        as the trial starts, is not written: the trial's start time, just stored, says the same
-        (_last_beat reads it), and one journal write a trial fewer is a few percent of a short trial."""
+        """A beat: the time in a system attr. The first beat of a trial, which the beat thread gives as the
+        trial starts (hpsearch.search.beats), is not written: the trial's start time, just stored, says the
+        same (_last_beat reads it), and one journal write a trial fewer is a few percent of a short trial."""
         if trial_id not in self._started:
             self._started.add(trial_id)
             return

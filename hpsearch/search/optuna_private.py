@@ -48,7 +48,7 @@ def heartbeat_interval(study: optuna.Study) -> int | None:
 
 
 def record_heartbeat(study: optuna.Study, trial: optuna.Trial) -> None:
-    """One beat for ``trial`` now, where a loop beats by hand (the batched engine, once an epoch)."""
+    """One beat for ``trial`` now (the process's beat thread, hpsearch.search.beats, calls it)."""
     storage = storage_of(study)
     if is_heartbeat_enabled(storage):
         storage.record_heartbeat(trial_id(trial))  # type: ignore[attr-defined]
@@ -149,7 +149,6 @@ def check_available() -> list[str]:
         from optuna.storages._rdb.models import TrialModel
 
         missing += [f"_StudyInfo.{name}" for name in ("trials",) if not hasattr(_StudyInfo(), name)]
-
         missing += [f"TrialModel.{name}" for name in ("trial_id", "study_id", "state") if not hasattr(TrialModel, name)]
     except ImportError as exc:
         missing.append(f"{exc.name}: {exc}")
