@@ -50,11 +50,16 @@ def test_stacks_train_on_their_own_threads_and_leave_torch_s_setting_alone(digit
     threads = torch.get_num_threads()
     trainer = BatchedTrainer([TrainConfig(epochs=1, seed=s, hidden=(32,)) for s in range(3)], digits, stacks=2)
     seen: set[str] = set()
+    # Each stack's first step waits for the other's: they must be running at once, each on a thread of its own.
+    together = threading.Barrier(2, timeout=30)
     for stack in trainer.stacks:
         step = stack.step
 
         def recorded(*args: object, step: Callable[..., object] = step) -> object:
-            seen.add(threading.current_thread().name)
+            name = threading.current_thread().name
+            if name not in seen:
+                seen.add(name)
+                together.wait()
             return step(*args)
 
         stack.step = recorded  # type: ignore[method-assign]
