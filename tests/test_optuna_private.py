@@ -60,3 +60,24 @@ def test_finished_trials_are_read_again_only_when_a_trial_has_finished(tmp_path:
     assert [t.value for t in study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))] == [1.0, 2.0]
     study.tell(running, 0.1)
     assert [t.value for t in study.get_trials(states=(TrialState.COMPLETE,))] == [0.1, 1.0, 2.0]
+
+
+def test_reads_of_unfinished_states_none_holds_need_no_remote_read(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'hp.db'}"
+    study = optuna.create_study(study_name="s", storage=open_storage(url, heartbeat=None))
+    read_finished_trials_cheaply(study)
+    cache = storage_of(study)
+    study.tell(study.ask(), 1.0)
+    assert len(study.get_trials()) == 1  # fills the cache
+    reads: list[int] = []
+    remote_read = cache._backend._get_trials
+    monkeypatch.setattr(cache._backend, "_get_trials", lambda *a, **k: (reads.append(1), remote_read(*a, **k))[1])
+    assert study.get_trials(states=(TrialState.WAITING,)) == []  # what every ask reads first
+    assert [t.value for t in study.get_trials()] == [1.0]  # the budget's read between trials
+    assert reads == []
+    elsewhere = optuna.load_study(study_name="s", storage=open_storage(url, heartbeat=None))  # another worker
+    elsewhere.enqueue_trial({"x": 0.5})
+    assert [t.number for t in study.get_trials(states=(TrialState.WAITING,))] == [1]
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE, TrialState.WAITING]
+    assert len(reads) == 2
