@@ -331,6 +331,7 @@ def worker(
     durable: DurableOption = False,
     checkpoint_dir: CheckpointDirOption = None,
     artifact_dir: Annotated[Path | None, typer.Option(help="Store each completed trial's learning curve and final checkpoint as Optuna artifacts in this folder.", rich_help_panel=_RUN)] = None,  # noqa: E501
+    batch: Annotated[str | None, typer.Option(help="Train K trials at once as one stacked model (a number, or auto).", rich_help_panel=_RUN)] = None,  # noqa: E501
     index: Annotated[int | None, typer.Option(hidden=True, help="Worker number, to seed its sampler apart.")] = None,
     trust: Annotated[list[str] | None, typer.Option(help="A package (or file) whose entry points the stored spec may name; files inside the working directory are trusted already (repeatable).", rich_help_panel=_RUN)] = None,  # noqa: E501
     quiet: QuietOption = False,
@@ -356,7 +357,8 @@ def worker(
     with StudyProgress(console, stored_spec(first, optuna_storage), enabled=not quiet) as progress:
         last = join_study(study, optuna_storage, device=device, threads=threads,
                           files=files,
-                          callbacks=[progress.on_trial], worker=index, timeout=timeout, trust=trust or ())
+                          callbacks=[progress.on_trial], worker=index, timeout=timeout, trust=trust or (),
+                          batch=batch)
     if not quiet:
         console.print(f"worker done: {last.study_name} holds its budget")
 

@@ -167,15 +167,62 @@ def test_bad_batch_requests_are_refused_before_anything_is_written(batch: str, s
     assert optuna.get_all_study_names(f"sqlite:///{tmp_path / 'hp.db'}") == []
 
 
-def test_batch_with_several_jobs_is_one_error_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("files", [["--checkpoint-dir", "ckpt"], ["--artifacts"]])
+def test_batch_with_trial_files_is_one_error_line(files: list[str], tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from hpsearch.cli import app
 
-    done = CliRunner().invoke(app, ["run", "--batch", "4", "--jobs", "2", "--storage",
-                                    f"sqlite:///{tmp_path / 'hp.db'}", "--epochs", "1"])
+    storage = f"sqlite:///{tmp_path / 'hp.db'}"
+    done = CliRunner().invoke(app, ["run", "--batch", "4", "--storage", storage, "--epochs", "1",
+                                    *[str(tmp_path / f) if f == "ckpt" else f for f in files]])
     assert done.exit_code == 2
-    assert done.stderr.strip() == "error: --batch trains in this one process; give it --jobs 1"
+    assert re.fullmatch(rf"error: --batch saves no trial files; {files[0]} \(.+\) needs a run without --batch",
+                        done.stderr.strip())
+    assert optuna.get_all_study_names(storage) == []
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--batch", "many"], "error: batch must be a number of trials or auto, got 'many'"),
+    (["--batch", "0"], "error: batch must be >= 1 trials, got 0"),
+    (["--batch", "2", "--checkpoint-dir", "ckpt"], "error: --batch saves no trial files; --checkpoint-dir"),
+])
+def test_a_worker_refuses_a_bad_batch_with_one_line_and_trains_nothing(flags: list[str], message: str, tmp_path: Path,
+                                                                        digits: Data) -> None:
+    from typer.testing import CliRunner
+
+    from hpsearch.cli import app
+
+    storage = f"sqlite:///{tmp_path / 'hp.db'}"
+    run_study(StudySpec(name="joined", n_trials=1, train=TrainConfig(epochs=1, hidden=(16,))), storage, data=digits)
+    flags = [str(tmp_path / f) if f == "ckpt" else f for f in flags]
+    done = CliRunner().invoke(app, ["worker", "joined", "--storage", storage, "--quiet", *flags])
+    assert done.exit_code == 2 and done.stderr.strip().startswith(message), done.stderr
+    assert len(optuna.load_study(study_name="joined", storage=storage).trials) == 1
+
+
+def test_a_batch_asks_no_trial_past_the_budget_that_another_process_fills(tmp_path: Path, digits: Data) -> None:
+    """Trials that another worker finishes while a batch trains count: the batch stops asking once the
+    budget is full (a countdown of its own would have trained 6 and left the study with 8)."""
+    from hpsearch.search.batched_study import optimize_batched
+    from hpsearch.search.objective import ask_within_budget
+    from hpsearch.storage import open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'hp.db'}", heartbeat=None)
+    spec = StudySpec(name="shared", n_trials=6, pruner="none", train=TrainConfig(epochs=2, hidden=(16,)))
+    study = optuna.create_study(study_name="shared", storage=storage)
+    elsewhere = optuna.load_study(study_name="shared", storage=storage)
+
+    def another_worker_finishes_one(_study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:
+        asked = ask_within_budget(elsewhere, spec.total_trials)
+        if asked is not None:
+            elsewhere.tell(asked[0], 1.0)
+
+    optimize_batched(study, spec, digits, 2, callbacks=[another_worker_finishes_one])
+    trials = study.get_trials()
+    assert sum(t.state.is_finished() for t in trials) == 6
+    assert sum(bool(read_trial(t).history) for t in trials) == 4  # the batch trained 4, the other worker 2
+    assert [t.state for t in trials if not t.state.is_finished()] == [TrialState.WAITING]  # its surplus, queued
 
 
 def test_the_elementwise_adamw_matches_too(digits: Data) -> None:

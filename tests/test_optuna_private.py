@@ -36,21 +36,34 @@ def test_a_requeued_trial_is_asked_again_and_a_stop_inside_the_loop_is_seen_once
     assert take_stop_request(study) and not take_stop_request(study)
 
 
+class CachedStudy:
+    """An SQLite study read through a FinishedTrialsCache, another worker's view of it, and the reads that
+    reached the database once ``count_reads`` was called."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        url = f"sqlite:///{tmp_path / 'hp.db'}"
+        self.study = optuna.create_study(study_name="s", storage=open_storage(url, heartbeat=None))
+        read_finished_trials_cheaply(self.study)
+        self.cache = storage_of(self.study)
+        assert isinstance(self.cache, FinishedTrialsCache)
+        self.elsewhere = optuna.load_study(study_name="s", storage=open_storage(url, heartbeat=None))
+        self.reads: list[int] = []
+
+    def count_reads(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        backend = self.cache._backend
+        remote_read = backend._get_trials
+        monkeypatch.setattr(backend, "_get_trials", lambda *a, **k: (self.reads.append(1), remote_read(*a, **k))[1])
+
+
 def test_finished_trials_are_read_again_only_when_a_trial_has_finished(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    url = f"sqlite:///{tmp_path / 'hp.db'}"
-    study = optuna.create_study(study_name="s", storage=open_storage(url, heartbeat=None))
-    read_finished_trials_cheaply(study)
-    cache = storage_of(study)
-    assert isinstance(cache, FinishedTrialsCache)
+    cached = CachedStudy(tmp_path)
+    study, elsewhere, reads = cached.study, cached.elsewhere, cached.reads
     running = study.ask()
     running.report(0.5, 0)
-    elsewhere = optuna.load_study(study_name="s", storage=open_storage(url, heartbeat=None))  # another worker
     elsewhere.tell(elsewhere.ask(), 1.0)
 
-    reads: list[int] = []
-    remote_read = cache._backend._get_trials
-    monkeypatch.setattr(cache._backend, "_get_trials", lambda *a, **k: (reads.append(1), remote_read(*a, **k))[1])
+    cached.count_reads(monkeypatch)
     assert [t.value for t in study.get_trials(states=(TrialState.COMPLETE,))] == [1.0]
     assert [t.value for t in study.get_trials(states=(TrialState.COMPLETE,))] == [1.0]
     assert len(reads) == 1  # the second read: nothing finished since, answered from the cache
@@ -64,19 +77,14 @@ def test_finished_trials_are_read_again_only_when_a_trial_has_finished(tmp_path:
 
 def test_reads_of_unfinished_states_none_holds_need_no_remote_read(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    url = f"sqlite:///{tmp_path / 'hp.db'}"
-    study = optuna.create_study(study_name="s", storage=open_storage(url, heartbeat=None))
-    read_finished_trials_cheaply(study)
-    cache = storage_of(study)
+    cached = CachedStudy(tmp_path)
+    study, elsewhere, reads = cached.study, cached.elsewhere, cached.reads
     study.tell(study.ask(), 1.0)
     assert len(study.get_trials()) == 1  # fills the cache
-    reads: list[int] = []
-    remote_read = cache._backend._get_trials
-    monkeypatch.setattr(cache._backend, "_get_trials", lambda *a, **k: (reads.append(1), remote_read(*a, **k))[1])
+    cached.count_reads(monkeypatch)
     assert study.get_trials(states=(TrialState.WAITING,)) == []  # what every ask reads first
     assert [t.value for t in study.get_trials()] == [1.0]  # the budget's read between trials
     assert reads == []
-    elsewhere = optuna.load_study(study_name="s", storage=open_storage(url, heartbeat=None))  # another worker
     elsewhere.enqueue_trial({"x": 0.5})
     assert [t.number for t in study.get_trials(states=(TrialState.WAITING,))] == [1]
     assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE, TrialState.WAITING]

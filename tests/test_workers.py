@@ -154,6 +154,17 @@ def test_four_local_processes_share_a_file_storage(storage: str, tmp_path: Path)
     assert len({read_trial(t).worker for t in finished}) == 4
 
 
+def test_batched_workers_share_a_study_and_fill_its_budget_exactly(tmp_path: Path) -> None:
+    args = ["run", "--strategy", "tpe", "--n-trials", "12", "--epochs", "4", "--hidden", "16", "--pruner", "none",
+            "--jobs", "2", "--batch", "3", "--quiet"]
+    code, _, err = finish(start(*args, cwd=tmp_path))
+    assert code == 0, err
+    trials = trials_of("digits-tpe", str(tmp_path / "hpsearch.journal"))
+    finished = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(finished) == 12 and not [t for t in trials if t.state in (TrialState.FAIL, TrialState.RUNNING)]
+    assert len({read_trial(t).worker for t in finished}) == 2
+
+
 @pytest.mark.parametrize(("stop", "jobs", "batch"), [(signal.SIGTERM, "1", ""), (signal.SIGINT, "2", ""),
                                                      (signal.SIGINT, "1", "2")])  # --batch 2: two stack threads
 def test_an_interrupted_run_marks_its_trials_and_the_same_command_completes_it(stop: signal.Signals, jobs: str,

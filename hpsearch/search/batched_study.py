@@ -21,16 +21,28 @@ from hpsearch.batched import BatchedTrainer
 from hpsearch.config import TrainConfig
 from hpsearch.data import Data, TaskData
 from hpsearch.errors import ConfigError
+from hpsearch.models import count_parameters
 from hpsearch.search.beats import start_beating
-from hpsearch.search.objective import TrialCallback, finish_trial, give_up, report_epoch, start_trial
+from hpsearch.search.budget import budget
+from hpsearch.search.objective import (
+    TrialCallback,
+    TrialFiles,
+    ask_within_budget,
+    finish_trial,
+    give_up,
+    report_epoch,
+    start_trial,
+)
 from hpsearch.search.optuna_private import in_optimize_loop
 from hpsearch.search.records import TrialRecord
 from hpsearch.search.setup import prepare_study
 from hpsearch.spec import StudySpec
 from hpsearch.status import Status
+from hpsearch.task import build_model
 from hpsearch.training import EpochMetrics
 
-__all__ = ["SHAPE_PARAMS", "auto_batch", "check_batchable", "optimize_batched"]
+__all__ = ["SHAPE_PARAMS", "auto_batch", "check_batchable", "check_files_unbatched", "optimize_batched",
+           "resolve_batch"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +79,13 @@ def check_batchable(spec: StudySpec, k: int) -> None:
                           f"{'the space searches ' + searched[0] if searched else 'model_args or betas are set'}")
 
 
+def check_files_unbatched(files: TrialFiles) -> None:
+    """Refuse checkpoints and artifacts, which only the sequential loop writes, rather than drop them."""
+    for flag, folder in (("--checkpoint-dir", files.checkpoint_dir), ("--artifacts", files.artifact_dir)):
+        if folder is not None:
+            raise ConfigError(f"--batch saves no trial files; {flag} ({folder}) needs a run without --batch")
+
+
 def auto_batch(device: torch.device, parameters: int) -> int:
     """K for ``--batch auto``: CPU_MEMBERS_PER_THREAD per CPU thread on a CPU, as many members as a share of
     the GPU's free memory holds on a GPU; on either, no more than a share of the memory holds (four float32
@@ -78,6 +97,18 @@ def auto_batch(device: torch.device, parameters: int) -> int:
     return max(1, min(MAX_BATCH, wanted, int(MEMORY_SHARE * memory // (16 * parameters))))
 
 
+def resolve_batch(batch: int | str, device: torch.device, spec: StudySpec, data: TaskData) -> int:
+    """K from ``--batch``: a number, or "auto" for the device and the model's size."""
+    if batch == "auto":
+        return auto_batch(device, count_parameters(build_model(spec.train, data)))
+    try:
+        k = int(batch)
+    except ValueError:
+        raise ConfigError(f"batch must be a number of trials or auto, got {batch!r}") from None
+    check_batchable(spec, k)
+    return k
+
+
 def _physical_memory() -> int:
     """Bytes of this machine's memory; where the system does not say (Windows), as if plenty."""
     try:
@@ -87,27 +118,32 @@ def _physical_memory() -> int:
 
 
 def optimize_batched(study: optuna.Study, spec: StudySpec, data: TaskData, k: int, *,
-                     callbacks: Sequence[TrialCallback] = (), timeout: float | None = None) -> None:
-    """Run trials of ``study``, K at a time, until it holds ``spec.total_trials`` finished ones."""
+                     callbacks: Sequence[TrialCallback] = (), timeout: float | None = None, worker: int = 0) -> None:
+    """Run trials of ``study``, K at a time, until it holds ``spec.total_trials`` finished ones. Trials are asked
+    by the budget rule of the sequential loop (objective.ask_within_budget), so that several processes,
+    batched or not, can share the study without running more trials than it asks for."""
     check_batchable(spec, k)
     if not isinstance(data, Data):
         raise ConfigError(f"--batch needs the data as tensors on the device; dataset {data.name!r} streams")
-    to_ask = spec.total_trials - prepare_study(study, spec)
+    prepare_study(study, spec, worker)
     deadline = time.monotonic() + timeout if timeout is not None else None
+    asker = _Asker(study, spec)
     trials: dict[int, tuple[optuna.Trial, TrialRecord]] = {}
     beats: dict[int, Callable[[], None]] = {}  # slot → stops the heartbeats of its trial
     configs: list[TrainConfig] = []
     try:
-        for _ in range(min(k, to_ask)):
+        for _ in range(k):
             with warnings.catch_warnings():  # the first K asks come before the loop below
                 warnings.filterwarnings("ignore", message="Heartbeat of storage")
-                trial, config, record = _ask(study, spec)
+                asked = asker.ask()
+            if asked is None:
+                break
+            trial, config, record = asked
             trials[len(configs)] = trial, record
             beats[len(configs)] = start_beating(study, trial)
             configs.append(config)
         if not configs:
             return
-        to_ask -= len(configs)
         trainer = BatchedTrainer(configs, data)
         # Ask/tell with heartbeats is Optuna's optimize loop done by hand here: say so, or ask() warns.
         with in_optimize_loop(study):
@@ -120,12 +156,12 @@ def optimize_batched(study: optuna.Study, spec: StudySpec, data: TaskData, k: in
                             beats.pop(slot)()
                             trainer.retire(slot)
                             out_of_time = deadline is not None and time.monotonic() >= deadline
-                            if to_ask > 0 and not out_of_time:
-                                trial, config, record = _ask(study, spec)
+                            asked = None if out_of_time else asker.ask()
+                            if asked is not None:
+                                trial, config, record = asked
                                 trials[slot] = trial, record
                                 beats[slot] = start_beating(study, trial)
                                 trainer.replace(slot, config)
-                                to_ask -= 1
             except KeyboardInterrupt as exc:
                 for trial, record in trials.values():
                     give_up(study, trial, record, exc)
@@ -135,9 +171,30 @@ def optimize_batched(study: optuna.Study, spec: StudySpec, data: TaskData, k: in
             stop()
 
 
-def _ask(study: optuna.Study, spec: StudySpec) -> tuple[optuna.Trial, TrainConfig, TrialRecord]:
-    trial = study.ask()
-    return trial, *start_trial(trial, spec)
+class _Asker:
+    """Asks for the batch's next trial while the budget has room: a count first when the last ask left no
+    place it knew of (finished and running trials fill the budget: ask nothing), then
+    objective.ask_within_budget."""
+
+    def __init__(self, study: optuna.Study, spec: StudySpec) -> None:
+        self.study, self.spec = study, spec
+        self.room = 0  # places left beyond the last trial asked, as counted then
+
+    def ask(self) -> tuple[optuna.Trial, TrainConfig, TrialRecord] | None:
+        if self.room < 1:
+            state = budget(self.study)
+            if state.finished + state.running >= self.spec.total_trials:
+                return None
+        asked = ask_within_budget(self.study, self.spec.total_trials)
+        if asked is None:
+            self.room = 0
+            return None
+        trial, self.room = asked
+        try:
+            return trial, *start_trial(trial, self.spec)
+        except BaseException as exc:  # Ctrl-C or SIGTERM before the trial trains: it must not stay RUNNING
+            give_up(self.study, trial, None, exc)
+            raise
 
 
 def _report(study: optuna.Study, trial: optuna.Trial, record: TrialRecord, trainer: BatchedTrainer, slot: int,

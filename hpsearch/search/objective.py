@@ -23,14 +23,17 @@ from hpsearch.config import TrainConfig
 from hpsearch.data import TaskData
 from hpsearch.diagnosis import diagnose
 from hpsearch.errors import CheckpointError
+from hpsearch.search.budget import budget
+from hpsearch.search.optuna_private import requeue
 from hpsearch.search.records import TrialRecord, read_trial, write_trial
 from hpsearch.search.space import MODEL_ARGS
 from hpsearch.spec import StudySpec
 from hpsearch.status import Status
 from hpsearch.training import EpochMetrics, TrainResult, train
 
-__all__ = ["NO_FILES", "Objective", "TrialCallback", "TrialFiles", "apply_params", "checkpoint_folder",
-           "finish_trial", "give_up", "interrupted", "record_result", "report_epoch", "start_trial"]
+__all__ = ["NO_FILES", "Objective", "TrialCallback", "TrialFiles", "apply_params", "ask_within_budget",
+           "checkpoint_folder", "finish_trial", "give_up", "interrupted", "record_result", "report_epoch",
+           "start_trial"]
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +144,23 @@ def finish_trial(study: optuna.Study, trial: optuna.Trial, record: TrialRecord, 
             objective.upload(trial, final)
         return study.tell(trial, getattr(result, metric))
     return study.tell(trial, state=TrialState.PRUNED)
+
+
+def ask_within_budget(study: optuna.Study, total: int) -> tuple[optuna.Trial, int] | None:
+    """The next trial and the places the budget has left beyond it; or None, the trial back in the queue, when
+    the finished trials and the running ones started before it (lower numbers) already fill ``total``:
+    two workers, or two slots of a batch, asked at once for the last place. Every loop asks through this."""
+    trial = study.ask()
+    try:
+        state = budget(study, before=trial.number)
+        room = total - state.finished - state.running - 1
+        if room < 0:
+            requeue(study, trial)
+            return None
+    except BaseException as exc:  # Ctrl-C or SIGTERM before the trial starts: it must not stay RUNNING
+        give_up(study, trial, None, exc)
+        raise
+    return trial, room
 
 
 def give_up(study: optuna.Study, trial: optuna.Trial, record: TrialRecord | None, exc: BaseException) -> FrozenTrial:

@@ -47,6 +47,7 @@ class WorkerPool:
     durable: bool = False  # fsync every write (``worker --durable``)
     files: TrialFiles = NO_FILES
     trust: tuple[str, ...] = ()  # what the workers may import: the run's own entry points (``worker --trust``)
+    batch: str | None = None  # trials each worker trains at once (``worker --batch``: a number or auto)
 
     def __post_init__(self) -> None:
         if self.jobs < 1:
@@ -81,7 +82,8 @@ class WorkerPool:
             command.append("--durable")
         for flag, value in (("--heartbeat", self.heartbeat), ("--max-retries", self.max_retries),
                             ("--checkpoint-dir", self.files.checkpoint_dir),
-                            ("--artifact-dir", self.files.artifact_dir), ("--timeout", timeout)):
+                            ("--artifact-dir", self.files.artifact_dir), ("--timeout", timeout),
+                            ("--batch", self.batch)):
             if value is not None:
                 command += [flag, str(value)]
         return command

@@ -23,8 +23,7 @@ from hpsearch.devices import resolve_device
 from hpsearch.entry_points import in_process_only
 from hpsearch.errors import ConfigError
 from hpsearch.lr_finder import LRFinderResult, lr_range_test
-from hpsearch.models import count_parameters
-from hpsearch.search.batched_study import auto_batch, check_batchable, optimize_batched
+from hpsearch.search.batched_study import check_batchable, check_files_unbatched, optimize_batched, resolve_batch
 from hpsearch.search.budget import finished_trials
 from hpsearch.search.coarse_to_fine import (
     carried_trials,
@@ -41,7 +40,7 @@ from hpsearch.search.trust import entry_point_trust
 from hpsearch.search.worker import optimize_to_budget
 from hpsearch.spec import StudySpec
 from hpsearch.storage import describe_storage, open_storage
-from hpsearch.task import build_model, check_task, is_classification
+from hpsearch.task import check_task, is_classification
 from hpsearch.training import check_batch_size, config_data
 
 __all__ = ["PreflightError", "StudyMismatchError", "finished_trials", "run_study"]
@@ -84,9 +83,8 @@ def run_study(
         _check_for_workers(spec)
         pool = dataclasses.replace(pool, trust=tuple(sorted({*pool.trust, *entry_point_trust(spec.train)})))
     if batch is not None:
-        if pool is not None:
-            raise ConfigError("--batch trains in this one process; give it --jobs 1")
         check_batchable(spec, 1)  # the space and model first: nothing is loaded or written for a refused batch
+        check_files_unbatched(files)
     data = config_data(spec.train, device) if data is None else place(data, device, spec.train.feed,
                                                                          spec.train.num_workers)
     _check_batch_sizes(spec, data)
@@ -94,8 +92,10 @@ def run_study(
     if spec.metric == "val_acc" and not is_classification(spec.train, data):
         raise ConfigError(f"metric val_acc needs a classification task; loss {spec.train.loss!r} on dataset "
                           f"{data.name!r} is a regression: use --metric val_loss")
-    if batch is not None:
-        batch = _batch_size(batch, device, spec, data)
+    if batch is not None and not (pool is not None and batch == "auto"):  # each worker sizes auto to its threads
+        batch = resolve_batch(batch, device, spec, data)
+    if pool is not None and batch is not None:
+        pool, batch = dataclasses.replace(pool, batch=str(batch)), None
     files.prepare(spec.study_name)
     if preflight:
         _preflight(spec, data)
@@ -249,19 +249,6 @@ def _preflight(spec: StudySpec, data: TaskData) -> None:
         if result.outcome == FAIL:
             raise PreflightError(f"pre-flight check {result.name!r} failed: {result.measured}, expected "
                                  f"{result.expected} ({result.meaning}); hpsearch check says more, --no-check skips")
-
-
-def _batch_size(batch: int | str, device: torch.device, spec: StudySpec, data: TaskData) -> int:
-    """K from ``--batch``: a number, or "auto" for the device and the model's size."""
-    if batch == "auto":
-        model = build_model(spec.train, data)
-        return auto_batch(device, count_parameters(model))
-    try:
-        k = int(batch)
-    except ValueError:
-        raise ConfigError(f"batch must be a number of trials or auto, got {batch!r}") from None
-    check_batchable(spec, k)
-    return k
 
 
 def _check_batch_sizes(spec: StudySpec, data: TaskData) -> None:

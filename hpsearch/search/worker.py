@@ -21,15 +21,19 @@ from optuna.storages import BaseStorage
 from hpsearch.data import TaskData
 from hpsearch.devices import resolve_device
 from hpsearch.errors import ConfigError
+from hpsearch.search.batched_study import check_files_unbatched, optimize_batched, resolve_batch
 from hpsearch.search.beats import beating
 from hpsearch.search.budget import budget
-from hpsearch.search.objective import NO_FILES, Objective, TrialCallback, TrialFiles, finish_trial, give_up
-from hpsearch.search.optuna_private import (
-    heartbeat_interval,
-    in_optimize_loop,
-    requeue,
-    take_stop_request,
+from hpsearch.search.objective import (
+    NO_FILES,
+    Objective,
+    TrialCallback,
+    TrialFiles,
+    ask_within_budget,
+    finish_trial,
+    give_up,
 )
+from hpsearch.search.optuna_private import heartbeat_interval, in_optimize_loop, take_stop_request
 from hpsearch.search.records import read_record
 from hpsearch.search.setup import fail_stale_trials_quietly, prepare_study
 from hpsearch.search.summary import load_family
@@ -99,16 +103,12 @@ def _run_trial(study: optuna.Study, objective: Objective, total: int, callbacks:
     The process's heartbeat thread beats while the trial runs (hpsearch.search.beats), and Optuna's ``tell`` stores
     the outcome (COMPLETE, PRUNED, or FAIL for an error, which is logged and does not stop the worker).
     """
-    trial = study.ask()
+    asked = ask_within_budget(study, total)
+    if asked is None:
+        return 0
+    trial, room = asked
     record = None
     try:
-        # Finished trials plus the running ones started before this one (lower numbers) fill the budget:
-        # this one is surplus.
-        state = budget(study, before=trial.number)
-        room = total - state.finished - state.running - 1
-        if room < 0:
-            requeue(study, trial)
-            return 0
         config, record = objective.start(trial)
     except BaseException as exc:  # Ctrl-C or SIGTERM between ask and train: the trial must not stay RUNNING
         give_up(study, trial, record, exc)
@@ -134,7 +134,8 @@ def _run_trial(study: optuna.Study, objective: Objective, total: int, callbacks:
 
 def join_study(name: str, storage: BaseStorage, *, device: str | None = None, threads: int | None = None,
                files: TrialFiles = NO_FILES, callbacks: Sequence[TrialCallback] = (),
-               worker: int | None = None, timeout: float | None = None, trust: Sequence[str] = ()) -> optuna.Study:
+               worker: int | None = None, timeout: float | None = None, trust: Sequence[str] = (),
+               batch: int | str | None = None) -> optuna.Study:
     """Work on the stored study ``name`` (or the stages of a coarse-to-fine family, in order) with the
     spec stored with it, until it holds its budget; return the last study worked on.
 
@@ -158,7 +159,12 @@ def join_study(name: str, storage: BaseStorage, *, device: str | None = None, th
             data = config_data(spec.train, resolve_device(spec.train.device))
             check_task(spec.train, data)
         left = deadline - time.monotonic() if deadline is not None else None
-        optimize_to_budget(study, spec, data, callbacks=callbacks, timeout=left, files=files, worker=worker)
+        if batch is None:
+            optimize_to_budget(study, spec, data, callbacks=callbacks, timeout=left, files=files, worker=worker)
+        else:
+            check_files_unbatched(files)
+            k = resolve_batch(batch, resolve_device(spec.train.device), spec, data)
+            optimize_batched(study, spec, data, k, callbacks=callbacks, timeout=left, worker=worker)
         following = _next_stage(study, storage) if follow_stages else None
         if following is None or (deadline is not None and time.monotonic() >= deadline):
             return study
