@@ -6,14 +6,15 @@ test counts its batches as a fraction of an epoch). For each run the best valida
 recorded against the budget spent. Prints median and interquartile range at 25%, 50% and 100% of
 the budget, and for each TPE baseline the Mann-Whitney U p-values (coarse-to-fine below it,
 one-sided) and the share of the budget at which coarse-to-fine's median first reaches the
-baseline's median final value; saves the best-so-far curves.
+baseline's median final value, with a 90% bootstrap interval over the seeds (how much of that share is
+seed luck); saves the best-so-far curves.
 Variants of coarse-to-fine, to measure what each of its parts does: --coarse-pruner median (the coarse
 stage of a third of the epochs, as before), --coarse-pruner / --fine-pruner asha, --fine-pruner median
 (the fine stages' pruner before), --first-trials suggestion (the LR test's suggestion
 alone, without its neighbours), --no-carry (fine stages that start from nothing), --no-trusted-epoch (fine
 stages that prune from epoch 1 and narrow around the stage before's ranking however early it pruned),
 --prior-decades 1 (the LR prior a decade below the suggestion, as before); --strategies runs a subset.
-Run: python scripts/compare_strategies.py [--seeds 10] [--budget 300] [--datasets NAME ...] [--plot F]
+Run: python scripts/compare_strategies.py [--seeds 10] [--first-seed 0] [--budget 300] [--datasets NAME ...] [--plot F]
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after use(): the backend must be chosen first
 import numpy as np
 import optuna
-from scipy.stats import mannwhitneyu
+from scipy.stats import bootstrap, mannwhitneyu
 
 from hpsearch import StudySpec, TrainConfig, load_data, lr_finder, run_study
 from hpsearch.data import TaskData
@@ -53,6 +54,7 @@ DATASETS = {"digits": "digits", "mnist-shaped": "synthetic:n=6000,d=784,classes=
 LR_TEST_MAX_STEPS: int = inspect.signature(lr_range_test).parameters["steps"].default
 ASHA_EPOCHS_PER_TRIAL = 2.5
 FINE_EPOCH_SHARE = 0.3
+NOT_REACHED = 1.5  # the share of the budget of a median that never reaches its target, for the bootstrap
 
 
 class BudgetTracker:
@@ -162,31 +164,51 @@ def print_table(at: dict[str, dict[float, list[float]]]) -> None:
         print(f"{f'p (c2f < {baseline})':>26} " + " ".join(f"{p:>26.3g}" for p in pvalues))
 
 
-def print_key_ratios(at: dict[str, dict[float, list[float]]], medians: dict[str, list[float]],
+def print_key_ratios(at: dict[str, dict[float, list[float]]], curves: dict[str, np.ndarray],
                      grid: np.ndarray, budget: float) -> None:
     """For each TPE baseline: the share of the budget at which coarse-to-fine's median first reaches the
-    baseline's median final value, and the p-value of coarse-to-fine below it at the whole budget."""
+    baseline's median final value, with a 90% bootstrap interval over the seeds of both (how much of it
+    is seed luck), and the p-value of coarse-to-fine below it at the whole budget."""
     for baseline in (b for b in BASELINES if b in at and "coarse-to-fine" in at):
-        target = float(np.median(at[baseline][1.0]))
-        reached = next((b for b, m in zip(grid, medians["coarse-to-fine"], strict=True) if m <= target), None)
-        share = f"at {reached / budget:.0%} of the budget" if reached is not None else "not within the budget"
+        finals = np.asarray(at[baseline][1.0])
+        share = reach_share(curves["coarse-to-fine"], finals, grid, budget)
+        interval = bootstrap(
+            (np.arange(len(curves["coarse-to-fine"])), np.arange(len(finals))),
+            lambda runs, others, finals=finals: reach_share(curves["coarse-to-fine"][runs], finals[others], grid,
+                                                            budget),
+            vectorized=False, paired=False, confidence_level=0.9, n_resamples=999, method="percentile",
+            random_state=0).confidence_interval
+        text = " - ".join(share_text(x) for x in (interval.low, interval.high))
         pvalue = mannwhitneyu(at["coarse-to-fine"][1.0], at[baseline][1.0], alternative="less").pvalue
-        print(f"coarse-to-fine median reaches {baseline}'s final median {target:.4f}: {share} (goal: <= 50%); "
+        print(f"coarse-to-fine median reaches {baseline}'s final median {float(np.median(finals)):.4f}: "
+              f"{share_text(share)} of the budget (90% bootstrap interval over seeds: {text}; goal: <= 50%); "
               f"p (c2f < {baseline}) at 100%: {pvalue:.3g}")
+
+
+def reach_share(curves: np.ndarray, finals: np.ndarray, grid: np.ndarray, budget: float) -> float:
+    """The share of the budget at which the median of ``curves`` (runs x grid) first reaches the median of
+    ``finals``; NOT_REACHED when it never does."""
+    reached = np.flatnonzero(np.median(curves, axis=0) <= np.median(finals))
+    return float(grid[reached[0]] / budget) if reached.size else NOT_REACHED
+
+
+def share_text(share: float) -> str:
+    return "not within the budget" if share >= NOT_REACHED else f"{share:.0%}"
 
 
 def compare(label: str, dataset: str, data: TaskData, args: argparse.Namespace, ax: plt.Axes) -> None:
     """Every strategy over the seeds on one dataset: print its table and key ratios, draw its curves on ``ax``."""
-    runs = {s: [run_one(s, dataset, data, seed, args) for seed in range(args.seeds)] for s in args.strategies}
-    print(f"\n{label} ({dataset}): best val_loss, median [IQR] over {args.seeds} seeds, "
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    runs = {s: [run_one(s, dataset, data, seed, args) for seed in seeds] for s in args.strategies}
+    print(f"\n{label} ({dataset}): best val_loss, median [IQR] over {args.seeds} seeds from {args.first_seed}, "
           f"budget {args.budget:g} trial-epochs")
     at = {s: {f: [r.best_at(f * args.budget) for r in runs[s]] for f in FRACTIONS} for s in args.strategies}
     print_table(at)
     grid = np.linspace(0, args.budget, 201)
-    medians = {s: [float(np.median([r.best_at(b) for r in runs[s]])) for b in grid] for s in args.strategies}
-    print_key_ratios(at, medians, grid, args.budget)
+    curves = {s: np.array([[r.best_at(b) for b in grid] for r in runs[s]]) for s in args.strategies}
+    print_key_ratios(at, curves, grid, args.budget)
     for strategy in args.strategies:
-        ax.plot(grid, medians[strategy], label=strategy)
+        ax.plot(grid, np.median(curves[strategy], axis=0), label=strategy)
     ax.set_yscale("log")
     ax.set_xlabel("budget spent (trial-epochs)")
     ax.set_ylabel("best val_loss so far (median over seeds)")
@@ -222,6 +244,8 @@ def _variants(args: argparse.Namespace) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds run are first-seed .. first-seed + seeds - 1: another set tells seed luck apart")
     parser.add_argument("--budget", type=float, default=300.0, help="trial-epochs per run")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), metavar="NAME",

@@ -1,0 +1,42 @@
+"""The benchmarks under scripts/ stay runnable: each, on a small setting, prints its table and key ratio."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+
+
+@pytest.mark.parametrize(("script", "args", "key_ratio"), [
+    ("compare_strategies.py", ["--seeds", "2", "--budget", "40", "--datasets", "digits", "--strategies", "tpe",
+                               "coarse-to-fine"],
+     r"coarse-to-fine median reaches tpe's final median \d\.\d{4}: (\d+%|not within the budget) of the budget "
+     r"\(90% bootstrap interval over seeds: .+ - .+; goal: <= 50%\); p \(c2f < tpe\) at 100%: "),
+    ("bench_overhead.py", ["--repeats", "1", "--trials", "3", "--startup-rounds", "0"],
+     r"overhead with the default storage \(hpsearch\.journal\): -?\d+\.\d%   goal <= 10%   (met|MISSED)"),
+])
+def test_a_benchmark_prints_its_table_and_key_ratio(script: str, args: list[str], key_ratio: str,
+                                                    tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(SCRIPTS / script), *args], check=False, capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^\s*strategy|^storage", done.stdout, re.MULTILINE), done.stdout
+    assert re.search(key_ratio, done.stdout), done.stdout
+
+
+def test_the_share_of_the_budget_is_where_the_median_curve_first_reaches_the_target() -> None:
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        from compare_strategies import NOT_REACHED, reach_share
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    grid = np.array([0.0, 50.0, 100.0, 150.0, 200.0])
+    curves = np.array([[np.inf, 0.9, 0.5, 0.4, 0.3], [np.inf, 0.8, 0.6, 0.3, 0.2], [np.inf, 0.7, 0.7, 0.6, 0.1]])
+    assert reach_share(curves, np.array([0.4, 0.45, 0.9]), grid, 200.0) == 0.75  # medians 0.8, 0.6, 0.4, 0.2
+    assert reach_share(curves, np.array([0.05]), grid, 200.0) == NOT_REACHED
