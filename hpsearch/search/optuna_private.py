@@ -29,6 +29,7 @@ __all__ = ["BaseHeartbeat", "FinishedTrialsCache", "check_available", "heartbeat
            "storage_of", "take_stop_request", "trial_id"]
 
 _FINISHED = tuple(state for state in TrialState if state.is_finished())
+_UNFINISHED = tuple(state for state in TrialState if not state.is_finished())
 
 
 def storage_of(study: optuna.Study) -> BaseStorage:
@@ -101,17 +102,17 @@ class FinishedTrialsCache(_CachedStorage):
 
     def get_all_trials(self, study_id: int, deepcopy: bool = True,
                        states: Container[TrialState] | None = None) -> list[FrozenTrial]:
-        wanted = tuple(state for state in TrialState if states is None or state in states)
+        finished = [state for state in _FINISHED if states is None or state in states]
+        unfinished = [state for state in _UNFINISHED if states is None or state in states]
         counts = self._count_by_state(study_id)
-        finished_known = (not any(state.is_finished() for state in wanted)
-                          or self._finished_cached.get(study_id) == sum(counts.get(s, 0) for s in _FINISHED))
-        if finished_known and not any(counts.get(state, 0) for state in wanted if not state.is_finished()):
-            if not any(state.is_finished() for state in wanted):
+        if not any(counts.get(state, 0) for state in unfinished):
+            if not finished:
                 return []
-            with self._lock:
-                trials = sorted((t for t in self._studies[study_id].trials.values()
-                                 if t.state in wanted and t.state.is_finished()), key=lambda t: t.number)
-            return copy.deepcopy(trials) if deepcopy else trials
+            if self._finished_cached.get(study_id) == sum(counts.get(state, 0) for state in _FINISHED):
+                with self._lock:
+                    trials = sorted((t for t in self._studies[study_id].trials.values() if t.state in finished),
+                                    key=lambda t: t.number)
+                return copy.deepcopy(trials) if deepcopy else trials
         trials = super().get_all_trials(study_id, deepcopy=deepcopy, states=states)
         with self._lock:
             cached = self._studies[study_id].trials.values()
