@@ -140,7 +140,12 @@ def _rdb(url: str, connect_args: dict[str, Any], beats: _Heartbeats) -> RDBStora
 
     for attempt in range(3):
         try:
-            return RDBStorage(url, engine_kwargs={"connect_args": connect_args}, **beats.kwargs)
+            storage = RDBStorage(url, engine_kwargs={"connect_args": connect_args}, **beats.kwargs)
+            # Close its connections as soon as the storage is freed: SQLAlchemy's pool holds them in reference
+            # cycles that only a later garbage collection frees, and SQLite folds its write-ahead log into the
+            # database file when the last one closes, which would then happen in the middle of later work.
+            weakref.finalize(storage, storage.engine.dispose)
+            return storage
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as exc:
             racing = isinstance(exc, sqlalchemy.exc.IntegrityError) or "already exists" in str(exc)
             if not racing or attempt == 2:

@@ -180,6 +180,7 @@ def test_bad_study_inputs_give_one_error_line_and_leave_the_storage_unchanged(tm
     storage = f"sqlite:///{db}"
     assert invoke("run", "--strategy", "random", "--study", "kept", "--n-trials", "2", "--storage", storage,
                   *STUDY_ARGS)[0] == 0
+    assert not (tmp_path / "hp.db-wal").exists()  # its storage closed with the run: the log is in the file
     before = db.read_bytes()
     cases = [
         (["--lr-range", "0.1", "0.01"], "space.lr: low must be < high, got low=0.1 high=0.01"),

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import optuna
 import pytest
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.search.optuna_private import (
-    FinishedTrialsCache,
+    LocalTrialsCache,
     check_available,
     in_optimize_loop,
-    read_finished_trials_cheaply,
+    read_trials_locally,
     requeue,
     storage_of,
     take_stop_request,
@@ -37,22 +37,24 @@ def test_a_requeued_trial_is_asked_again_and_a_stop_inside_the_loop_is_seen_once
 
 
 class CachedStudy:
-    """An SQLite study read through a FinishedTrialsCache, another worker's view of it, and the reads that
+    """An SQLite study read through a LocalTrialsCache, another worker's view of it, and the reads that
     reached the database once ``count_reads`` was called."""
 
     def __init__(self, tmp_path: Path) -> None:
         url = f"sqlite:///{tmp_path / 'hp.db'}"
         self.study = optuna.create_study(study_name="s", storage=open_storage(url, heartbeat=None))
-        read_finished_trials_cheaply(self.study)
+        read_trials_locally(self.study)
         self.cache = storage_of(self.study)
-        assert isinstance(self.cache, FinishedTrialsCache)
+        assert isinstance(self.cache, LocalTrialsCache)
         self.elsewhere = optuna.load_study(study_name="s", storage=open_storage(url, heartbeat=None))
         self.reads: list[int] = []
 
     def count_reads(self, monkeypatch: pytest.MonkeyPatch) -> None:
         backend = self.cache._backend
-        remote_read = backend._get_trials
-        monkeypatch.setattr(backend, "_get_trials", lambda *a, **k: (self.reads.append(1), remote_read(*a, **k))[1])
+        for name in ("_get_trials", "get_trial"):
+            remote_read = getattr(backend, name)
+            monkeypatch.setattr(backend, name,
+                                lambda *a, _read=remote_read, **k: (self.reads.append(1), _read(*a, **k))[1])
 
 
 def test_finished_trials_are_read_again_only_when_a_trial_has_finished(tmp_path: Path,
@@ -89,3 +91,63 @@ def test_reads_of_unfinished_states_none_holds_need_no_remote_read(tmp_path: Pat
     assert [t.number for t in study.get_trials(states=(TrialState.WAITING,))] == [1]
     assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE, TrialState.WAITING]
     assert len(reads) == 2
+
+
+def stored(study: optuna.Study, trial: optuna.Trial | FrozenTrial) -> dict[str, object]:
+    """What a reader sees of a trial: its fields as one comparable dict."""
+    frozen = study._storage.get_trial(trial._trial_id)
+    return {name: getattr(frozen, name) for name in ("number", "state", "params", "distributions", "user_attrs",
+                                                     "system_attrs", "intermediate_values", "datetime_start")}
+
+
+def test_a_lone_worker_reads_each_trial_back_once_and_its_own_running_trial_as_stored(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cached = CachedStudy(tmp_path)
+    study, elsewhere, reads = cached.study, cached.elsewhere, cached.reads
+    cached.count_reads(monkeypatch)
+    study.pruner = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
+    for number in range(3):
+        trial = study.ask()
+        trial.suggest_float("lr", 1e-4, 1.0, log=True)
+        trial.suggest_categorical("act", ["relu", "tanh"])
+        trial.set_user_attr("record", {"seed": number, "history": (1, 2)})
+        for step in range(3):
+            trial.report(1.0 / (step + 1) + number, step)
+            trial.should_prune()
+        assert len(study.get_trials()) == number + 1  # the budget's read, the running trial in it
+        assert stored(study, trial) == stored(elsewhere, trial)  # this process's copy is what the database holds
+        study.tell(trial, 0.1 * number)
+    assert len(reads) == 1 + 3  # the first read of the study, one after each finished trial, none while one runs
+    assert [t.value for t in study.get_trials(states=(TrialState.COMPLETE,))] == [0.0, 0.1, 0.2]
+
+
+def test_a_trial_taken_from_the_queue_is_copied_as_stored(tmp_path: Path) -> None:
+    cached = CachedStudy(tmp_path)
+    study, elsewhere = cached.study, cached.elsewhere
+    elsewhere.enqueue_trial({"lr": 0.01}, user_attrs={"from": "queue"})
+    trial = study.ask()
+    assert trial.suggest_float("lr", 1e-4, 1.0, log=True) == 0.01
+    trial.report(0.5, 0)
+    trial.report(float("inf"), 1)
+    storage_of(study).set_trial_intermediate_value(trial._trial_id, 0, 0.25)  # a step written again replaces it
+    assert stored(study, trial) == stored(elsewhere, trial)
+    assert stored(elsewhere, trial)["intermediate_values"] == {0: 0.25, 1: float("inf")}
+    assert study.get_trials(states=(TrialState.RUNNING,))[0].user_attrs == {"from": "queue"}
+
+
+def test_a_running_trial_of_another_worker_or_ours_failed_by_another_is_read_from_the_database(
+        tmp_path: Path) -> None:
+    cached = CachedStudy(tmp_path)
+    study, elsewhere = cached.study, cached.elsewhere
+    ours = study.ask()
+    assert [t.number for t in study.get_trials(states=(TrialState.RUNNING,))] == [0]
+    theirs = elsewhere.ask()
+    assert [t.number for t in study.get_trials(states=(TrialState.RUNNING,))] == [0, 1]
+    elsewhere.tell(theirs, 1.0)
+    # Another worker found ours stale and failed it, then started a trial: as many trials run as before.
+    storage_of(elsewhere).set_trial_state_values(ours._trial_id, TrialState.FAIL)
+    elsewhere.ask()
+    assert [(t.number, t.state) for t in study.get_trials()] == [
+        (0, TrialState.FAIL), (1, TrialState.COMPLETE), (2, TrialState.RUNNING)]
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        ours.report(0.5, 0)

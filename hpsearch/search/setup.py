@@ -14,7 +14,7 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.storages import fail_stale_trials
 
 from hpsearch.search.budget import budget, requeue_interrupted
-from hpsearch.search.optuna_private import read_finished_trials_cheaply
+from hpsearch.search.optuna_private import read_trials_locally
 from hpsearch.search.pruners import make_pruner
 from hpsearch.search.strategies import make_sampler
 from hpsearch.spec import StudySpec
@@ -35,7 +35,7 @@ def prepare_study(study: optuna.Study, spec: StudySpec, worker: int = 0) -> int:
     """Requeue interrupted trials, fail dead workers' trials, seed the sampler and set the pruner; returns the
     number of finished trials the study holds. An RDB study reads its finished trials through a cache that
     one count keeps honest (the median pruner reads them every epoch)."""
-    read_finished_trials_cheaply(study)
+    read_trials_locally(study)
     requeue_interrupted(study)
     fail_stale_trials_quietly(study)
     finished = budget(study).finished
