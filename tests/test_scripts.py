@@ -20,6 +20,8 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
      r"\(90% bootstrap interval over seeds: .+ - .+; goal: <= 50%\); p \(c2f < tpe\) at 100%: "),
     ("bench_overhead.py", ["--repeats", "1", "--trials", "3", "--startup-rounds", "0"],
      r"overhead with the default storage \(hpsearch\.journal\): -?\d+\.\d%   goal <= 10%   (met|MISSED)"),
+    ("bench_rdb_reads.py", ["--rounds", "1", "--trials", "4"],
+     r"SQLite storage cost per trial, LocalTrialsCache against Optuna's cache: -?\d+\.\d\dx"),
 ])
 def test_a_benchmark_prints_its_table_and_key_ratio(script: str, args: list[str], key_ratio: str,
                                                     tmp_path: Path) -> None:
