@@ -5,7 +5,8 @@ written at the start and end of each trial, up to 10 reported epochs) on a fresh
 Optuna's ``_CachedStorage`` and through ``LocalTrialsCache`` (hpsearch/search/optuna_private.py), and in
 memory: the in-memory study is the sampler's and pruner's own work, so each SQLite row less it is what the
 storage costs. The rounds are interleaved, so this machine's drift hits every row alike; medians are printed.
-Run: python scripts/bench_rdb_reads.py [--rounds 5] [--trials 30]
+``--url`` measures another database (e.g. postgresql://postgres@127.0.0.1/test), a new study in it each time.
+Run: python scripts/bench_rdb_reads.py [--rounds 5] [--trials 30] [--url URL]
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from hpsearch.search.optuna_private import LocalTrialsCache
 from hpsearch.storage import open_storage
 
 EPOCHS = 10
-READERS = {"memory": None, "sqlite, Optuna's cache": _CachedStorage, "sqlite, LocalTrialsCache": LocalTrialsCache}
+READERS = {"memory": None, "rdb, Optuna's cache": _CachedStorage, "rdb, LocalTrialsCache": LocalTrialsCache}
 
 
 def storage_work(storage: BaseStorage, trials: int) -> float:
@@ -54,17 +55,19 @@ def storage_work(storage: BaseStorage, trials: int) -> float:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         else:
             study.tell(trial, 1 / EPOCHS)
-    return (time.perf_counter() - started) / trials
+    seconds = (time.perf_counter() - started) / trials
+    optuna.delete_study(study_name=study.study_name, storage=storage)  # leaves a shared database as it was
+    return seconds
 
 
-def one_round(trials: int, statements: Counter[str]) -> dict[str, float]:
+def one_round(trials: int, statements: Counter[str], url: str | None) -> dict[str, float]:
     seconds = {}
     for name, reader in READERS.items():
         with tempfile.TemporaryDirectory() as folder:
             if reader is None:
                 seconds[name] = storage_work(InMemoryStorage(), trials)
                 continue
-            backend = open_storage(f"sqlite:///{Path(folder) / 'study.db'}")
+            backend = open_storage(url or f"sqlite:///{Path(folder) / 'study.db'}")
             assert isinstance(backend, RDBStorage)
             sqlalchemy.event.listen(backend.engine, "after_cursor_execute",
                                     lambda *_, name=name: statements.update([name]))
@@ -76,14 +79,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--url", help="an RDB storage URL to measure instead of a fresh SQLite file")
     args = parser.parse_args()
     if args.rounds < 1 or args.trials < 1:
         parser.error(f"--rounds and --trials must be >= 1, got {args.rounds} and {args.trials}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", message="Heartbeat of storage")  # this loop is not Study.optimize
-    one_round(2, Counter())  # warm-up: imports, TPE's first fit
+    one_round(2, Counter(), args.url)  # warm-up: imports, TPE's first fit
     statements: Counter[str] = Counter()
-    rounds = [one_round(args.trials, statements) for _ in range(args.rounds)]
+    rounds = [one_round(args.trials, statements, args.url) for _ in range(args.rounds)]
     median = {name: statistics.median(r[name] for r in rounds) for name in READERS}
     print(f"{args.trials} trials of up to {EPOCHS} reported epochs, TPE and median pruner, no training; "
           f"medians of {args.rounds} interleaved rounds")
@@ -91,9 +95,10 @@ def main() -> int:
     for name in READERS:
         sql = f"{statements[name] / (args.rounds * args.trials):21.1f}" if name in statements else f"{'':>21}"
         print(f"{name:26} {1000 * median[name]:9.1f} {1000 * (median[name] - median['memory']):17.1f} {sql}")
-    ours = median["sqlite, LocalTrialsCache"] - median["memory"]
-    optunas = median["sqlite, Optuna's cache"] - median["memory"]
-    print(f"SQLite storage cost per trial, LocalTrialsCache against Optuna's cache: {ours / optunas:.2f}x")
+    ours = median["rdb, LocalTrialsCache"] - median["memory"]
+    optunas = median["rdb, Optuna's cache"] - median["memory"]
+    database = "SQLite" if args.url is None else args.url.partition(":")[0]
+    print(f"{database} storage cost per trial, LocalTrialsCache against Optuna's cache: {ours / optunas:.2f}x")
     return 0
 
 
