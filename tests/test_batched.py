@@ -225,6 +225,34 @@ def test_a_batch_asks_no_trial_past_the_budget_that_another_process_fills(tmp_pa
     assert [t.state for t in trials if not t.state.is_finished()] == [TrialState.WAITING]  # its surplus, queued
 
 
+@pytest.mark.parametrize("batch", [None, 2])
+def test_a_worker_waits_for_a_dead_worker_s_trial_and_runs_its_retry(batch: int | None, tmp_path: Path,
+                                                                     digits: Data) -> None:
+    """One trial loop for both: a worker whose own trials are done while a dead worker's trial holds the last
+    place waits for its heartbeat to go stale, then runs the retry; it does not end one trial short."""
+    from hpsearch.search.batched_study import optimize_batched
+    from hpsearch.search.optuna_private import record_heartbeat
+    from hpsearch.search.worker import optimize_to_budget
+    from hpsearch.storage import GRACE_BEATS, open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'hp.db'}", heartbeat=1)
+    spec = StudySpec(name="shared", n_trials=3, pruner="none", train=TrainConfig(epochs=1, hidden=(16,)))
+    study = optuna.create_study(study_name="shared", storage=storage)
+    with pytest.warns(UserWarning, match="Heartbeat"):  # Optuna's: this ask is not in its optimize loop
+        dead = study.ask()
+    record_heartbeat(study, dead)  # its worker beats once and dies
+    started = time.monotonic()
+    if batch is None:
+        optimize_to_budget(study, spec, digits)
+    else:
+        optimize_batched(study, spec, digits, batch)
+    trials = study.get_trials()
+    assert time.monotonic() - started >= GRACE_BEATS - 1  # it waited for the dead trial to go stale
+    assert [t.state for t in trials].count(TrialState.FAIL) == 1 and trials[0].state == TrialState.FAIL
+    assert sum(t.state == TrialState.COMPLETE and bool(read_trial(t).history) for t in trials) == 3
+    assert trials[-1].system_attrs["failed_trial"] == 0  # the last one run is the dead trial's retry
+
+
 def test_the_elementwise_adamw_matches_too(digits: Data) -> None:
     """On a GPU (one stack, the tensor-wide update) or where torch lacks its fused AdamW kernel, the runs
     are the same; the third member finishes first, so the last epoch trains a subset of the stack."""

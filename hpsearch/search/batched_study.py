@@ -2,8 +2,8 @@
 
 Optuna gives K trials (``study.ask``); they train together, each epoch's metrics are reported to
 each member's own trial, and a member that is pruned, diverges or completes is told and its slot
-takes the next trial. Both loops start, report and end their trials with hpsearch.search.objective,
-so a trial has the same record whichever ran it.
+takes the next trial. The loop around the steps is every worker's (hpsearch.search.loop), and trials
+start, report and end with hpsearch.search.objective, so a trial has the same record whichever ran it.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import os
 import time
-import warnings
 from collections.abc import Callable, Sequence
 
 import optuna
 import torch
+from optuna.exceptions import UpdateFinishedTrialError
 
 from hpsearch.batched import BatchedTrainer
 from hpsearch.config import TrainConfig
@@ -24,6 +24,7 @@ from hpsearch.errors import ConfigError
 from hpsearch.models import count_parameters
 from hpsearch.search.beats import start_beating
 from hpsearch.search.budget import budget
+from hpsearch.search.loop import run_trials
 from hpsearch.search.objective import (
     TrialCallback,
     TrialFiles,
@@ -33,7 +34,6 @@ from hpsearch.search.objective import (
     report_epoch,
     start_trial,
 )
-from hpsearch.search.optuna_private import in_optimize_loop
 from hpsearch.search.records import TrialRecord
 from hpsearch.search.setup import prepare_study
 from hpsearch.spec import StudySpec
@@ -41,7 +41,7 @@ from hpsearch.status import Status
 from hpsearch.task import build_model
 from hpsearch.training import EpochMetrics
 
-__all__ = ["SHAPE_PARAMS", "auto_batch", "check_batchable", "check_files_unbatched", "optimize_batched",
+__all__ = ["SHAPE_PARAMS", "BatchSteps", "auto_batch", "check_batchable", "check_files_unbatched", "optimize_batched",
            "resolve_batch"]
 
 logger = logging.getLogger(__name__)
@@ -119,56 +119,78 @@ def _physical_memory() -> int:
 
 def optimize_batched(study: optuna.Study, spec: StudySpec, data: TaskData, k: int, *,
                      callbacks: Sequence[TrialCallback] = (), timeout: float | None = None, worker: int = 0) -> None:
-    """Run trials of ``study``, K at a time, until it holds ``spec.total_trials`` finished ones. Trials are asked
-    by the budget rule of the sequential loop (objective.ask_within_budget), so that several processes,
-    batched or not, can share the study without running more trials than it asks for."""
+    """Run trials of ``study``, K at a time, until it holds ``spec.total_trials`` finished ones, in the loop of
+    every worker (hpsearch.search.loop), so that several processes, batched or not, can share the study."""
     check_batchable(spec, k)
     if not isinstance(data, Data):
         raise ConfigError(f"--batch needs the data as tensors on the device; dataset {data.name!r} streams")
     prepare_study(study, spec, worker)
     deadline = time.monotonic() + timeout if timeout is not None else None
-    asker = _Asker(study, spec)
-    trials: dict[int, tuple[optuna.Trial, TrialRecord]] = {}
-    beats: dict[int, Callable[[], None]] = {}  # slot → stops the heartbeats of its trial
-    configs: list[TrainConfig] = []
-    try:
-        for _ in range(k):
-            with warnings.catch_warnings():  # the first K asks come before the loop below
-                warnings.filterwarnings("ignore", message="Heartbeat of storage")
-                asked = asker.ask()
+    run_trials(study, spec.total_trials, BatchSteps(study, spec, data, k, callbacks), deadline)
+
+
+class BatchSteps:
+    """Steps of one epoch of K stacked trials each (hpsearch.search.loop.TrialSteps): each member's epoch is
+    reported to its own trial, and a member that is pruned, diverges or completes is told; its slot takes the
+    next trial before the next epoch."""
+
+    def __init__(self, study: optuna.Study, spec: StudySpec, data: Data, k: int,
+                 callbacks: Sequence[TrialCallback]) -> None:
+        self.study, self.spec, self.data, self.k, self.callbacks = study, spec, data, k, callbacks
+        self.asker = _Asker(study, spec)
+        self.trainer: BatchedTrainer | None = None
+        self.trials: dict[int, tuple[optuna.Trial, TrialRecord]] = {}  # slot → its trial
+        self.beats: dict[int, Callable[[], None]] = {}  # slot → stops the heartbeats of its trial
+
+    def in_flight(self) -> int:
+        return len(self.trials)
+
+    def step(self, ask: bool, room: int) -> int:
+        if ask:
+            self._fill()
+        if not self.trials:
+            return 0
+        assert self.trainer is not None
+        for slot, epoch in self.trainer.run_epoch().items():
+            try:
+                done = _report(self.study, *self.trials[slot], self.trainer, slot, epoch, self.spec, self.callbacks)
+            except UpdateFinishedTrialError:  # another worker failed it as stale: its retry runs it again
+                logger.warning("trial %d of %s outlived its heartbeat and was failed by another worker",
+                               self.trials[slot][0].number, self.study.study_name)
+                done = True
+            if done:
+                del self.trials[slot]
+                self.beats.pop(slot)()
+                self.trainer.retire(slot)
+        return 0
+
+    def _fill(self) -> None:
+        """Ask for a trial for each free slot while the budget has room; the first asks build the trainer."""
+        slots = range(self.k) if self.trainer is None else range(len(self.trainer.members))
+        configs: list[TrainConfig] = []
+        for slot in (slot for slot in slots if slot not in self.trials):
+            asked = self.asker.ask()
             if asked is None:
                 break
             trial, config, record = asked
-            trials[len(configs)] = trial, record
-            beats[len(configs)] = start_beating(study, trial)
-            configs.append(config)
-        if not configs:
-            return
-        trainer = BatchedTrainer(configs, data)
-        # Ask/tell with heartbeats is Optuna's optimize loop done by hand here: say so, or ask() warns.
-        with in_optimize_loop(study):
-            try:
-                while trials:
-                    metrics = trainer.run_epoch()
-                    for slot, epoch in metrics.items():
-                        if _report(study, *trials[slot], trainer, slot, epoch, spec, callbacks):
-                            del trials[slot]
-                            beats.pop(slot)()
-                            trainer.retire(slot)
-                            out_of_time = deadline is not None and time.monotonic() >= deadline
-                            asked = None if out_of_time else asker.ask()
-                            if asked is not None:
-                                trial, config, record = asked
-                                trials[slot] = trial, record
-                                beats[slot] = start_beating(study, trial)
-                                trainer.replace(slot, config)
-            except KeyboardInterrupt as exc:
-                for trial, record in trials.values():
-                    give_up(study, trial, record, exc)
-                raise
-    finally:
-        for stop in beats.values():
+            self.trials[slot] = trial, record
+            self.beats[slot] = start_beating(self.study, trial)
+            if self.trainer is None:
+                configs.append(config)
+            else:
+                self.trainer.replace(slot, config)
+        if configs:
+            self.trainer = BatchedTrainer(configs, self.data)
+
+    def abandon(self, exc: BaseException) -> None:
+        for trial, record in self.trials.values():
+            give_up(self.study, trial, record, exc)
+        self.trials.clear()
+
+    def close(self) -> None:
+        for stop in self.beats.values():
             stop()
+        self.beats.clear()
 
 
 class _Asker:

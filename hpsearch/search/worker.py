@@ -1,9 +1,8 @@
-"""One worker's loop: run trials of a stored study until the study, across all its workers, holds its budget.
+"""One worker: run trials of a stored study, one at a time or K at once, until the study, across all its
+workers, holds its budget.
 
-Any number of these may run on one storage, in one machine or many. Before each trial a worker
-fails the trials of dead workers (heartbeats) and counts what is finished and running; it stops
-when the finished trials reach the budget, and waits while the rest of the budget is running
-elsewhere, so a killed worker's trial is retried rather than lost.
+Any number of these may run on one storage, in one machine or many; hpsearch.search.loop is the loop
+around the trials (dead workers' trials, the budget, waiting for the last ones), the same for both.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from collections.abc import Sequence
 
 import optuna
 import torch
-from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 
 from hpsearch.data import TaskData
@@ -23,7 +21,7 @@ from hpsearch.devices import resolve_device
 from hpsearch.errors import ConfigError
 from hpsearch.search.batched_study import check_files_unbatched, optimize_batched, resolve_batch
 from hpsearch.search.beats import beating
-from hpsearch.search.budget import budget
+from hpsearch.search.loop import WAIT_POLL, run_trials
 from hpsearch.search.objective import (
     NO_FILES,
     Objective,
@@ -33,66 +31,44 @@ from hpsearch.search.objective import (
     finish_trial,
     give_up,
 )
-from hpsearch.search.optuna_private import heartbeat_interval, in_optimize_loop, take_stop_request
 from hpsearch.search.records import read_record
-from hpsearch.search.setup import fail_stale_trials_quietly, prepare_study
+from hpsearch.search.setup import prepare_study
 from hpsearch.search.summary import load_family
 from hpsearch.search.trust import check_trusted
 from hpsearch.spec import StudySpec
-from hpsearch.storage import GRACE_BEATS, describe_storage
+from hpsearch.storage import describe_storage
 from hpsearch.task import check_task
 from hpsearch.training import config_data
 
-__all__ = ["join_study", "optimize_to_budget", "stored_spec"]
+__all__ = ["OneTrialSteps", "join_study", "optimize_to_budget", "stored_spec"]
 
 logger = logging.getLogger(__name__)
 
-# Seconds between looks at the storage while other workers run the last trials of the budget.
-WAIT_POLL = 1.0
-
-
 def optimize_to_budget(study: optuna.Study, spec: StudySpec, data: TaskData, *, callbacks: Sequence[TrialCallback] = (),
                        timeout: float | None = None, files: TrialFiles = NO_FILES, worker: int = 0) -> None:
-    """Run trials of ``study`` in this process until it holds ``spec.total_trials`` finished ones."""
+    """Run trials of ``study`` in this process, one at a time, until it holds ``spec.total_trials`` finished ones."""
     prepare_study(study, spec, worker)
     deadline = time.monotonic() + timeout if timeout is not None else None
-    objective = Objective(spec, data, files)
-    # Without heartbeats a RUNNING trial may be a dead one that never ends: do not wait for it.
-    heartbeats = heartbeat_interval(study)
-    waiting_since: float | None = None
-    warned = False
-    stale_checked = time.monotonic()  # prepare_study has just failed the stale trials
-    room = 0  # places left in the budget after this worker's last trial, as last counted
-    while deadline is None or time.monotonic() < deadline:
-        if heartbeats and time.monotonic() - stale_checked >= heartbeats:
-            fail_stale_trials_quietly(study)  # retries of dead workers' trials join the queue
-            stale_checked = time.monotonic()
-        if room >= 1:  # known free without a look: one read per trial fewer (the surplus check still looks)
-            room = 0
-        else:
-            state = budget(study)
-            if state.finished >= spec.total_trials:
-                return
-            if heartbeats and state.finished + state.running >= spec.total_trials:
-                waited = time.monotonic() - (waiting_since := waiting_since or time.monotonic())
-                if not warned and waited > heartbeats:
-                    warned = True
-                    logger.warning("waiting for %d running trial(s) of %s in other workers; one whose worker was "
-                                   "killed is retried after %d s without a heartbeat", state.running,
-                                   study.study_name, GRACE_BEATS * heartbeats)
-                time.sleep(WAIT_POLL)
-                continue
-        waiting_since, warned = None, False
-        # Optuna's samplers and callbacks may call study.stop() (a grid does when it is done), which
-        # Optuna allows only inside its optimize loop: this is that loop, so say so.
-        with in_optimize_loop(study):
-            try:
-                room = _run_trial(study, objective, spec.total_trials, callbacks)
-            except UpdateFinishedTrialError:
-                logger.warning("a trial of %s outlived its heartbeat and was failed by another worker; its retry "
-                               "runs it again", study.study_name)
-        if take_stop_request(study):
-            return
+    run_trials(study, spec.total_trials, OneTrialSteps(study, Objective(spec, data, files), callbacks), deadline)
+
+
+class OneTrialSteps:
+    """Steps of one whole trial each (hpsearch.search.loop.TrialSteps): any model, through train()."""
+
+    def __init__(self, study: optuna.Study, objective: Objective, callbacks: Sequence[TrialCallback]) -> None:
+        self.study, self.objective, self.callbacks = study, objective, callbacks
+
+    def in_flight(self) -> int:
+        return 0
+
+    def step(self, ask: bool, room: int) -> int:
+        return _run_trial(self.study, self.objective, self.objective.spec.total_trials, self.callbacks)
+
+    def abandon(self, exc: BaseException) -> None:
+        pass  # _run_trial gives up its own trial
+
+    def close(self) -> None:
+        pass
 
 
 def _run_trial(study: optuna.Study, objective: Objective, total: int, callbacks: Sequence[TrialCallback]) -> int:
