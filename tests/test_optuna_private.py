@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
+from conftest import fresh_postgres_database
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.search.optuna_private import (
@@ -37,11 +39,10 @@ def test_a_requeued_trial_is_asked_again_and_a_stop_inside_the_loop_is_seen_once
 
 
 class CachedStudy:
-    """An SQLite study read through a LocalTrialsCache, another worker's view of it, and the reads that
+    """A database's study read through a LocalTrialsCache, another worker's view of it, and the reads that
     reached the database once ``count_reads`` was called."""
 
-    def __init__(self, tmp_path: Path) -> None:
-        url = f"sqlite:///{tmp_path / 'hp.db'}"
+    def __init__(self, url: str) -> None:
         self.study = optuna.create_study(study_name="s", storage=open_storage(url, heartbeat=None))
         read_trials_locally(self.study)
         self.cache = storage_of(self.study)
@@ -57,9 +58,18 @@ class CachedStudy:
                                 lambda *a, _read=remote_read, **k: (self.reads.append(1), _read(*a, **k))[1])
 
 
-def test_finished_trials_are_read_again_only_when_a_trial_has_finished(tmp_path: Path,
+@pytest.fixture(params=["sqlite", "postgresql"])
+def cached(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CachedStudy]:
+    """A CachedStudy on SQLite, and on PostgreSQL (skipped locally when its server is down, never on CI)."""
+    if request.param == "sqlite":
+        yield CachedStudy(f"sqlite:///{tmp_path / 'hp.db'}")
+        return
+    with fresh_postgres_database() as url:
+        yield CachedStudy(url)
+
+
+def test_finished_trials_are_read_again_only_when_a_trial_has_finished(cached: CachedStudy,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    cached = CachedStudy(tmp_path)
     study, elsewhere, reads = cached.study, cached.elsewhere, cached.reads
     running = study.ask()
     running.report(0.5, 0)
@@ -77,9 +87,8 @@ def test_finished_trials_are_read_again_only_when_a_trial_has_finished(tmp_path:
     assert [t.value for t in study.get_trials(states=(TrialState.COMPLETE,))] == [0.1, 1.0, 2.0]
 
 
-def test_reads_of_unfinished_states_none_holds_need_no_remote_read(tmp_path: Path,
+def test_reads_of_unfinished_states_none_holds_need_no_remote_read(cached: CachedStudy,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    cached = CachedStudy(tmp_path)
     study, elsewhere, reads = cached.study, cached.elsewhere, cached.reads
     study.tell(study.ask(), 1.0)
     assert len(study.get_trials()) == 1  # fills the cache
@@ -101,8 +110,7 @@ def stored(study: optuna.Study, trial: optuna.Trial | FrozenTrial) -> dict[str, 
 
 
 def test_a_lone_worker_reads_each_trial_back_once_and_its_own_running_trial_as_stored(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cached = CachedStudy(tmp_path)
+        cached: CachedStudy, monkeypatch: pytest.MonkeyPatch) -> None:
     study, elsewhere, reads = cached.study, cached.elsewhere, cached.reads
     cached.count_reads(monkeypatch)
     study.pruner = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
@@ -121,8 +129,7 @@ def test_a_lone_worker_reads_each_trial_back_once_and_its_own_running_trial_as_s
     assert [t.value for t in study.get_trials(states=(TrialState.COMPLETE,))] == [0.0, 0.1, 0.2]
 
 
-def test_a_trial_taken_from_the_queue_is_copied_as_stored(tmp_path: Path) -> None:
-    cached = CachedStudy(tmp_path)
+def test_a_trial_taken_from_the_queue_is_copied_as_stored(cached: CachedStudy) -> None:
     study, elsewhere = cached.study, cached.elsewhere
     elsewhere.enqueue_trial({"lr": 0.01}, user_attrs={"from": "queue"})
     trial = study.ask()
@@ -136,8 +143,7 @@ def test_a_trial_taken_from_the_queue_is_copied_as_stored(tmp_path: Path) -> Non
 
 
 def test_a_running_trial_of_another_worker_or_ours_failed_by_another_is_read_from_the_database(
-        tmp_path: Path) -> None:
-    cached = CachedStudy(tmp_path)
+        cached: CachedStudy) -> None:
     study, elsewhere = cached.study, cached.elsewhere
     ours = study.ask()
     assert [t.number for t in study.get_trials(states=(TrialState.RUNNING,))] == [0]
