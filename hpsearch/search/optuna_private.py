@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import inspect
 import json
 from collections.abc import Callable, Container, Iterator, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import optuna
@@ -167,23 +169,21 @@ class LocalTrialsCache(_CachedStorage):
         in one transaction: the ORM session Optuna writes it through costs about 3 ms a report on SQLite, the
         most of any write, once every epoch. Whether the step is there already comes from this process's copy."""
         import sqlalchemy
-        from optuna.storages._rdb.models import TrialIntermediateValueModel, TrialModel
+        from optuna.storages._rdb.models import TrialIntermediateValueModel
 
         stored, kind = TrialIntermediateValueModel.intermediate_value_to_stored_repr(value)
-        table = TrialIntermediateValueModel.__table__
+        sql = _statements()
         try:
             with self._backend.engine.begin() as connection:
-                state = connection.execute(sqlalchemy.select(TrialModel.state).where(
-                    TrialModel.trial_id == trial_id)).scalar_one_or_none()
+                state = connection.execute(sql.state, {"trial": trial_id}).scalar_one_or_none()
                 if state is None:
                     raise KeyError(f"No trial with trial_id {trial_id} exists.")
                 self._backend.check_trial_is_updatable(trial_id, TrialState(state))
                 row = {"intermediate_value": stored, "intermediate_value_type": kind}
                 if replace:
-                    connection.execute(table.update().where(table.c.trial_id == trial_id, table.c.step == step),
-                                       row)
+                    connection.execute(sql.update_value, {"trial": trial_id, "at_step": step, **row})
                 else:
-                    connection.execute(table.insert(), {"trial_id": trial_id, "step": step, **row})
+                    connection.execute(sql.insert_value, {"trial_id": trial_id, "step": step, **row})
         except sqlalchemy.exc.SQLAlchemyError as exc:  # as Optuna's own writes report a failed commit
             raise optuna.exceptions.StorageInternalError(f"cannot store trial {trial_id}'s value at step {step}: "
                                                          f"{exc}") from exc
@@ -245,14 +245,28 @@ class LocalTrialsCache(_CachedStorage):
 
     def _count_by_state(self, study_id: int) -> dict[TrialState, tuple[int, int]]:
         """State → (trials in it, the sum of their ids), in one statement."""
-        import sqlalchemy
-        from optuna.storages._rdb.models import TrialModel
-
-        query = sqlalchemy.select(TrialModel.state, sqlalchemy.func.count(TrialModel.trial_id),
-                                  sqlalchemy.func.sum(TrialModel.trial_id)).where(
-            TrialModel.study_id == study_id).group_by(TrialModel.state)
         with self._backend.engine.connect() as connection:
-            return {TrialState(state): (int(count), int(ids or 0)) for state, count, ids in connection.execute(query)}
+            rows = connection.execute(_statements().count_by_state, {"study": study_id})
+            return {TrialState(state): (int(count), int(ids or 0)) for state, count, ids in rows}
+
+
+@functools.cache
+def _statements() -> SimpleNamespace:
+    """LocalTrialsCache's own statements on Optuna's tables, built once: on SQLite, building a statement
+    costs more than running it."""
+    import sqlalchemy
+    from optuna.storages._rdb.models import TrialIntermediateValueModel, TrialModel
+
+    values = TrialIntermediateValueModel.__table__
+    return SimpleNamespace(
+        count_by_state=sqlalchemy.select(TrialModel.state, sqlalchemy.func.count(TrialModel.trial_id),
+                                         sqlalchemy.func.sum(TrialModel.trial_id)).where(
+            TrialModel.study_id == sqlalchemy.bindparam("study")).group_by(TrialModel.state),
+        state=sqlalchemy.select(TrialModel.state).where(TrialModel.trial_id == sqlalchemy.bindparam("trial")),
+        insert_value=values.insert(),
+        update_value=values.update().where(values.c.trial_id == sqlalchemy.bindparam("trial"),
+                                           values.c.step == sqlalchemy.bindparam("at_step")),
+    )
 
 
 def read_trials_locally(study: optuna.Study) -> None:
