@@ -33,7 +33,6 @@ __all__ = ["BaseHeartbeat", "LocalTrialsCache", "check_available", "heartbeat_in
            "storage_of", "take_stop_request", "trial_id"]
 
 _FINISHED = tuple(state for state in TrialState if state.is_finished())
-_UNFINISHED = tuple(state for state in TrialState if not state.is_finished())
 
 
 def storage_of(study: optuna.Study) -> BaseStorage:
@@ -101,7 +100,8 @@ class LocalTrialsCache(_CachedStorage):
     finished trial never changes again, so an unchanged count means the same finished trials; a running
     trial changes only by its own worker's writes, or by another worker that finds it stale and fails it
     (which changes the count and the sum of the running trials' ids). Written by hand because Optuna's
-    cache has no such read; every write is Optuna's own, copied here only once it has succeeded.
+    cache has no such read. Every write but a running trial's reported value is Optuna's own, and each is
+    copied here only once the database has taken it.
     """
 
     def __init__(self, backend: RDBStorage) -> None:
