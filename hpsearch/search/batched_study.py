@@ -145,7 +145,7 @@ class BatchSteps:
     def in_flight(self) -> int:
         return len(self.trials)
 
-    def step(self, ask: bool, room: int) -> int:
+    def step(self, ask: bool) -> int:
         if ask:
             self._fill()
         if not self.trials:

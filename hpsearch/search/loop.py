@@ -37,9 +37,9 @@ class TrialSteps(Protocol):
         """Trials started and not yet told (a step that runs a whole trial leaves none)."""
         ...
 
-    def step(self, ask: bool, room: int) -> int:
-        """Train one step, asking for trials first while ``ask`` (``room``: places the budget has left that the
-        last step knew of). Returns the places the budget has left beyond the trials it asked for."""
+    def step(self, ask: bool) -> int:
+        """Train one step, asking for trials first while ``ask``. Returns the places the budget has left beyond
+        the trials it asked for, as far as it knows (0 when it does not)."""
         ...
 
     def abandon(self, exc: BaseException) -> None:
@@ -87,7 +87,7 @@ def run_trials(study: optuna.Study, total: int, steps: TrialSteps, deadline: flo
             waiting_since, warned = None, False
             with in_optimize_loop(study):
                 try:
-                    room = steps.step(asking, room)
+                    room = steps.step(asking)
                 except UpdateFinishedTrialError:
                     logger.warning("a trial of %s outlived its heartbeat and was failed by another worker; its "
                                    "retry runs it again", study.study_name)

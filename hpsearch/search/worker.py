@@ -61,7 +61,7 @@ class OneTrialSteps:
     def in_flight(self) -> int:
         return 0
 
-    def step(self, ask: bool, room: int) -> int:
+    def step(self, ask: bool) -> int:
         return _run_trial(self.study, self.objective, self.objective.spec.total_trials, self.callbacks)
 
     def abandon(self, exc: BaseException) -> None:
