@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,3 +51,16 @@ def postgres_url() -> Iterator[str]:
     """A PostgreSQL database of this test's own."""
     with fresh_postgres_database() as url:
         yield url
+
+
+def cut_a_read_short(engine: Any, database: Path, held: list[Any]) -> None:
+    """What Ctrl-C between a read's execute and its last fetch leaves behind on SQLite: the read's statement
+    still open on a pooled connection of ``engine`` (its cursor in ``held``, as the interrupt's traceback holds
+    it), and a commit by another connection since, so that statement's snapshot is stale."""
+    with engine.connect() as connection:
+        result = connection.exec_driver_sql("SELECT trial_id FROM trials")  # needs two trials or more
+        result.fetchone()
+        held.append(result)
+    with contextlib.closing(sqlite3.connect(database)) as other:
+        other.execute("UPDATE studies SET study_name = study_name")
+        other.commit()

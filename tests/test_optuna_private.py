@@ -7,12 +7,13 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import fresh_postgres_database
+from conftest import cut_a_read_short, fresh_postgres_database
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.search.optuna_private import (
     LocalTrialsCache,
     check_available,
+    drop_idle_connections,
     in_optimize_loop,
     read_trials_locally,
     requeue,
@@ -36,6 +37,22 @@ def test_a_requeued_trial_is_asked_again_and_a_stop_inside_the_loop_is_seen_once
         study.stop()  # allowed only inside the optimize loop
     assert again.number == trial.number
     assert take_stop_request(study) and not take_stop_request(study)
+
+
+@pytest.mark.parametrize("dropped", [True, False], ids=["dropped", "kept"])
+def test_a_write_after_a_read_cut_short_succeeds_once_idle_connections_are_dropped(dropped: bool,
+                                                                                  tmp_path: Path) -> None:
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path}/hp.db", heartbeat=None))
+    trials = [study.ask() for _ in range(3)]
+    held: list[object] = []
+    cut_a_read_short(storage_of(study)._backend.engine, tmp_path / "hp.db", held)
+    if dropped:
+        drop_idle_connections(study)
+        study.tell(trials[0], state=TrialState.FAIL)
+        assert study.trials[0].state == TrialState.FAIL
+    else:  # the connection's stale snapshot refuses the write at once: what the drop is for
+        with pytest.raises(optuna.exceptions.StorageInternalError):
+            study.tell(trials[0], state=TrialState.FAIL)
 
 
 class CachedStudy:

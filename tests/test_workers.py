@@ -3,8 +3,10 @@ interrupts resumable, bad input refused before anything is written."""
 
 from __future__ import annotations
 
+import functools
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,10 +15,15 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import cut_a_read_short
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.config import TrainConfig
-from hpsearch.search.records import read_trial
+from hpsearch.search import pool
+from hpsearch.search.objective import give_up
+from hpsearch.search.optuna_private import storage_of
+from hpsearch.search.pool import WorkerPool
+from hpsearch.search.records import TrialRecord, read_trial, write_trial
 from hpsearch.storage import StorageError, open_storage
 from hpsearch.training import train
 
@@ -191,6 +198,29 @@ def test_an_interrupted_run_marks_its_trials_and_the_same_command_completes_it(s
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 3
     retried = {t.system_attrs.get("failed_trial") for t in trials}
     assert all(t.number in retried for t in interrupted)  # each interrupted trial ran again, linked to it
+
+
+@pytest.mark.parametrize("where", ["worker", "coordinator"])
+def test_an_interrupt_that_cuts_a_read_short_still_marks_the_trial_interrupted(where: str, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C landing inside a storage read (what once made ``run --jobs 2`` exit 1, "database is locked"): the
+    worker's give-up and the coordinator's failing of orphaned trials both still write to SQLite."""
+    study = optuna.create_study(study_name="s", storage=open_storage(f"sqlite:///{tmp_path / 'hp.db'}", heartbeat=None))
+    trial, _ = study.ask(), study.ask()
+    held: list[object] = []
+    cut_short = functools.partial(cut_a_read_short, storage_of(study)._backend.engine, tmp_path / "hp.db", held)
+    if where == "worker":
+        cut_short()
+        give_up(study, trial, None, KeyboardInterrupt())
+    else:
+        sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+        write_trial(trial, TrialRecord(worker=f"{socket.gethostname()}:{sleeper.pid}"))
+        monkeypatch.setattr(WorkerPool, "_start", lambda *_: sleeper)  # the pool stops it with SIGTERM
+        monkeypatch.setattr(pool, "POLL_SECONDS", 0)
+        monkeypatch.setattr(pool, "_follow", lambda *_: (cut_short(), signal.raise_signal(signal.SIGINT)))
+        with pytest.raises(KeyboardInterrupt):
+            WorkerPool(f"sqlite:///{tmp_path / 'hp.db'}", jobs=1).run(study)
+    assert study.trials[0].state == TrialState.FAIL and read_trial(study.trials[0]).status == "interrupted"
 
 
 def _bad_inputs(tmp_path: Path) -> tuple[list[tuple[list[str], str]], list[tuple[list[str], str]]]:

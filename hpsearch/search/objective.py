@@ -24,7 +24,7 @@ from hpsearch.data import TaskData
 from hpsearch.diagnosis import diagnose
 from hpsearch.errors import CheckpointError
 from hpsearch.search.budget import budget
-from hpsearch.search.optuna_private import requeue
+from hpsearch.search.optuna_private import drop_idle_connections, requeue
 from hpsearch.search.records import TrialRecord, read_trial, write_trial
 from hpsearch.search.space import MODEL_ARGS
 from hpsearch.spec import StudySpec
@@ -168,6 +168,7 @@ def give_up(study: optuna.Study, trial: optuna.Trial, record: TrialRecord | None
     count, and the next run retries it."""
     record = record if record is not None else read_trial(trial).identity()
     if isinstance(exc, KeyboardInterrupt):
+        drop_idle_connections(study)  # the interrupt may have cut a read short
         ended = interrupted(record)
     else:
         ended = replace(record, status=Status.FAILED, reason=f"{type(exc).__name__}: {exc}")

@@ -28,7 +28,7 @@ from optuna.storages._cached_storage import _CachedStorage
 from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["BaseHeartbeat", "LocalTrialsCache", "check_available", "heartbeat_interval",
+__all__ = ["BaseHeartbeat", "LocalTrialsCache", "check_available", "drop_idle_connections", "heartbeat_interval",
            "in_optimize_loop", "read_trials_locally", "record_heartbeat", "redis_client", "requeue",
            "storage_of", "take_stop_request", "trial_id"]
 
@@ -80,6 +80,20 @@ def take_stop_request(study: optuna.Study) -> bool:
         study._stop_flag = False
         return True
     return False
+
+
+def drop_idle_connections(study: optuna.Study) -> None:
+    """Close the idle pooled connections of an RDB study, so the writes that record an interrupt start on fresh ones.
+
+    Ctrl-C between a read's execute and its last fetch leaves the statement open on the connection that goes
+    back to the pool (the interrupt's traceback holds its cursor), and on SQLite that statement keeps an old
+    snapshot: once another process has written, the connection's next write fails at once ("database is
+    locked"). Optuna's session rolls back only on an ``Exception``, and a rollback would not end that read anyway.
+    """
+    storage = storage_of(study)
+    backend = storage._backend if isinstance(storage, _CachedStorage) else storage
+    if isinstance(backend, RDBStorage):
+        backend.engine.dispose()
 
 
 def redis_client(backend: Any) -> Any:

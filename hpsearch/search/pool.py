@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.errors import HPSearchError
 from hpsearch.search.objective import NO_FILES, TrialFiles, interrupted
-from hpsearch.search.optuna_private import storage_of, trial_id
+from hpsearch.search.optuna_private import drop_idle_connections, storage_of, trial_id
 from hpsearch.search.records import RECORD_ATTR, own_trials, read_trial
 
 __all__ = ["WorkerPool"]
@@ -64,6 +64,7 @@ class WorkerPool:
                 time.sleep(POLL_SECONDS)
                 _follow(study, seen, callbacks)
         except KeyboardInterrupt:
+            drop_idle_connections(study)
             _stop(workers)
             _fail_orphans(study, workers)
             raise
