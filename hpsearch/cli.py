@@ -5,6 +5,7 @@ and the training options are shared by ``train`` and ``run`` through a signature
 """
 
 import functools
+import gc
 import inspect
 import json
 import logging
@@ -513,7 +514,12 @@ def _interrupt_on_sigterm(signum: int, frame: Any) -> None:
 
 
 def main() -> None:
-    """Console-script entry point; library warnings go to stderr as ``warning: …`` lines."""
+    """Console-script entry point; library warnings go to stderr as ``warning: …`` lines.
+
+    What is imported so far (torch with it) is frozen out of the garbage collector's full passes: this process
+    keeps it to the end, and each pass would walk its 200,000 objects again (hpsearch.search.loop freezes more).
+    """
+    gc.freeze()
     logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)
     signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     app()
