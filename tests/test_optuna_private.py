@@ -123,10 +123,11 @@ def stored(study: optuna.Study, trial: optuna.Trial | FrozenTrial) -> dict[str, 
     """What a reader sees of a trial: its fields as one comparable dict."""
     frozen = study._storage.get_trial(trial._trial_id)
     return {name: getattr(frozen, name) for name in ("number", "state", "params", "distributions", "user_attrs",
-                                                     "system_attrs", "intermediate_values", "datetime_start")}
+                                                     "system_attrs", "intermediate_values", "datetime_start",
+                                                     "datetime_complete", "values")}
 
 
-def test_a_lone_worker_reads_each_trial_back_once_and_its_own_running_trial_as_stored(
+def test_a_lone_worker_reads_the_study_once_and_its_own_trials_as_stored(
         cached: CachedStudy, monkeypatch: pytest.MonkeyPatch) -> None:
     study, elsewhere, reads = cached.study, cached.elsewhere, cached.reads
     cached.count_reads(monkeypatch)
@@ -135,14 +136,17 @@ def test_a_lone_worker_reads_each_trial_back_once_and_its_own_running_trial_as_s
         trial = study.ask()
         trial.suggest_float("lr", 1e-4, 1.0, log=True)
         trial.suggest_categorical("act", ["relu", "tanh"])
-        trial.set_user_attr("record", {"seed": number, "history": (1, 2)})
+        trial.set_user_attr("record", {"seed": number})
+        trial.set_user_attr("record", {"seed": number, "history": (1, 2)})  # written again: replaced
+        trial.storage.set_trial_system_attr(trial._trial_id, "retry", [number])
         for step in range(3):
             trial.report(1.0 / (step + 1) + number, step)
             trial.should_prune()
         assert len(study.get_trials()) == number + 1  # the budget's read, the running trial in it
         assert stored(study, trial) == stored(elsewhere, trial)  # this process's copy is what the database holds
         study.tell(trial, 0.1 * number)
-    assert len(reads) == 1 + 3  # the first read of the study, one after each finished trial, none while one runs
+        assert stored(study, trial) == stored(elsewhere, trial)  # finished, as stored, completion time included
+    assert len(reads) == 1  # the first read of the study; none while a trial runs, none to fetch one it finished
     assert [t.value for t in study.get_trials(states=(TrialState.COMPLETE,))] == [0.0, 0.1, 0.2]
 
 
@@ -174,3 +178,5 @@ def test_a_running_trial_of_another_worker_or_ours_failed_by_another_is_read_fro
         (0, TrialState.FAIL), (1, TrialState.COMPLETE), (2, TrialState.RUNNING)]
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         ours.report(0.5, 0)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        ours.set_user_attr("record", {"status": "completed"})

@@ -123,7 +123,6 @@ class LocalTrialsCache(_CachedStorage):
         self._finished_cached: dict[int, int] = {}  # study id → finished trials in the cache after its last read
         # trial id → (study id, this process's copy of a RUNNING trial it started, kept by its own writes)
         self._own_running: dict[int, tuple[int, FrozenTrial]] = {}
-        self._finished_here: set[int] = set()  # trials this process finished since the study was last read
 
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
         created = super().create_new_trial(study_id, template_trial)
@@ -140,8 +139,7 @@ class LocalTrialsCache(_CachedStorage):
             owned = self._own_running.pop(trial_id, None)
         changed = super().set_trial_state_values(trial_id, state, values)
         if changed and owned is not None and state.is_finished():
-            with self._lock:
-                self._finished_here.add(trial_id)
+            self._cache_finished(trial_id, *owned, state, values)
         elif changed and state == TrialState.RUNNING:  # taken from the queue: the copy starts from what is stored
             known = self._trial_id_to_study_id_and_number.get(trial_id)
             if known is not None:
@@ -149,6 +147,24 @@ class LocalTrialsCache(_CachedStorage):
                 with self._lock:
                     self._own_running[trial_id] = (known[0], trial)
         return changed
+
+    def _cache_finished(self, trial_id: int, study_id: int, trial: FrozenTrial, state: TrialState,
+                        values: Sequence[float] | None) -> None:
+        """This process's copy of a trial it has just finished becomes the cache's finished trial, with the
+        completion time the database stored (one small read): no read of the study to fetch it back."""
+        import sqlalchemy.orm
+        from optuna.storages._rdb.models import TrialModel
+
+        with sqlalchemy.orm.Session(self._backend.engine) as session:  # Optuna's model: it converts the stored time
+            completed = session.get_one(TrialModel, trial_id).datetime_complete
+        trial.state, trial.datetime_complete = state, completed
+        trial.values = None if values is None else [float(value) for value in values]
+        with self._lock:
+            cached = self._studies[study_id]
+            cached.trials[trial.number] = trial
+            cached.unfinished_trial_ids.discard(trial_id)
+            if study_id in self._finished_cached:  # the finished trials of the last read, and this one
+                self._finished_cached[study_id] = sum(t.state.is_finished() for t in cached.trials.values())
 
     def set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
                         distribution: BaseDistribution) -> None:
@@ -158,34 +174,47 @@ class LocalTrialsCache(_CachedStorage):
             setattr(trial, "distributions", {**trial.distributions, param_name: distribution})))
 
     def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
+        from optuna.storages._rdb.models import TrialIntermediateValueModel
+
         with self._lock:
             owned = self._own_running.get(trial_id)
         if owned is None:
             super().set_trial_intermediate_value(trial_id, step, intermediate_value)
         else:
-            self._write_intermediate_value(trial_id, step, intermediate_value,
-                                           replace=step in owned[1].intermediate_values)
+            stored, kind = TrialIntermediateValueModel.intermediate_value_to_stored_repr(intermediate_value)
+            self._write_own("intermediate_value", trial_id, step, step in owned[1].intermediate_values,
+                            {"intermediate_value": stored, "intermediate_value_type": kind})
         self._copy_write(trial_id, lambda trial: setattr(
             trial, "intermediate_values", {**trial.intermediate_values, step: float(intermediate_value)}))
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
-        super().set_trial_user_attr(trial_id, key, value)
-        stored = json.loads(json.dumps(value))  # as the database gives it back
-        self._copy_write(trial_id, lambda trial: setattr(trial, "user_attrs", {**trial.user_attrs, key: stored}))
+        if not self._set_own_attr("user_attrs", trial_id, key, value):
+            super().set_trial_user_attr(trial_id, key, value)
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
-        super().set_trial_system_attr(trial_id, key, value)
-        stored = json.loads(json.dumps(value))
-        self._copy_write(trial_id, lambda trial: setattr(trial, "system_attrs", {**trial.system_attrs, key: stored}))
+        if not self._set_own_attr("system_attrs", trial_id, key, value):
+            super().set_trial_system_attr(trial_id, key, value)
 
-    def _write_intermediate_value(self, trial_id: int, step: int, value: float, replace: bool) -> None:
-        """Optuna's write of a reported value (the trial must still run), as two statements of SQLAlchemy Core
-        in one transaction: the ORM session Optuna writes it through costs about 3 ms a report on SQLite, the
-        most of any write, once every epoch. Whether the step is there already comes from this process's copy."""
+    def _set_own_attr(self, attrs: str, trial_id: int, key: str, value: Any) -> bool:
+        """Write and copy an attr of a trial this process runs; False for any other (Optuna writes it)."""
+        with self._lock:
+            owned = self._own_running.get(trial_id)
+        if owned is None:
+            return False
+        in_copy = getattr(owned[1], attrs)
+        self._write_own(attrs[:-1], trial_id, key, key in in_copy, {"value_json": json.dumps(value)})
+        stored = json.loads(json.dumps(value))  # as the database gives it back
+        self._copy_write(trial_id, lambda trial: setattr(trial, attrs, {**getattr(trial, attrs), key: stored}))
+        return True
+
+    def _write_own(self, table: str, trial_id: int, key: Any, replace: bool, row: dict[str, Any]) -> None:
+        """Optuna's write of a running trial's reported value (``table`` intermediate_value, keyed by step) or attr
+        (user_attr, system_attr, keyed by name) as two statements of SQLAlchemy Core in one transaction: the
+        trial's state, which must still let it be updated, then the insert, or the update where this process's
+        copy holds the key already. Optuna's ORM session costs about 3 ms a write on SQLite against about 0.5 ms;
+        a trial writes a value every epoch and its record twice."""
         import sqlalchemy
-        from optuna.storages._rdb.models import TrialIntermediateValueModel
 
-        stored, kind = TrialIntermediateValueModel.intermediate_value_to_stored_repr(value)
         sql = _statements()
         try:
             with self._backend.engine.begin() as connection:
@@ -193,13 +222,12 @@ class LocalTrialsCache(_CachedStorage):
                 if state is None:
                     raise KeyError(f"No trial with trial_id {trial_id} exists.")
                 self._backend.check_trial_is_updatable(trial_id, TrialState(state))
-                row = {"intermediate_value": stored, "intermediate_value_type": kind}
                 if replace:
-                    connection.execute(sql.update_value, {"trial": trial_id, "at_step": step, **row})
+                    connection.execute(sql.update[table], {"trial": trial_id, "at_key": key, **row})
                 else:
-                    connection.execute(sql.insert_value, {"trial_id": trial_id, "step": step, **row})
+                    connection.execute(sql.insert[table], {"trial_id": trial_id, sql.key[table]: key, **row})
         except sqlalchemy.exc.SQLAlchemyError as exc:  # as Optuna's own writes report a failed commit
-            raise optuna.exceptions.StorageInternalError(f"cannot store trial {trial_id}'s value at step {step}: "
+            raise optuna.exceptions.StorageInternalError(f"cannot store trial {trial_id}'s {table} {key!r}: "
                                                          f"{exc}") from exc
 
     def _copy_write(self, trial_id: int, write: Callable[[FrozenTrial], Any]) -> None:
@@ -214,9 +242,6 @@ class LocalTrialsCache(_CachedStorage):
             owned = self._own_running.get(trial_id)
             if owned is not None:
                 return copy.deepcopy(owned[1])  # Optuna's Trial changes the one it is given
-            just_finished = trial_id in self._finished_here
-        if just_finished:  # tell reads the trial it finished: the study's read, due next anyway, caches it
-            self._read_remote(self._trial_id_to_study_id_and_number[trial_id][0])
         return super().get_trial(trial_id)
 
     def get_all_trials(self, study_id: int, deepcopy: bool = True,
@@ -233,7 +258,6 @@ class LocalTrialsCache(_CachedStorage):
         with self._lock:
             cached = self._studies[study_id].trials
             self._finished_cached[study_id] = sum(t.state.is_finished() for t in cached.values())
-            self._finished_here -= {trial_id(t) for t in cached.values() if t.state.is_finished()}
         return trials
 
     def _known_trials(self, study_id: int, states: Container[TrialState] | None) -> list[FrozenTrial] | None:
@@ -269,17 +293,26 @@ def _statements() -> SimpleNamespace:
     """LocalTrialsCache's own statements on Optuna's tables, built once: on SQLite, building a statement
     costs more than running it."""
     import sqlalchemy
-    from optuna.storages._rdb.models import TrialIntermediateValueModel, TrialModel
+    from optuna.storages._rdb.models import (
+        TrialIntermediateValueModel,
+        TrialModel,
+        TrialSystemAttributeModel,
+        TrialUserAttributeModel,
+    )
 
-    values = TrialIntermediateValueModel.__table__
+    tables = {"intermediate_value": TrialIntermediateValueModel.__table__,
+              "user_attr": TrialUserAttributeModel.__table__, "system_attr": TrialSystemAttributeModel.__table__}
+    key = {"intermediate_value": "step", "user_attr": "key", "system_attr": "key"}
     return SimpleNamespace(
         count_by_state=sqlalchemy.select(TrialModel.state, sqlalchemy.func.count(TrialModel.trial_id),
                                          sqlalchemy.func.sum(TrialModel.trial_id)).where(
             TrialModel.study_id == sqlalchemy.bindparam("study")).group_by(TrialModel.state),
         state=sqlalchemy.select(TrialModel.state).where(TrialModel.trial_id == sqlalchemy.bindparam("trial")),
-        insert_value=values.insert(),
-        update_value=values.update().where(values.c.trial_id == sqlalchemy.bindparam("trial"),
-                                           values.c.step == sqlalchemy.bindparam("at_step")),
+        key=key,
+        insert={name: table.insert() for name, table in tables.items()},
+        update={name: table.update().where(table.c.trial_id == sqlalchemy.bindparam("trial"),
+                                           table.c[key[name]] == sqlalchemy.bindparam("at_key"))
+                for name, table in tables.items()},
     )
 
 
