@@ -10,7 +10,9 @@ includes opening the storage, as `hpsearch run` does. The last column pairs each
 run right after it.
 
 A second estimate needs no second run: the time the study spent outside training (train() calls
-less their reporter, which is where the storage is asked to prune), which drifts far less.
+less their reporter, which is where the storage is asked to prune), which drifts far less. A third is
+the median of each study against the bare run right after it. The last lines judge the goals of
+issue 15 (default storage <= 10%, SQLite <= 30%) by each of the three.
 Then the quick pre-flight checks, warm, and scripts/bench_startup.py's rounds: start-up beyond the torch
 baseline and the main job's own cost, so that every figure of issue 15 comes from one run.
 Run: python scripts/bench_overhead.py [--repeats 3] [--trials 30] [--startup-rounds 3] [--check]
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -54,6 +57,7 @@ from hpsearch.storage import DEFAULT_STORAGE, open_storage
 from hpsearch.training import EpochMetrics, Reporter, TrainResult, train
 
 GOAL = 10.0  # percent, with the default storage
+SQLITE_GOAL = 30.0
 STORAGES = ("memory", "sqlite", "journal")
 
 
@@ -260,11 +264,17 @@ def main() -> int:
     if default not in best:
         print(f"default storage {DEFAULT_STORAGE} is not measured here")
         return 1 if args.check else 0
-    met = best[default].overhead <= GOAL
-    print(f"overhead with the default storage ({DEFAULT_STORAGE}): {best[default].overhead:.1f}%   "
-          f"goal <= {GOAL:g}%   {'met' if met else 'MISSED'}")
-    return 1 if args.check and not met else 0
-
+    # Three estimates of each goal: the best study against the best bare run of all (the best of 9 runs is
+    # biased low against the best of 3 studies), the median of each study against the bare run right after it,
+    # and the study's time outside training, which drifts least.
+    for kind, goal in ((default, GOAL), ("sqlite", SQLITE_GOAL)):
+        run = best[kind]
+        paired = statistics.median(r.overhead for r in runs[kind])
+        in_study = 100 * run.framework_s / run.trained_s
+        met = sum(estimate <= goal for estimate in (run.overhead, paired, in_study))
+        print(f"overhead on {kind}: {run.overhead:.1f}% best against best, {paired:.1f}% paired median, "
+              f"{in_study:.1f}% in the study   goal <= {goal:g}%   met by {met} of 3")
+    return 1 if args.check and best[default].overhead > GOAL else 0
 
 if __name__ == "__main__":
     sys.exit(main())

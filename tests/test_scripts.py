@@ -19,7 +19,8 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
      r"coarse-to-fine median reaches tpe's final median \d\.\d{4}: (\d+%|not within the budget) of the budget "
      r"\(90% bootstrap interval over seeds: .+ - .+; goal: <= 50%\); p \(c2f < tpe\) at 100%: "),
     ("bench_overhead.py", ["--repeats", "1", "--trials", "3", "--startup-rounds", "0"],
-     r"overhead with the default storage \(hpsearch\.journal\): -?\d+\.\d%   goal <= 10%   (met|MISSED)"),
+     r"overhead on journal: -?\d+\.\d% best against best, -?\d+\.\d% paired median, -?\d+\.\d% in the study   "
+     r"goal <= 10%   met by \d of 3"),
     ("bench_rdb_reads.py", ["--rounds", "1", "--trials", "4"],
      r"SQLite storage cost per trial, LocalTrialsCache against Optuna's cache: -?\d+\.\d\dx"),
 ])
