@@ -24,7 +24,7 @@ from hpsearch.storage import open_storage
 
 
 def test_every_private_name_hpsearch_uses_exists_in_this_optuna() -> None:
-    assert check_available() == [], f"optuna {optuna.__version__} lacks these; update hpsearch/search/optuna_private.py"
+    assert check_available() == [], f"optuna {optuna.__version__} lacks these; update hpsearch/search/optuna_private/"
 
 
 def test_a_requeued_trial_is_asked_again_and_a_stop_inside_the_loop_is_seen_once() -> None:
