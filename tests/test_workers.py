@@ -117,29 +117,31 @@ def test_a_worker_killed_mid_trial_is_retried_from_its_checkpoint(postgres_url: 
     assert retry.value == pytest.approx(uninterrupted.val_loss, rel=1e-3)
 
 
-@pytest.mark.parametrize("durable", [[], ["--durable"]])
-def test_a_run_killed_mid_trial_on_the_default_storage_resumes_with_every_finished_trial(durable: list[str],
-                                                                                        tmp_path: Path) -> None:
-    """SIGKILL, no handler: what the journal wrote (fsynced or not) survives the process, and the same
-    command finishes the study once the killed trial's heartbeats stop."""
+@pytest.mark.parametrize(("storage", "durable"), [("hpsearch.journal", []), ("hpsearch.journal", ["--durable"]),
+                                                  ("sqlite:///hp.db", [])])
+def test_a_run_killed_mid_trial_resumes_with_every_finished_trial(storage: str, durable: list[str],
+                                                                  tmp_path: Path) -> None:
+    """SIGKILL, no handler: what the default journal (fsynced or not) or SQLite (synchronous=NORMAL, the running
+    trial's values written by hpsearch's own statements) took survives the process, and the same command
+    finishes the study once the killed trial's heartbeats stop."""
     args = ["run", "--strategy", "random", "--n-trials", "4", "--epochs", str(EPOCHS // 3), "--hidden", "32",
-            "--pruner", "none", "--heartbeat", "1", "--quiet", *durable]
-    journal = str(tmp_path / "hpsearch.journal")
+            "--pruner", "none", "--heartbeat", "1", "--quiet", "--storage", storage, *durable]
+    url = str(tmp_path / storage) if storage.endswith(".journal") else f"sqlite:///{tmp_path / 'hp.db'}"
     doomed = start(*args, cwd=tmp_path)
     def one_complete_one_running() -> bool:
-        trials = trials_of("digits-random", journal)
+        trials = trials_of("digits-random", url)
         return (any(t.state == TrialState.COMPLETE for t in trials)
                 and any(t.state == TrialState.RUNNING and t.intermediate_values for t in trials))
 
     wait_for(one_complete_one_running, "a completed trial and a running one")
     doomed.kill()
     doomed.wait()
-    before = {t.number: (t.value, t.intermediate_values) for t in trials_of("digits-random", journal)
+    before = {t.number: (t.value, t.intermediate_values) for t in trials_of("digits-random", url)
               if t.state == TrialState.COMPLETE}
 
     code, _, err = finish(start(*args, cwd=tmp_path))
     assert code == 0, err
-    trials = {t.number: t for t in trials_of("digits-random", journal)}
+    trials = {t.number: t for t in trials_of("digits-random", url)}
     assert {n: (trials[n].value, trials[n].intermediate_values) for n in before} == before
     assert sum(t.state == TrialState.COMPLETE for t in trials.values()) == 4
     assert not [t for t in trials.values() if t.state == TrialState.RUNNING]
