@@ -29,6 +29,7 @@ __all__ = ["BaseHeartbeat", "LocalTrialsCache", "check_available", "drop_idle_co
            "in_optimize_loop", "read_trials_locally", "record_heartbeat", "redis_client", "requeue",
            "storage_of", "take_stop_request", "trial_id"]
 
+
 def storage_of(study: optuna.Study) -> BaseStorage:
     """The storage object a study writes to."""
     return study._storage
@@ -120,12 +121,22 @@ def check_available() -> list[str]:
     missing += [f"_CachedStorage.{name}" for name in cache_fields if not hasattr(cache, name)]
     try:
         from optuna.storages._cached_storage import _StudyInfo
-        from optuna.storages._rdb.models import TrialIntermediateValueModel, TrialModel
+        from optuna.storages._rdb.models import (
+            TrialIntermediateValueModel,
+            TrialModel,
+            TrialSystemAttributeModel,
+            TrialUserAttributeModel,
+        )
 
-        missing += [f"_StudyInfo.{name}" for name in ("trials",) if not hasattr(_StudyInfo(), name)]
-        missing += [f"TrialModel.{name}" for name in ("trial_id", "study_id", "state") if not hasattr(TrialModel, name)]
+        missing += [f"_StudyInfo.{name}" for name in ("trials", "unfinished_trial_ids")
+                    if not hasattr(_StudyInfo(), name)]
+        missing += [f"TrialModel.{name}" for name in ("trial_id", "study_id", "state", "datetime_complete")
+                    if not hasattr(TrialModel, name)]
         missing += [f"TrialIntermediateValueModel.{name}" for name in (
             "__table__", "intermediate_value_to_stored_repr") if not hasattr(TrialIntermediateValueModel, name)]
+        missing += [f"{model.__name__}.__table__ (trial_id, key, value_json)" for model in (
+            TrialUserAttributeModel, TrialSystemAttributeModel)
+            if not {"trial_id", "key", "value_json"} <= set(model.__table__.c.keys())]
     except ImportError as exc:
         missing.append(f"{exc.name}: {exc}")
     return missing

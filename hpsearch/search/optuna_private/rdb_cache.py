@@ -26,18 +26,18 @@ _FINISHED = tuple(state for state in TrialState if state.is_finished())
 class LocalTrialsCache(_CachedStorage):
     """Optuna's cache of an RDB study, except that a read is answered here, with no remote read, when one
     count by state shows the database holds what this process already knows: the finished trials it last
-    read, and as the running ones exactly those it started itself, which it copies as it writes them.
-    That covers, in a lone worker, every read of a trial but one after each finished trial: the median
-    pruner's read of finished trials every epoch, the read of waiting trials that every ``ask`` makes, the
-    budget's and TPE's reads of all trials, and ``ask``'s and ``tell``'s reads of the trial itself.
+    read or finished itself, and as the running ones exactly those it started itself, which it copies as it
+    writes them. That covers, in a lone worker, every read after the study's first: the median pruner's read
+    of finished trials every epoch, the read of waiting trials that every ``ask`` makes, the budget's and
+    TPE's reads of all trials, and ``ask``'s and ``tell``'s reads of the trial itself.
 
     Optuna's cache re-reads every unfinished trial on every read, the running one with all its values and
     attrs: 3 to 10 ms a read on SQLite against about 0.2 ms for the count (scripts/bench_overhead.py). A
     finished trial never changes again, so an unchanged count means the same finished trials; a running
     trial changes only by its own worker's writes, or by another worker that finds it stale and fails it
     (which changes the count and the sum of the running trials' ids). Written by hand because Optuna's
-    cache has no such read. Every write but a running trial's reported value is Optuna's own, and each is
-    copied here only once the database has taken it.
+    cache has no such read. A running trial's reported values and attrs are written here (``_write_own``),
+    every other write is Optuna's own, and each is copied here only once the database has taken it.
     """
 
     def __init__(self, backend: RDBStorage) -> None:
@@ -78,7 +78,7 @@ class LocalTrialsCache(_CachedStorage):
         from optuna.storages._rdb.models import TrialModel
 
         with sqlalchemy.orm.Session(self._backend.engine) as session:  # Optuna's model: it converts the stored time
-            completed = session.get_one(TrialModel, trial_id).datetime_complete
+            completed = session.get(TrialModel, trial_id).datetime_complete
         trial.state, trial.datetime_complete = state, completed
         trial.values = None if values is None else [float(value) for value in values]
         with self._lock:
