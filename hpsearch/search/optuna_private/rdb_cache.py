@@ -98,35 +98,28 @@ class LocalTrialsCache(_CachedStorage):
     def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
         from optuna.storages._rdb.models import TrialIntermediateValueModel
 
-        with self._lock:
-            owned = self._own_running.get(trial_id)
-        if owned is None:
+        stored, kind = TrialIntermediateValueModel.intermediate_value_to_stored_repr(intermediate_value)
+        if not self._set_own("intermediate_values", trial_id, step, float(intermediate_value),
+                             {"intermediate_value": stored, "intermediate_value_type": kind}):
             super().set_trial_intermediate_value(trial_id, step, intermediate_value)
-        else:
-            stored, kind = TrialIntermediateValueModel.intermediate_value_to_stored_repr(intermediate_value)
-            self._write_own("intermediate_value", trial_id, step, step in owned[1].intermediate_values,
-                            {"intermediate_value": stored, "intermediate_value_type": kind})
-        self._copy_write(trial_id, lambda trial: setattr(
-            trial, "intermediate_values", {**trial.intermediate_values, step: float(intermediate_value)}))
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
-        if not self._set_own_attr("user_attrs", trial_id, key, value):
+        if not self._set_own("user_attrs", trial_id, key, _as_stored(value), {"value_json": json.dumps(value)}):
             super().set_trial_user_attr(trial_id, key, value)
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
-        if not self._set_own_attr("system_attrs", trial_id, key, value):
+        if not self._set_own("system_attrs", trial_id, key, _as_stored(value), {"value_json": json.dumps(value)}):
             super().set_trial_system_attr(trial_id, key, value)
 
-    def _set_own_attr(self, attrs: str, trial_id: int, key: str, value: Any) -> bool:
-        """Write and copy an attr of a trial this process runs; False for any other (Optuna writes it)."""
+    def _set_own(self, field: str, trial_id: int, key: Any, value: Any, row: dict[str, Any]) -> bool:
+        """Write ``row`` for a trial this process runs (``_write_own``) and set ``key`` of its copy's ``field``
+        (intermediate_values, user_attrs or system_attrs) to ``value``; False for any other trial."""
         with self._lock:
             owned = self._own_running.get(trial_id)
         if owned is None:
             return False
-        in_copy = getattr(owned[1], attrs)
-        self._write_own(attrs[:-1], trial_id, key, key in in_copy, {"value_json": json.dumps(value)})
-        stored = json.loads(json.dumps(value))  # as the database gives it back
-        self._copy_write(trial_id, lambda trial: setattr(trial, attrs, {**getattr(trial, attrs), key: stored}))
+        self._write_own(field[:-1], trial_id, key, key in getattr(owned[1], field), row)
+        self._copy_write(trial_id, lambda trial: setattr(trial, field, {**getattr(trial, field), key: value}))
         return True
 
     def _write_own(self, table: str, trial_id: int, key: Any, replace: bool, row: dict[str, Any]) -> None:
@@ -208,6 +201,11 @@ class LocalTrialsCache(_CachedStorage):
         with self._backend.engine.connect() as connection:
             rows = connection.execute(_statements().count_by_state, {"study": study_id})
             return {TrialState(state): (int(count), int(ids or 0)) for state, count, ids in rows}
+
+
+def _as_stored(value: Any) -> Any:
+    """A JSON attr as the database gives it back (tuples become lists)."""
+    return json.loads(json.dumps(value))
 
 
 @functools.cache
