@@ -113,7 +113,8 @@ def train(
 
     With ``checkpoint``, state is saved there after every epoch, and a run that finds a checkpoint
     of the same config resumes from it, ending with the same weights as an uninterrupted run; the
-    reporter is first called with the restored epochs.
+    reporter is first called with the restored epochs. The reporter may stop the run after any epoch but
+    the last, which completes it (so a pruner asked there cannot turn a whole run into a stopped one).
     """
     started = time.perf_counter()
     device = resolve_device(config.device) if device is None else torch.device(device)
@@ -160,7 +161,7 @@ def train(
         if stats.diverged_reason is not None:
             status, reason = Status.DIVERGED, f"diverged at epoch {epoch}: {stats.diverged_reason}"
             break
-        if stop:
+        if stop and epoch < config.epochs:  # after the last epoch a stop saves nothing: the run completed
             status, reason = Status.STOPPED, f"stopped by the reporter after epoch {epoch}"
             break
     return TrainResult(config=config, status=status, reason=reason, history=history, initial_loss=initial_loss,

@@ -104,6 +104,18 @@ def test_median_pruner_prunes_bad_trials_and_keeps_the_reason(tmp_path: Path, di
         assert len(read_trial(trial).history) < 6 or read_trial(trial).status == "diverged"
 
 
+@pytest.mark.parametrize("batch", [None, 3], ids=["one-at-a-time", "batched"])
+def test_a_trial_the_pruner_would_stop_after_its_last_epoch_completes(batch: int | None, tmp_path: Path,
+                                                                       digits: Data) -> None:
+    # asha's first rung at the last epoch: it stops two trials in three there, when stopping saves nothing.
+    space = SearchSpace.from_mapping({"lr": {"low": 1e-5, "high": 1e-1, "log": True}})
+    spec = StudySpec(strategy="random", n_trials=6, pruner="asha", pruner_warmup=2, space=space,
+                     train=TrainConfig(epochs=2, hidden=(16,)))
+    study = run_study(spec, sqlite(tmp_path), data=digits, batch=batch)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
+    assert {read_trial(t).status for t in study.trials} == {"completed"}
+
+
 def test_a_diverged_trial_is_pruned_with_its_reason(tmp_path: Path, digits: Data) -> None:
     poisoned = Data(digits.x_train * 1e38, digits.y_train, digits.x_val, digits.y_val, 10, "digits")
     spec = StudySpec(strategy="random", n_trials=2, pruner="none", train=FAST)

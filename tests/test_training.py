@@ -69,6 +69,11 @@ def test_a_reporter_sees_every_epoch_and_can_stop_the_run(digits: Data) -> None:
     assert result.status == "stopped" and len(result.history) == 2
 
 
+def test_a_stop_after_the_last_epoch_leaves_the_run_completed(digits: Data) -> None:
+    result = train(TrainConfig(epochs=2, hidden=(16,)), digits, reporter=lambda epoch, metrics: epoch == 2)
+    assert result.status == "completed" and result.reason is None and len(result.history) == 2
+
+
 def test_non_finite_loss_ends_the_run_as_diverged_not_an_exception(digits: Data) -> None:
     poisoned = Data(digits.x_train * 1e38, digits.y_train, digits.x_val, digits.y_val, 10, "poisoned")
     result = train(TrainConfig(epochs=3, lr=1.0), poisoned)
