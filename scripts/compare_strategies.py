@@ -181,7 +181,7 @@ def print_key_ratios(at: dict[str, dict[float, list[float]]], curves: dict[str, 
         text = " - ".join(share_text(x) for x in (interval.low, interval.high))
         pvalue = mannwhitneyu(at["coarse-to-fine"][1.0], at[baseline][1.0], alternative="less").pvalue
         print(f"coarse-to-fine median reaches {baseline}'s final median {float(np.median(finals)):.4f}: "
-              f"{share_text(share)} of the budget (90% bootstrap interval over seeds: {text}; goal: <= 50%); "
+              f"{share_text(share, ' of the budget')} (90% bootstrap interval over seeds: {text}; goal: <= 50%); "
               f"p (c2f < {baseline}) at 100%: {pvalue:.3g}")
 
 
@@ -192,8 +192,8 @@ def reach_share(curves: np.ndarray, finals: np.ndarray, grid: np.ndarray, budget
     return float(grid[reached[0]] / budget) if reached.size else NOT_REACHED
 
 
-def share_text(share: float) -> str:
-    return "not within the budget" if share >= NOT_REACHED else f"{share:.0%}"
+def share_text(share: float, unit: str = "") -> str:
+    return "not within the budget" if share >= NOT_REACHED else f"{share:.0%}{unit}"
 
 
 def compare(label: str, dataset: str, data: TaskData, args: argparse.Namespace, ax: plt.Axes) -> None:

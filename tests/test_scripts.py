@@ -16,7 +16,7 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 @pytest.mark.parametrize(("script", "args", "key_ratio"), [
     ("compare_strategies.py", ["--seeds", "2", "--budget", "40", "--datasets", "digits", "--strategies", "tpe",
                                "coarse-to-fine"],
-     r"coarse-to-fine median reaches tpe's final median \d\.\d{4}: (\d+%|not within the budget) of the budget "
+     r"coarse-to-fine median reaches tpe's final median \d\.\d{4}: (\d+% of the budget|not within the budget) "
      r"\(90% bootstrap interval over seeds: .+ - .+; goal: <= 50%\); p \(c2f < tpe\) at 100%: "),
     ("bench_overhead.py", ["--repeats", "1", "--trials", "3", "--startup-rounds", "0"],
      r"overhead on journal: -?\d+\.\d% best against best, -?\d+\.\d% paired median, -?\d+\.\d% in the study   "
