@@ -18,6 +18,8 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
                                "coarse-to-fine"],
      r"coarse-to-fine median reaches tpe's final median \d\.\d{4}: (\d+% of the budget|not within the budget) "
      r"\(90% bootstrap interval over seeds: .+ - .+; goal: <= 50%\); p \(c2f < tpe\) at 100%: "),
+    ("best_of_n.py", ["--seeds", "2", "--trials", "2", "--epochs", "1", "--target", "10"],
+     r"median best reaches 10\.0000 after 1 full-length trials in the band: 1 trial-epochs, 0% of a 300 budget"),
     ("bench_overhead.py", ["--repeats", "1", "--trials", "3", "--startup-rounds", "0"],
      r"overhead on journal: -?\d+\.\d% best against best, -?\d+\.\d% paired median, -?\d+\.\d% in the study   "
      r"goal <= 10%   met by \d of 3"),
@@ -29,7 +31,7 @@ def test_a_benchmark_prints_its_table_and_key_ratio(script: str, args: list[str]
     done = subprocess.run([sys.executable, str(SCRIPTS / script), *args], check=False, capture_output=True, text=True,
                           cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert re.search(r"^\s*strategy|^storage", done.stdout, re.MULTILINE), done.stdout
+    assert re.search(r"^\s*strategy|^storage|^\s*n\s+trial-epochs", done.stdout, re.MULTILINE), done.stdout
     assert re.search(key_ratio, done.stdout), done.stdout
 
 
