@@ -274,7 +274,7 @@ def run(
     from hpsearch.search.objective import TrialFiles
     from hpsearch.search.pool import WorkerPool
     from hpsearch.search.space import DEFAULT_SPACE
-    from hpsearch.search.summary import load_family, top_trials
+    from hpsearch.search.summary import best_with_study, load_family
     from hpsearch.spec import StudySpec, load_spec_file
     from hpsearch.storage import open_storage
     from hpsearch.study_notes import study_diagnosis
@@ -301,16 +301,19 @@ def run(
                           max_retries=max_retries, durable=durable, files=files)
     _quiet_optuna()
     with StudyProgress(console, study_spec, enabled=not quiet) as progress:
-        result = run_study(study_spec, optuna_storage, callbacks=[progress.on_trial], files=files, pool=pool,
-                           batch=batch, preflight=preflight)
-    for line in study_diagnosis(load_family(study_spec.study_name, optuna_storage)):
+        run_study(study_spec, optuna_storage, callbacks=[progress.on_trial], files=files, pool=pool, batch=batch,
+                  preflight=preflight)
+    family = load_family(study_spec.study_name, optuna_storage)
+    for line in study_diagnosis(family):
         console.print(line, highlight=False)
-    best = top_trials(load_family(study_spec.study_name, optuna_storage), 5)
+    best = best_with_study(family, 5)
     if not quiet:
-        print_trials(console, result, best, title=f"study {result.study_name}: top {len(best)}")
+        print_trials(console, family, best, title=f"study {study_spec.study_name}: top {len(best)}")
     if best:
-        console.print(f"best {study_spec.metric} {best[0].value:.4g} (trial {best[0].number}): "
-                      + format_params(best[0].params))
+        best_study, best_trial = best[0]
+        where = f" of {best_study.study_name}" if len(family) > 1 else ""
+        console.print(f"best {study_spec.metric} {best_trial.value:.4g} (trial {best_trial.number}{where}): "
+                      + format_params(best_trial.params))
         if not quiet:
             console.print(f"full config: hpsearch export {study_spec.study_name} --out best.json"
                           + (f" --storage {storage}" if storage else ""))
@@ -428,7 +431,7 @@ def show(
 ) -> None:
     """Print a study's best trials, or one trial in full."""
     from hpsearch.progress import print_trial, print_trials
-    from hpsearch.search.summary import load_family, top_trials, trial_json
+    from hpsearch.search.summary import best_with_study, load_family, trial_json
     from hpsearch.storage import open_storage
 
     _quiet_optuna()
@@ -443,11 +446,11 @@ def show(
         else:
             print_trial(console, family[-1], trials[trial])
         return
-    best = top_trials(family, top)
+    best = best_with_study(family, top)
     if as_json:
-        typer.echo(json.dumps([trial_json(t) for t in best], indent=2))
+        typer.echo(json.dumps([{"study": its.study_name, **trial_json(t)} for its, t in best], indent=2))
         return
-    print_trials(console, family[-1], best, title=f"study {study}: top {top}")
+    print_trials(console, family, best, title=f"study {study}: top {top}")
 
 
 @app.command()

@@ -66,17 +66,16 @@ def diagnose(history: Sequence[Mapping[str, float]], status: str = Status.COMPLE
 
 
 def label_summary(trials: Sequence[FrozenTrial]) -> str:
-    """``9 of 30 trials diverged (all above lr 0.08); 2 stuck; 19 ok`` from the trials' diagnoses."""
-    diagnoses = {t.number: read_trial(t).diagnosis for t in trials}
-    labels = {number: diagnosis["label"] for number, diagnosis in diagnoses.items() if diagnosis}
-    labelled = [t for t in trials if t.number in labels]
-    counts = Counter(labels.values())
+    """``30 trials diagnosed: 9 diverging (all at lr >= 0.08), 2 stuck, 19 ok`` from the trials' diagnoses.
+    The trials may come from several studies (a coarse-to-fine family's stages), whose numbers repeat."""
+    labelled = [(t, diagnosis["label"]) for t in trials if (diagnosis := read_trial(t).diagnosis)]
+    counts = Counter(label for _, label in labelled)
     parts = []
     for label in LABELS:
         if counts[label]:
             text = f"{counts[label]} {label.lower()}"
             if label == "DIVERGING":
-                lrs = [t.params["lr"] for t in labelled if labels[t.number] == label and "lr" in t.params]
+                lrs = [t.params["lr"] for t, its in labelled if its == label and "lr" in t.params]
                 if lrs:
                     text += f" (all at lr >= {min(lrs):.3g})"
             parts.append(text)

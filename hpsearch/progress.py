@@ -21,7 +21,7 @@ from hpsearch.spec import StudySpec
 from hpsearch.training import EpochMetrics
 
 __all__ = ["EpochTable", "StudyProgress", "format_params", "print_checks", "print_studies", "print_trial",
-           "print_trials"]
+           "print_trials", "stage_of"]
 
 _COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 _EPOCH_COLUMNS = ("epoch", "train_loss", "val_loss", "val_acc", "lr", "grad_norm", "samples/s", "sec")
@@ -115,18 +115,26 @@ class StudyProgress:
         self._progress.update(self._task, completed=min(sum(totals.values()), self.spec.total_trials))
 
 
-def print_trials(console: Console, study: optuna.Study, trials: list[FrozenTrial], title: str) -> None:
-    """A table of trials: number, value, params, epochs run."""
+def print_trials(console: Console, family: list[optuna.Study], trials: list[tuple[optuna.Study, FrozenTrial]],
+                 title: str) -> None:
+    """A table of (study, trial) pairs of one study or of a coarse-to-fine family: number, value, params,
+    epochs run; for a family also each trial's stage, as every stage numbers its trials from 0."""
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    metric = stored_study_table(study.user_attrs).get("metric", "value")
-    for column in ("trial", metric, "params", "epochs", "seconds"):
-        table.add_column(column, justify="left" if column == "params" else "right")
-    for trial in trials:
+    metric = stored_study_table(family[-1].user_attrs).get("metric", "value")
+    staged = len(family) > 1
+    for column in ("stage",) * staged + ("trial", metric, "params", "epochs", "seconds"):
+        table.add_column(column, justify="left" if column in ("params", "stage") else "right")
+    for study, trial in trials:
         seconds = read_trial(trial).seconds
-        table.add_row(str(trial.number), f"{trial.value:.4g}" if trial.value is not None else "-",
-                      format_params(trial.params), str(len(trial.intermediate_values)),
-                      f"{seconds:.1f}" if seconds is not None else "-")
+        table.add_row(*(stage_of(study),) * staged, str(trial.number),
+                      f"{trial.value:.4g}" if trial.value is not None else "-", format_params(trial.params),
+                      str(len(trial.intermediate_values)), f"{seconds:.1f}" if seconds is not None else "-")
     console.print(table)
+
+
+def stage_of(study: optuna.Study) -> str:
+    """``2-fine`` of ``NAME/2-fine``: a coarse-to-fine stage by the part of its name after the family's."""
+    return study.study_name.rsplit("/", 1)[-1]
 
 
 def print_trial(console: Console, study: optuna.Study, trial: FrozenTrial) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,8 @@ from hpsearch.search.records import own_trials, read_record, read_trial
 from hpsearch.search.summary import best_with_study, load_family
 from hpsearch.study_notes import family_counts, family_table, stored_lr_test, study_diagnosis, study_note
 
-__all__ = ["Report", "study_diagnosis", "study_note", "write_report"]  # the notes re-exported for their readers
+# The notes are re-exported for their readers.
+__all__ = ["Report", "full_length", "study_diagnosis", "study_note", "write_report"]
 
 # Parameter importances need at least this many complete trials to say anything.
 MIN_TRIALS_FOR_IMPORTANCE = 3
@@ -84,10 +86,7 @@ def write_report(name: str, storage: BaseStorage, out: Path) -> Report:
                                                   out / "learning_curves.png")
     else:
         report.missing["learning_curves"] = "no trial reported an epoch"
-    # Trials of fewer epochs (a coarse stage) would mix training length into the importances.
-    trained = {t.number: (read_trial(t).config or {}).get("epochs", 0) for t in complete}
-    epochs = max(trained.values(), default=0)
-    full = [t for t in complete if trained[t.number] == epochs]
+    full, epochs = full_length(complete)
     importances, why = _importances(full)
     if importances is not None:
         basis = f"{len(full)} complete trials of {epochs} epochs"
@@ -101,6 +100,15 @@ def write_report(name: str, storage: BaseStorage, out: Path) -> Report:
         report.missing["lr_range_test"] = "the study ran without an LR range test (--lr-find or coarse-to-fine)"
     report.index.write_text(_index(name, family, trials, report, table))
     return report
+
+
+def full_length(trials: Sequence[FrozenTrial]) -> tuple[list[FrozenTrial], int]:
+    """The trials that trained the most epochs, and that count: the importances of trials of fewer epochs
+    (a coarse stage's) would mix training length in. Listed, not keyed by trial number, which a
+    coarse-to-fine family's stages repeat."""
+    trained = [(t, (read_trial(t).config or {}).get("epochs", 0)) for t in trials]
+    epochs = max((its for _, its in trained), default=0)
+    return [t for t, its in trained if its == epochs], epochs
 
 
 def _save(figure: Any, path: Path) -> Path:

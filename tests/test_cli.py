@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -214,12 +215,21 @@ def test_run_coarse_to_fine_and_export_across_its_stages(tmp_path: Path) -> None
     code, out, err = invoke("run", "--strategy", "coarse-to-fine", "--spec", str(spec), "--study", "c2f",
                             "--storage", storage, *STUDY_ARGS)
     assert code == 0, err
-    assert "best val_loss" in out
+    # Each stage numbers its trials from 0: the best is named with its stage.
+    named = re.search(r"^best val_loss (\S+) \(trial (\d+) of (c2f/1-coarse|c2f/2-fine)\): ", out, re.MULTILINE)
+    assert named, out
     code, out, _ = invoke("studies", "--storage", storage)
     assert "c2f/1-coarse" in out and "c2f/2-fine" in out
+    code, out, _ = invoke("show", "c2f", "--json", "--top", "1", "--storage", storage)
+    [top] = json.loads(out)
+    assert (top["study"], top["number"]) == (named[3], int(named[2]))
+    code, out, _ = invoke("show", "c2f", "--storage", storage)
+    assert re.search(rf"^\s*stage\s+trial\b.*\n.*\n\s*{named[3].split('/')[1]}\s+{named[2]}\s", out, re.MULTILINE), out
     best = tmp_path / "best.json"
     assert invoke("export", "c2f", "--out", str(best), "--storage", storage)[0] == 0
-    assert json.loads(best.read_text())["stages"] == ["c2f/1-coarse", "c2f/2-fine"]
+    exported = json.loads(best.read_text())
+    assert exported["stages"] == ["c2f/1-coarse", "c2f/2-fine"]
+    assert (exported["study"], exported["trial"]) == (top["study"], top["number"])
 
 
 def test_show_trial_prints_its_config_epochs_and_status(tmp_path: Path) -> None:

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 from hpsearch.cli import app
 from hpsearch.config import TrainConfig
 from hpsearch.data import Data
-from hpsearch.diagnosis import diagnose, range_advice
+from hpsearch.diagnosis import diagnose, label_summary, range_advice
 from hpsearch.models import MODELS
-from hpsearch.search.records import read_trial
+from hpsearch.search.records import RECORD_ATTR, TrialRecord, read_trial
 from hpsearch.search.runner import run_study
 from hpsearch.search.space import SearchSpace
 from hpsearch.spec import StudySpec
@@ -23,6 +23,18 @@ from hpsearch.spec import StudySpec
 def curve(train: list[float], val: list[float] | None = None) -> list[dict[str, float]]:
     return [{"epoch": i + 1, "train_loss": t, "val_loss": v} for i, (t, v) in enumerate(zip(train, val or train,
                                                                                            strict=True))]
+
+
+def test_the_label_counts_take_every_trial_though_stages_repeat_their_numbers() -> None:
+    trials = []
+    for labels in (["OK", "OVERFITTING", "OK"], ["OK", "DIVERGING"]):  # two stages, each numbering from 0
+        stage = optuna.create_study()
+        for label in labels:
+            record = TrialRecord(diagnosis={"label": label, "rule": "made for the test"})
+            stage.add_trial(optuna.trial.create_trial(value=1.0, params={"lr": 0.5}, user_attrs={
+                RECORD_ATTR: record.to_dict()}, distributions={"lr": optuna.distributions.FloatDistribution(1e-5, 1)}))
+        trials += stage.trials
+    assert label_summary(trials) == "5 trials diagnosed: 1 diverging (all at lr >= 0.5), 1 overfitting, 3 ok"
 
 
 @pytest.mark.parametrize(("history", "status", "label"), [

@@ -7,16 +7,18 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.trial import FrozenTrial
 from typer.testing import CliRunner
 
 from hpsearch.cli import app
 from hpsearch.config import TrainConfig
 from hpsearch.data import Data
+from hpsearch.search.records import RECORD_ATTR, TrialRecord
 from hpsearch.search.runner import run_study
 from hpsearch.search.space import SearchSpace
 from hpsearch.spec import StudySpec
 from hpsearch.storage import open_storage
-from hpsearch.study_report import study_note, write_report
+from hpsearch.study_report import full_length, study_note, write_report
 
 FIGURES = ["history.png", "landscape.png", "learning_curves.png", "importances.png", "lr_range_test.png"]
 
@@ -85,3 +87,18 @@ def test_study_note_names_the_strategy_the_lr_test_and_the_best_config(storage: 
     note = study_note("small", open_storage(storage))
     assert "strategy **random**" in note and "LR range test: suggested lr" in note
     assert "Best: trial" in note and '"epochs": 3' in note
+
+
+def stage_trials(epochs: int, values: list[float]) -> list[FrozenTrial]:
+    """Trials of one stage numbered from 0, as each stage of a coarse-to-fine family numbers its own."""
+    study = optuna.create_study()
+    for value in values:
+        record = TrialRecord(config=TrainConfig(epochs=epochs).to_dict())
+        study.add_trial(optuna.trial.create_trial(value=value, user_attrs={RECORD_ATTR: record.to_dict()}))
+    return study.trials
+
+
+def test_the_importances_take_the_full_length_trials_of_every_stage_though_their_numbers_repeat() -> None:
+    coarse, fine = stage_trials(1, [0.5, 0.4, 0.3]), stage_trials(3, [0.2, 0.1])
+    full, epochs = full_length(coarse + fine)
+    assert epochs == 3 and full == fine

@@ -16,7 +16,7 @@ from hpsearch.search.records import RECORD_ATTR, own_trials, read_record, read_t
 from hpsearch.strict_json import finite_or_none
 
 __all__ = ["StudyRow", "best_with_study", "counts_by_state", "list_studies", "load_existing_study", "load_family",
-           "stored_study_table", "study_row_json", "top_trials", "trial_json", "trial_row"]
+           "stored_study_table", "study_row_json", "trial_json", "trial_row"]
 
 
 @dataclass(frozen=True)
@@ -71,14 +71,6 @@ def counts_by_state(study: optuna.Study) -> dict[str, int]:
     for trial in own_trials(study):
         counts[trial.state.name.lower()] += 1
     return counts
-
-
-def top_trials(studies: optuna.Study | list[optuna.Study], k: int = 5) -> list[FrozenTrial]:
-    """The ``k`` best complete trials of one study or of all stages of a family, best first.
-
-    Each trial's ``study`` user attr is not touched; use ``best_with_study`` to know where it came from.
-    """
-    return [trial for _, trial in best_with_study(studies, k)]
 
 
 def best_with_study(studies: optuna.Study | list[optuna.Study], k: int = 5,
