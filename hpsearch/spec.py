@@ -71,6 +71,14 @@ class CoarseToFine:
     def total_trials(self) -> int:
         return self.coarse_trials + (self.stages - 1) * self.fine_trials
 
+    def sized(self, n_trials: int) -> CoarseToFine:
+        """This plan with ``n_trials`` in all (at least one a stage), shared between the coarse stage and the
+        fine stages as the plan shares its own total; what the fine stages cannot share evenly goes to the
+        coarse one."""
+        fine = max(1, round(n_trials * (1 - self.coarse_trials / self.total_trials)) // (self.stages - 1))
+        fine = min(fine, (n_trials - 1) // (self.stages - 1))
+        return dataclasses.replace(self, coarse_trials=n_trials - (self.stages - 1) * fine, fine_trials=fine)
+
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> CoarseToFine:
         known = {f.name: f for f in dataclasses.fields(cls)}
@@ -108,6 +116,10 @@ class StudySpec:
         _one_of("metric", self.metric, tuple(METRICS))
         if self.n_trials is not None and self.n_trials < 1:
             raise ConfigError(f"n_trials must be >= 1, got {self.n_trials}")
+        stages = self.coarse_to_fine.stages
+        if self.strategy == "coarse-to-fine" and self.n_trials is not None and self.n_trials < stages:
+            raise ConfigError(f"n_trials must be >= coarse_to_fine.stages ({stages}) for coarse-to-fine, a trial or "
+                              f"more a stage, got {self.n_trials}")
         if self.pruner_warmup is not None and self.pruner_warmup < 1:
             raise ConfigError(f"pruner_warmup must be >= 1 epoch, got {self.pruner_warmup}")
         if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
@@ -142,11 +154,14 @@ class StudySpec:
         if self.strategy == "grid":
             size = math.prod(len(values) for values in self.space.grid(self.grid_points).values())
             return min(size, self.n_trials) if self.n_trials is not None else size
-        if self.n_trials is not None:
-            return self.n_trials
         if self.strategy == "coarse-to-fine":
-            return self.coarse_to_fine.total_trials
-        return DEFAULT_TRIALS
+            return self.stage_plan.total_trials
+        return self.n_trials if self.n_trials is not None else DEFAULT_TRIALS
+
+    @property
+    def stage_plan(self) -> CoarseToFine:
+        """The coarse-to-fine plan its stages run: ``n_trials``, when given, is the total over all of them."""
+        return self.coarse_to_fine.sized(self.n_trials) if self.n_trials is not None else self.coarse_to_fine
 
     def replace(self, **changes: Any) -> StudySpec:
         return dataclasses.replace(self, **changes)

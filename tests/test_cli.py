@@ -191,6 +191,8 @@ def test_bad_study_inputs_give_one_error_line_and_leave_the_storage_unchanged(tm
         (["--pruner", "sha"], "'--pruner': Value error, 'sha' is not one of 'median', 'hyperband', 'asha', 'none'"),
         (["--metric", "f1"], "'--metric': Value error, 'f1' is not one of 'val_loss', 'val_acc'"),
         (["--n-trials", "0"], "n_trials must be >= 1, got 0"),
+        (["--strategy", "coarse-to-fine", "--n-trials", "2"],
+         "n_trials must be >= coarse_to_fine.stages (3) for coarse-to-fine, a trial or more a stage, got 2"),
         (["--storage", "foo://bar"], "storage must be sqlite:///FILE"),
         (["--storage", f"sqlite:///{tmp_path / 'missing' / 'x.db'}"], "storage folder does not exist"),
         (["--study", "kept", "--strategy", "random", "--lr-range", "1e-3", "1e-2"],

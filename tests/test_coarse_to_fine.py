@@ -25,7 +25,7 @@ from hpsearch.search.coarse_to_fine import (
     trusted_epoch,
 )
 from hpsearch.search.records import StudyRecord, TrialRecord, is_carried, own_trials, read_trial, write_record
-from hpsearch.search.runner import finished_trials, run_study
+from hpsearch.search.runner import StudyMismatchError, finished_trials, run_study
 from hpsearch.search.space import ParamSpec, SearchSpace
 from hpsearch.search.strategies import make_sampler, tpe_startup_trials
 from hpsearch.search.summary import best_with_study, counts_by_state, load_family
@@ -108,6 +108,31 @@ def test_coarse_to_fine_runs_every_stage_narrows_and_exports(tmp_path: Path, dig
     _, best_trial = best_with_study(studies, 1)[0]
     assert not is_carried(best_trial) and record["trial"] == best_trial.number
     assert train(TrainConfig.from_mapping(record["config"]), digits).val_loss == record["value"]
+
+
+@pytest.mark.parametrize("plan", [CoarseToFine(), PLAN, CoarseToFine(stages=2, coarse_trials=3, fine_trials=2)],
+                         ids=["default", "test-plan", "two-stages"])
+@pytest.mark.parametrize("n_trials", [3, 7, 12, 30, 101])
+def test_n_trials_is_shared_between_the_stages_as_the_plan_shares_its_own(plan: CoarseToFine, n_trials: int) -> None:
+    sized = plan.sized(n_trials)
+    assert sized.total_trials == n_trials and sized.coarse_trials >= 1 and sized.fine_trials >= 1
+    assert sized.stages == plan.stages and sized.keep == plan.keep
+    assert plan.sized(plan.total_trials) == plan
+    # The coarse stage's share stays near the plan's (what the fine stages cannot share evenly goes to it).
+    assert abs(sized.coarse_trials / n_trials - plan.coarse_trials / plan.total_trials) <= plan.stages / n_trials
+
+
+def test_a_coarse_to_fine_run_of_n_trials_finishes_n_trials_over_its_stages(tmp_path: Path, digits: Data) -> None:
+    url = f"sqlite:///{tmp_path / 'c2f.db'}"
+    run_study(SPEC.replace(n_trials=7), url, data=digits)  # PLAN holds 11: 5 coarse, 3 and 3 fine
+    family = load_family("c2f", open_storage(url))
+    assert [len(own_trials(s)) for s in family] == [3, 2, 2]
+    assert sum(family_counts(family).values()) == 7
+    # Its stages were planned from 7: another total would leave the fine stages' ranges stale.
+    with pytest.raises(StudyMismatchError, match=r"was planned for n_trials=7 \(3 coarse, 2 a fine stage\), not 11"):
+        run_study(SPEC.replace(n_trials=11), url, data=digits)
+    assert [len(s.trials) for s in load_family("c2f", open_storage(url))] == [len(s.trials) for s in family]
+    run_study(SPEC.replace(n_trials=7), url, data=digits)  # the same command: nothing left to run, no error
 
 
 def test_a_killed_run_resumes_at_its_stage(tmp_path: Path, digits: Data, monkeypatch: pytest.MonkeyPatch) -> None:

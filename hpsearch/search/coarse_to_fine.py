@@ -52,7 +52,7 @@ RECIPE_WEIGHT_DECAY = 1e-2
 def coarse_spec(spec: StudySpec, lr_test: LRFinderResult) -> StudySpec:
     """Stage 1: the LR prior, the other ranges as given, trials cut short by the coarse pruner (or by
     fewer epochs)."""
-    plan = spec.coarse_to_fine
+    plan = spec.stage_plan
     full = plan.coarse_pruner in _RUNG_PRUNERS
     epochs = plan.coarse_epochs or (spec.train.epochs if full else max(1, spec.train.epochs // 3))
     return with_lr_prior(spec, lr_test).replace(
@@ -86,7 +86,7 @@ def fine_spec(spec: StudySpec, stage: int, previous: StudySpec, trials: list[Fro
     before (the first from which its trials ranked as they finished), over ranges narrowed around that
     stage's best trials at that epoch; or over its ranges as they were, when its pruner stopped trials before their
     ranking could be trusted, so that the best trials it kept were chosen by misleading early epochs."""
-    plan = spec.coarse_to_fine
+    plan = spec.stage_plan
     trusted = trusted_epoch(trials)
     misled = trusted is not None and trusted > (previous.pruner_warmup or 1) and previous.pruner != "none"
     space = previous.space if misled else narrow(previous.space, trials, direction, keep=plan.keep, margin=plan.margin,

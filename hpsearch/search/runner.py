@@ -132,6 +132,7 @@ class _Execution:
 def _run_coarse_to_fine(spec: StudySpec, run: _Execution) -> optuna.Study:
     """Stage 0, the LR range test; stage 1, coarse; stages 2.., fine: one study each (NAME/k-…)."""
     deadline = time.monotonic() + spec.timeout if spec.timeout is not None else None
+    _check_same_plan(spec, run.storage)
     lr_test = _lr_range_test(stage_name(spec.study_name, 1), spec, run.storage, run.data)
 
     done: list[tuple[str, list[FrozenTrial]]] = []  # each stage's own trials, for the stages after it
@@ -147,12 +148,31 @@ def _run_coarse_to_fine(spec: StudySpec, run: _Execution) -> optuna.Study:
 
     stage_spec = coarse_spec(spec, lr_test)
     study = run_stage(1, stage_spec)
-    for stage in range(2, spec.coarse_to_fine.stages + 1):
+    for stage in range(2, spec.stage_plan.stages + 1):
         if len(finished_trials(study)) < stage_spec.total_trials:
             break  # the stage before ran out of time: narrowing needs all of it
         stage_spec = fine_spec(spec, stage, stage_spec, study.get_trials(), study.direction)
         study = run_stage(stage, stage_spec)
     return study
+
+
+def _check_same_plan(spec: StudySpec, storage: BaseStorage) -> None:
+    """Refuse, before any trial, another ``n_trials`` for a coarse-to-fine run whose stages were planned from
+    the stored one: later stages narrow around the earlier ones as they were, so a larger coarse stage would
+    leave the stored fine stages' ranges stale."""
+    name = stage_name(spec.study_name, 1)
+    if name not in optuna.get_all_study_names(storage):
+        return
+    parent = read_record(optuna.load_study(study_name=name, storage=storage)).coarse_to_fine
+    if parent is None:
+        return  # not a stage hpsearch made: _create_or_load refuses it
+    stored = StudySpec.from_mapping(parent["spec"], source=f"study {name!r}")
+    if stored.stage_plan != spec.stage_plan:
+        plan = stored.stage_plan
+        raise StudyMismatchError(
+            f"coarse-to-fine study {spec.study_name!r} in {describe_storage(storage)} was planned for n_trials="
+            f"{plan.total_trials} ({plan.coarse_trials} coarse, {plan.fine_trials} a fine stage), not "
+            f"{spec.stage_plan.total_trials}; choose a new --study name (nothing was changed)")
 
 
 def _run_one(spec: StudySpec, run: _Execution, lr_test: LRFinderResult | None = None,
