@@ -451,6 +451,10 @@ def show(
         typer.echo(json.dumps([{"study": its.study_name, **trial_json(t)} for its, t in best], indent=2))
         return
     print_trials(console, family, best, title=f"study {study}: top {top}")
+    if len(family) > 1 and best:  # --trial alone reads the last stage: name the stage of the trial wanted
+        best_study, best_trial = best[0]
+        console.print(f"one in full: hpsearch show {best_study.study_name} --trial {best_trial.number}",
+                      highlight=False)
 
 
 @app.command()

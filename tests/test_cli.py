@@ -227,6 +227,7 @@ def test_run_coarse_to_fine_and_export_across_its_stages(tmp_path: Path) -> None
     assert (top["study"], top["number"]) == (named[3], int(named[2]))
     code, out, _ = invoke("show", "c2f", "--storage", storage)
     assert re.search(rf"^\s*stage\s+trial\b.*\n.*\n\s*{named[3].split('/')[1]}\s+{named[2]}\s", out, re.MULTILINE), out
+    assert f"one in full: hpsearch show {named[3]} --trial {named[2]}" in out
     best = tmp_path / "best.json"
     assert invoke("export", "c2f", "--out", str(best), "--storage", storage)[0] == 0
     exported = json.loads(best.read_text())
