@@ -15,13 +15,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hpsearch.checks import CheckResult
+from hpsearch.search.coarse_to_fine import stage_label
 from hpsearch.search.records import own_trials, read_trial
 from hpsearch.search.summary import StudyRow, stored_study_table
 from hpsearch.spec import StudySpec
 from hpsearch.training import EpochMetrics
 
 __all__ = ["EpochTable", "StudyProgress", "format_params", "print_checks", "print_studies", "print_trial",
-           "print_trials", "stage_of"]
+           "print_trials"]
 
 _COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 _EPOCH_COLUMNS = ("epoch", "train_loss", "val_loss", "val_acc", "lr", "grad_norm", "samples/s", "sec")
@@ -126,15 +127,11 @@ def print_trials(console: Console, family: list[optuna.Study], trials: list[tupl
         table.add_column(column, justify="left" if column in ("params", "stage") else "right")
     for study, trial in trials:
         seconds = read_trial(trial).seconds
-        table.add_row(*(stage_of(study),) * staged, str(trial.number),
+        table.add_row(*(stage_label(study.study_name),) * staged, str(trial.number),
                       f"{trial.value:.4g}" if trial.value is not None else "-", format_params(trial.params),
                       str(len(trial.intermediate_values)), f"{seconds:.1f}" if seconds is not None else "-")
     console.print(table)
 
-
-def stage_of(study: optuna.Study) -> str:
-    """``2-fine`` of ``NAME/2-fine``: a coarse-to-fine stage by the part of its name after the family's."""
-    return study.study_name.rsplit("/", 1)[-1]
 
 
 def print_trial(console: Console, study: optuna.Study, trial: FrozenTrial) -> None:

@@ -29,6 +29,7 @@ from hpsearch.report import (
     plot_lr_range_test,
     save_figure,
 )
+from hpsearch.search.coarse_to_fine import stage_label
 from hpsearch.search.records import own_trials, read_record, read_trial
 from hpsearch.search.summary import best_with_study, load_family
 from hpsearch.study_notes import family_counts, family_table, stored_lr_test, study_diagnosis, study_note
@@ -125,7 +126,7 @@ def _stage_ranges(family: list[optuna.Study]) -> list[StageRange]:
         space = read_record(study).table("space")
         lr, wd = space.get("lr", {}), space.get("weight_decay", {})
         if {"low", "high"} <= set(lr) and {"low", "high"} <= set(wd):
-            ranges.append(StageRange(study.study_name.rpartition("/")[2], (lr["low"], lr["high"]),
+            ranges.append(StageRange(stage_label(study.study_name), (lr["low"], lr["high"]),
                                      (wd["low"], wd["high"])))
     return ranges
 

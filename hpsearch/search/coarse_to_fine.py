@@ -17,8 +17,8 @@ from hpsearch.search.records import RECORD_ATTR, is_carried, read_trial
 from hpsearch.search.space import ParamSpec, SearchSpace
 from hpsearch.spec import StudySpec
 
-__all__ = ["carried_trials", "coarse_spec", "fine_spec", "first_trials", "narrow", "ranked", "stage_name",
-           "trusted_epoch", "with_lr_prior"]
+__all__ = ["carried_trials", "coarse_spec", "fine_spec", "first_trials", "narrow", "ranked", "stage_label",
+           "stage_name", "trusted_epoch", "with_lr_prior"]
 
 _SLIVER = 0.005  # decades on a log scale, a fraction of the range otherwise
 # trusted_epoch: how closely an epoch's ranking must agree with the final one (Spearman's rho), and the
@@ -30,6 +30,11 @@ TRUST_MIN_TRIALS = 4
 def stage_name(study: str, stage: int) -> str:
     """``NAME/1-coarse``, ``NAME/2-fine``, …: one Optuna study per stage, grouped by the prefix."""
     return f"{study}/{stage}-{'coarse' if stage == 1 else 'fine'}"
+
+
+def stage_label(study_name: str) -> str:
+    """``2-fine`` of ``NAME/2-fine``: how tables and plots tell a family's stages apart."""
+    return study_name.rpartition("/")[2]
 
 
 def with_lr_prior(spec: StudySpec, lr_test: LRFinderResult) -> StudySpec:
