@@ -133,6 +133,7 @@ def test_a_coarse_to_fine_run_of_n_trials_finishes_n_trials_over_its_stages(tmp_
         run_study(SPEC.replace(n_trials=11), url, data=digits)
     assert [len(s.trials) for s in load_family("c2f", open_storage(url))] == [len(s.trials) for s in family]
     run_study(SPEC.replace(n_trials=7), url, data=digits)  # the same command: nothing left to run, no error
+    assert sum(family_counts(load_family("c2f", open_storage(url))).values()) == 7
 
 
 def test_a_killed_run_resumes_at_its_stage(tmp_path: Path, digits: Data, monkeypatch: pytest.MonkeyPatch) -> None:
