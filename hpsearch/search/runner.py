@@ -103,7 +103,7 @@ def run_study(
     if spec.strategy == "coarse-to-fine":
         return _run_coarse_to_fine(spec, run)
     if spec.lr_find:
-        lr_test = _lr_range_test(spec.study_name, spec, storage, data)
+        lr_test = _lr_range_test(_stored_record(spec.study_name, storage), spec, data)
         return _run_one(with_lr_prior(spec, lr_test), run, lr_test)
     return _run_one(spec, run)
 
@@ -132,8 +132,9 @@ class _Execution:
 def _run_coarse_to_fine(spec: StudySpec, run: _Execution) -> optuna.Study:
     """Stage 0, the LR range test; stage 1, coarse; stages 2.., fine: one study each (NAME/k-…)."""
     deadline = time.monotonic() + spec.timeout if spec.timeout is not None else None
-    _check_same_plan(spec, run.storage)
-    lr_test = _lr_range_test(stage_name(spec.study_name, 1), spec, run.storage, run.data)
+    coarse = _stored_record(stage_name(spec.study_name, 1), run.storage)  # read once: the plan and the LR test
+    _check_same_plan(spec, coarse, run.storage)
+    lr_test = _lr_range_test(coarse, spec, run.data)
 
     done: list[tuple[str, list[FrozenTrial]]] = []  # each stage's own trials, for the stages after it
 
@@ -156,17 +157,21 @@ def _run_coarse_to_fine(spec: StudySpec, run: _Execution) -> optuna.Study:
     return study
 
 
-def _check_same_plan(spec: StudySpec, storage: BaseStorage) -> None:
+def _stored_record(study_name: str, storage: BaseStorage) -> StudyRecord | None:
+    """The hpsearch record stored with ``study_name``; None when no such study exists yet."""
+    if study_name not in optuna.get_all_study_names(storage):
+        return None
+    return read_record(optuna.load_study(study_name=study_name, storage=storage))
+
+
+def _check_same_plan(spec: StudySpec, coarse: StudyRecord | None, storage: BaseStorage) -> None:
     """Refuse, before any trial, another ``n_trials`` for a coarse-to-fine run whose stages were planned from
-    the stored one: later stages narrow around the earlier ones as they were, so a larger coarse stage would
-    leave the stored fine stages' ranges stale."""
-    name = stage_name(spec.study_name, 1)
-    if name not in optuna.get_all_study_names(storage):
-        return
-    parent = read_record(optuna.load_study(study_name=name, storage=storage)).coarse_to_fine
+    the stored one (``coarse``, its first stage's record): later stages narrow around the earlier ones as they
+    were, so a larger coarse stage would leave the stored fine stages' ranges stale."""
+    parent = coarse.coarse_to_fine if coarse is not None else None
     if parent is None:
-        return  # not a stage hpsearch made: _create_or_load refuses it
-    stored = StudySpec.from_mapping(parent["spec"], source=f"study {name!r}")
+        return  # no stage yet, or not one hpsearch made: _create_or_load refuses it
+    stored = StudySpec.from_mapping(parent["spec"], source=f"study {stage_name(spec.study_name, 1)!r}")
     if stored.stage_plan != spec.stage_plan:
         plan = stored.stage_plan
         raise StudyMismatchError(
@@ -193,13 +198,12 @@ def _run_one(spec: StudySpec, run: _Execution, lr_test: LRFinderResult | None = 
     return study
 
 
-def _lr_range_test(study_name: str, spec: StudySpec, storage: BaseStorage, data: TaskData) -> LRFinderResult:
-    """The LR range test stored with ``study_name``, or a new one when that study does not exist yet."""
-    if study_name in optuna.get_all_study_names(storage):
-        stored = read_record(optuna.load_study(study_name=study_name, storage=storage)).lr_range_test
-        if stored is not None:
-            return LRFinderResult.from_dict(stored)
-    logger.info("running the LR range test for %s", study_name)
+def _lr_range_test(stored: StudyRecord | None, spec: StudySpec, data: TaskData) -> LRFinderResult:
+    """The LR range test in the ``stored`` record of the study that runs it, or a new one when that study
+    does not exist yet (or holds none)."""
+    if stored is not None and stored.lr_range_test is not None:
+        return LRFinderResult.from_dict(stored.lr_range_test)
+    logger.info("running the LR range test for %s", spec.study_name)
     return lr_range_test(spec.train, data)
 
 
