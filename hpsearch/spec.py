@@ -37,11 +37,10 @@ class CoarseToFine:
     epochs under hyperband or asha (they shorten trials themselves), else a third of them (at least
     1). The fine stages' trials stop early by ``fine_pruner``, hyperband too by default (the study's
     ``pruner``, when one is given, sets it), and stops no trial before the epoch from which the stage before
-    ranked its trials as they finished (coarse_to_fine.trusted_epoch). scripts/compare_strategies.py chose
-    hyperband: asha in both
-    stages did best on digits but worst on the MNIST-shaped task, whose slow learners it stopped at
-    epoch 1 in favour of fast ones that overfit; the median pruner did worse on digits. Ranges narrow,
-    in log space for log parameters, to the span of the ``keep`` best trials of the stage before,
+    ranked its trials as they finished (trusted_epoch.trusted_epoch). scripts/compare_strategies.py chose
+    hyperband: asha in both stages did best on digits but worst on the MNIST-shaped task, whose slow
+    learners it stopped at epoch 1 in favour of fast ones that overfit; the median pruner did worse on
+    digits. Ranges narrow, in log space for log parameters, to the span of the ``keep`` best trials of the stage before,
     widened by ``margin`` (decades for log ranges, a fraction of the range otherwise).
     """
 
@@ -100,7 +99,8 @@ class StudySpec:
     strategy: str = "tpe"
     metric: str = "val_loss"
     pruner: str = "median"
-    pruner_warmup: int | None = None  # epochs every trial trains before its pruner may stop it; None: 1
+    pruner_warmup: int | None = None  # epochs every trial trains before its pruner may stop it; None: 1,
+    # or for median the trusted epoch of the study's complete trials (pruners.make_pruner)
     n_trials: int | None = None
     timeout: float | None = None
     seed: int = 0

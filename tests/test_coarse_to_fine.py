@@ -22,13 +22,13 @@ from hpsearch.search.coarse_to_fine import (
     first_trials,
     narrow,
     ranked,
-    trusted_epoch,
 )
 from hpsearch.search.records import StudyRecord, TrialRecord, is_carried, own_trials, read_trial, write_record
 from hpsearch.search.runner import StudyMismatchError, finished_trials, run_study
 from hpsearch.search.space import ParamSpec, SearchSpace
 from hpsearch.search.strategies import make_sampler, tpe_startup_trials
 from hpsearch.search.summary import best_with_study, counts_by_state, load_family
+from hpsearch.search.trusted_epoch import trusted_epoch
 from hpsearch.spec import CoarseToFine, StudySpec
 from hpsearch.storage import open_storage
 from hpsearch.study_notes import family_counts, stage_lines, study_note

@@ -15,16 +15,13 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 from hpsearch.lr_finder import LRFinderResult
 from hpsearch.search.records import RECORD_ATTR, is_carried, read_trial
 from hpsearch.search.space import ParamSpec, SearchSpace
+from hpsearch.search.trusted_epoch import trusted_epoch
 from hpsearch.spec import StudySpec
 
 __all__ = ["carried_trials", "coarse_spec", "fine_spec", "first_trials", "narrow", "ranked", "stage_label",
-           "stage_name", "trusted_epoch", "with_lr_prior"]
+           "stage_name", "with_lr_prior"]
 
 _SLIVER = 0.005  # decades on a log scale, a fraction of the range otherwise
-# trusted_epoch: how closely an epoch's ranking must agree with the final one (Spearman's rho), and the
-# fewest complete trials that can tell.
-TRUST_AGREEMENT = 0.7
-TRUST_MIN_TRIALS = 4
 
 
 def stage_name(study: str, stage: int) -> str:
@@ -99,27 +96,6 @@ def fine_spec(spec: StudySpec, stage: int, previous: StudySpec, trials: list[Fro
     return spec.replace(name=stage_name(spec.study_name, stage), strategy="tpe", n_trials=plan.fine_trials,
                         pruner=plan.fine_pruner, pruner_warmup=trusted or spec.pruner_warmup, lr_find=False,
                         space=space)
-
-
-def trusted_epoch(trials: Sequence[FrozenTrial]) -> int | None:
-    """The first epoch at which the complete trials already ranked as they finished (Spearman's rho of their
-    values there against their final values >= TRUST_AGREEMENT); None with too few complete trials to tell.
-
-    Where it is late, early values mislead: fast learners that overfit look best after an epoch (the
-    MNIST-shaped task of scripts/compare_strategies.py), or trials of a narrowed range are so alike that
-    their early differences are noise (digits). A pruner that stops trials before it keeps the wrong ones.
-    """
-    from scipy.stats import spearmanr  # only coarse-to-fine needs it, once a stage
-
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and t.intermediate_values]
-    if len(complete) < TRUST_MIN_TRIALS:
-        return None
-    last = min(max(t.intermediate_values) for t in complete)
-    for epoch in range(1, last + 1):
-        pairs = [(t.intermediate_values[epoch], t.value) for t in complete if epoch in t.intermediate_values]
-        if len(pairs) >= TRUST_MIN_TRIALS and spearmanr(*zip(*pairs, strict=True)).statistic >= TRUST_AGREEMENT:
-            return epoch
-    return last
 
 
 def ranked(trials: Sequence[FrozenTrial], direction: StudyDirection, at_epoch: int | None = None) -> list[FrozenTrial]:
