@@ -15,8 +15,10 @@ from hpsearch.diagnosis import label_summary, range_advice
 from hpsearch.lr_finder import LRFinderResult
 from hpsearch.search.records import is_carried, own_trials, read_record, read_trial
 from hpsearch.search.summary import best_with_study, counts_by_state, load_family
+from hpsearch.search.trusted_epoch import trusted_epoch
 
-__all__ = ["family_counts", "family_table", "stored_lr_test", "study_diagnosis", "study_note"]
+__all__ = ["family_counts", "family_table", "learned_warmup_lines", "stored_lr_test", "study_diagnosis",
+           "study_note"]
 
 
 def study_note(name: str, storage: BaseStorage) -> str:
@@ -35,6 +37,8 @@ def study_note(name: str, storage: BaseStorage) -> str:
     lines += [f"- {line}" for line in study_diagnosis(family)]
     if len(family) > 1:
         lines += ["", "Stages:"] + [f"- {line}" for line in stage_lines(family)]
+    else:
+        lines += learned_warmup_lines(family[0], table)
     best = best_with_study(family, 1)
     if best:
         study, trial = best[0]
@@ -43,6 +47,19 @@ def study_note(name: str, storage: BaseStorage) -> str:
     else:
         lines.append("No trial has completed yet.")
     return "\n".join(lines)
+
+
+def learned_warmup_lines(study: optuna.Study, table: dict[str, Any]) -> list[str]:
+    """The epoch the median pruner learned to wait for (pruners.TrustedEpochMedianPruner), as of the study's complete
+    trials, when later than the first: why trials that trailed early were let through. None for another pruner or a
+    warm-up the spec fixed."""
+    if table.get("pruner") != "median" or table.get("pruner_warmup") is not None:
+        return []
+    epoch = trusted_epoch(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    if epoch is None or epoch <= 1:
+        return []
+    return [f"Median pruner: no trial pruned before epoch {epoch}, the first at which the complete trials ranked "
+            "as they finished."]
 
 
 def family_table(family: list[optuna.Study]) -> dict[str, Any]:

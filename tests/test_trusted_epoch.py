@@ -1,4 +1,4 @@
-"""The trusted epoch's rank correlation, and the median pruner that waits for the trusted epoch."""
+"""The trusted epoch's rank correlation, the median pruner that waits for it, and the note that says so."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ from optuna.pruners import MedianPruner
 from scipy.stats import spearmanr
 
 from hpsearch.search.pruners import TrustedEpochMedianPruner, make_pruner
+from hpsearch.search.records import StudyRecord, write_record
 from hpsearch.search.trusted_epoch import rank_correlation
+from hpsearch.spec import StudySpec
+from hpsearch.storage import open_storage
+from hpsearch.study_notes import study_note
 
 # Fast learners that overfit (best after epoch 1, worst at the end) and slow ones that overtake them by epoch 3.
 OVERFITTING = [[0.8, 1.0, 1.3, 1.5], [0.9, 1.0, 1.2, 1.3], [1.8, 1.2, 0.9, 0.8], [2.0, 1.4, 0.8, 0.7],
@@ -90,3 +94,21 @@ def test_too_few_complete_trials_prune_nothing() -> None:
 def test_a_warmup_given_is_the_median_pruners_own(warmup: int | None, kind: type) -> None:
     pruner = make_pruner("median", epochs=4, warmup=warmup)
     assert type(pruner) is kind
+
+
+@pytest.mark.parametrize(("curves", "study_table", "line"), [
+    (OVERFITTING, {"pruner": "median"}, "Median pruner: no trial pruned before epoch 3"),
+    (AGREEING, {"pruner": "median"}, None),
+    (OVERFITTING, {"pruner": "median", "pruner_warmup": 2}, None),
+    (OVERFITTING, {"pruner": "hyperband"}, None),
+], ids=["learned later than epoch 1", "epoch 1", "a warm-up the spec fixed", "another pruner"])
+def test_the_dashboard_note_says_which_epoch_the_median_pruner_waited_for(
+        curves: list[list[float]], study_table: dict[str, object], line: str | None) -> None:
+    storage = open_storage("memory")
+    study = optuna.create_study(study_name="noted", storage=storage)
+    spec = StudySpec.from_mapping({"study": {"name": "noted", **study_table}}).to_dict()
+    write_record(study, StudyRecord(spec=spec))
+    study_of(curves, study)
+    note = study_note("noted", storage)
+    assert ("Median pruner:" in note) == (line is not None), note
+    assert line is None or line in note
