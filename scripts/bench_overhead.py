@@ -16,7 +16,7 @@ the median of each study against the bare run right after it. The last lines jud
 issue 15 (default storage <= 10%, SQLite <= 30%) by each of the three.
 Then the quick pre-flight checks, warm, and scripts/bench_startup.py's rounds: start-up beyond the torch
 baseline and the main job's own cost, so that every figure of issue 15 comes from one run.
-Run: python scripts/bench_overhead.py [--repeats 3] [--trials 30] [--startup-rounds 3] [--check]
+Run: python scripts/bench_overhead.py [--repeats 3] [--trials 30] [--startup-rounds 3] [--pruner-warmup N] [--check]
 """
 
 from __future__ import annotations
@@ -208,12 +208,14 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--startup-rounds", type=int, default=3,
                         help="rounds of scripts/bench_startup.py's start-up and main-job measurement (0: skip)")
+    parser.add_argument("--pruner-warmup", type=int, default=None,
+                        help="the median pruner's warm-up fixed at N epochs (default: learned, the trusted epoch)")
     parser.add_argument("--check", action="store_true", help=f"exit 1 when the default storage's overhead > {GOAL:g}%%")
     args = parser.parse_args()
     if args.repeats < 1 or args.trials < 1:
         parser.error(f"--repeats and --trials must be >= 1, got {args.repeats} and {args.trials}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    spec = StudySpec(n_trials=args.trials)
+    spec = StudySpec(n_trials=args.trials, pruner_warmup=args.pruner_warmup)
     data = load_data(spec.train.dataset)
 
     # Warm-up, untimed: the first train() of a process, TPE's first fit, each storage's imports.
@@ -236,7 +238,8 @@ def main() -> int:
 
     checks_s = min(timed_checks(spec, data) for _ in range(3))
     default = storage_kind(DEFAULT_STORAGE)
-    print(f"default digits study: {spec.strategy}, {spec.pruner} pruner, {args.trials} trials of up to "
+    warmup = "learned warm-up" if spec.pruner_warmup is None else f"warm-up {spec.pruner_warmup}"
+    print(f"default digits study: {spec.strategy}, {spec.pruner} pruner ({warmup}), {args.trials} trials of up to "
           f"{spec.train.epochs} epochs; device {resolve_device(spec.train.device)}, torch threads "
           f"{torch.get_num_threads()}; best of {args.repeats} repeats, bare: best of the {args.repeats} after them")
     print(f"{'':18} {'':>8} {'':>9} {'bare':>8} {'':>9} {'':>7}  {'in the study:':>13} {'framework':>10} "
