@@ -40,8 +40,8 @@ class CoarseToFine:
     ranked its trials as they finished (trusted_epoch.trusted_epoch). scripts/compare_strategies.py chose
     hyperband: asha in both stages did best on digits but worst on the MNIST-shaped task, whose slow
     learners it stopped at epoch 1 in favour of fast ones that overfit; the median pruner did worse on
-    digits. Ranges narrow, in log space for log parameters, to the span of the ``keep`` best trials of the stage before,
-    widened by ``margin`` (decades for log ranges, a fraction of the range otherwise).
+    digits. Ranges narrow, in log space for log parameters, to the span of the ``keep`` best trials of the
+    stage before, widened by ``margin`` (decades for log ranges, a fraction of the range otherwise).
     """
 
     stages: int = 3
