@@ -13,6 +13,7 @@ from optuna.storages import BaseStorage
 
 from hpsearch.diagnosis import label_summary, range_advice
 from hpsearch.lr_finder import LRFinderResult
+from hpsearch.search.pruners import learns_its_warmup
 from hpsearch.search.records import is_carried, own_trials, read_record, read_trial
 from hpsearch.search.summary import best_with_study, counts_by_state, load_family
 from hpsearch.search.trusted_epoch import trusted_epoch
@@ -51,9 +52,9 @@ def study_note(name: str, storage: BaseStorage) -> str:
 
 def learned_warmup_lines(study: optuna.Study, table: dict[str, Any]) -> list[str]:
     """The epoch the median pruner learned to wait for (pruners.TrustedEpochMedianPruner), as of the study's complete
-    trials, when later than the first: why trials that trailed early were let through. None for another pruner or a
-    warm-up the spec fixed."""
-    if table.get("pruner") != "median" or table.get("pruner_warmup") is not None:
+    trials, when later than the first: why trials that trailed early were let through. Nothing for another pruner or
+    a warm-up the spec fixed."""
+    if not learns_its_warmup(table.get("pruner", ""), table.get("pruner_warmup")):
         return []
     epoch = trusted_epoch(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
     if epoch is None or epoch <= 1:

@@ -8,7 +8,7 @@ from optuna.trial import TrialState
 
 from hpsearch.search.trusted_epoch import trusted_epoch
 
-__all__ = ["TrustedEpochMedianPruner", "make_pruner"]
+__all__ = ["TrustedEpochMedianPruner", "learns_its_warmup", "make_pruner"]
 
 MEDIAN_STARTUP_TRIALS = 5
 
@@ -28,9 +28,9 @@ def make_pruner(name: str, *, epochs: int, warmup: int | None = None) -> BasePru
     compare rung for rung; ``min_early_stopping_rate=0``, so the first rung is epoch 1, median's warm-up.
     """
     first = min(max(warmup or 1, 1), epochs)
+    if learns_its_warmup(name, warmup):
+        return TrustedEpochMedianPruner(n_startup_trials=MEDIAN_STARTUP_TRIALS)
     if name == "median":
-        if warmup is None:
-            return TrustedEpochMedianPruner(n_startup_trials=MEDIAN_STARTUP_TRIALS)
         return MedianPruner(n_startup_trials=MEDIAN_STARTUP_TRIALS, n_warmup_steps=first)
     if name == "hyperband":
         return HyperbandPruner(min_resource=first, max_resource=epochs)
@@ -39,6 +39,12 @@ def make_pruner(name: str, *, epochs: int, warmup: int | None = None) -> BasePru
     if name == "none":
         return NopPruner()
     raise ValueError(f"unknown pruner {name!r}")  # StudySpec validated the name already
+
+
+def learns_its_warmup(name: str, warmup: int | None) -> bool:
+    """Whether the pruner ``name`` with this ``warmup`` waits for the study's trusted epoch (median with no warm-up
+    given), so that the dashboard's note tells it the same way make_pruner builds it."""
+    return name == "median" and warmup is None
 
 
 class TrustedEpochMedianPruner(MedianPruner):
