@@ -23,13 +23,23 @@ from hpsearch.search.coarse_to_fine import (
     narrow,
     ranked,
 )
-from hpsearch.search.records import StudyRecord, TrialRecord, is_carried, own_trials, read_trial, write_record
+from hpsearch.search.records import (
+    RECORD_ATTR,
+    StudyRecord,
+    TrialRecord,
+    is_carried,
+    own_trials,
+    read_record,
+    read_trial,
+    write_record,
+)
 from hpsearch.search.runner import StudyMismatchError, finished_trials, run_study
 from hpsearch.search.space import ParamSpec, SearchSpace
 from hpsearch.search.strategies import make_sampler, tpe_startup_trials
 from hpsearch.search.summary import best_with_study, counts_by_state, load_family
 from hpsearch.search.trusted_epoch import trusted_epoch
 from hpsearch.spec import CoarseToFine, StudySpec
+from hpsearch.status import Status
 from hpsearch.storage import open_storage
 from hpsearch.study_notes import family_counts, stage_lines, study_note
 from hpsearch.training import train
@@ -327,16 +337,29 @@ def test_a_fine_stage_prunes_no_trial_before_the_trusted_epoch(trials: list[optu
     assert stage.pruner_warmup == warmup
 
 
-@pytest.mark.parametrize(("pruner", "warmup", "narrowed"), [("hyperband", None, False), ("hyperband", 3, True),
-                                                            ("none", None, True)],
-                         ids=["pruned before its ranking held: ranges kept", "pruned from the trusted epoch on",
-                              "nothing pruned"])
+def stopped(values: list[float], lr: float, status: Status = Status.PRUNED, carried_from: str | None = None,
+            ) -> optuna.trial.FrozenTrial:
+    """A trial told PRUNED after these epochs: stopped by its pruner, diverged, or carried from a stage before."""
+    record = TrialRecord(status=status, carried_from=carried_from)
+    return create_trial(state=TrialState.PRUNED, params={"lr": lr},
+                        distributions={"lr": FloatDistribution(1e-5, 1e-1, log=True)},
+                        intermediate_values={epoch: v for epoch, v in enumerate(values, start=1)},
+                        user_attrs={RECORD_ATTR: record.to_dict()})
+
+
+@pytest.mark.parametrize(("extra", "narrowed"), [
+    (stopped([2.2], 1e-4), False), (stopped([2.2, 1.5, 1.0], 1e-4), True), (None, True),
+    (stopped([9.0], 5e-2, status=Status.DIVERGED), True), (stopped([2.2], 1e-4, carried_from="c2f/1-coarse trial 0"),
+                                                             True)],
+    ids=["a trial pruned before its ranking held: ranges kept", "pruned from the trusted epoch on", "nothing pruned",
+         "diverged, not pruned", "pruned in the stage before"])
 def test_a_stage_whose_pruner_kept_trials_by_misleading_epochs_is_not_narrowed_around_them(
-        pruner: str, warmup: int | None, narrowed: bool) -> None:
+        extra: optuna.trial.FrozenTrial | None, narrowed: bool) -> None:
     lrs = (3e-3, 1e-3, 2e-4, 1e-4, 5e-4)  # the fast learners that overfit have the large lrs
     trials = [curve(t.value, list(t.intermediate_values.values()), lr=lr) for t, lr in zip(CROSSING, lrs, strict=True)]
-    previous = SPEC.replace(pruner=pruner, pruner_warmup=warmup)
-    stage = fine_spec(SPEC, 2, previous, trials, StudyDirection.MINIMIZE)
+    assert trusted_epoch(trials) == 3
+    previous = SPEC.replace(pruner="hyperband")
+    stage = fine_spec(SPEC, 2, previous, trials + ([extra] if extra is not None else []), StudyDirection.MINIMIZE)
     assert (stage.space != previous.space) == narrowed
 
 

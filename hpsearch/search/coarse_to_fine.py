@@ -17,9 +17,10 @@ from hpsearch.search.records import RECORD_ATTR, is_carried, read_trial
 from hpsearch.search.space import ParamSpec, SearchSpace
 from hpsearch.search.trusted_epoch import trusted_epoch
 from hpsearch.spec import StudySpec
+from hpsearch.status import Status
 
 __all__ = ["carried_trials", "coarse_spec", "fine_spec", "first_trials", "narrow", "ranked", "stage_label",
-           "stage_name", "with_lr_prior"]
+           "stage_name", "stopped_before", "with_lr_prior"]
 
 _SLIVER = 0.005  # decades on a log scale, a fraction of the range otherwise
 
@@ -90,12 +91,21 @@ def fine_spec(spec: StudySpec, stage: int, previous: StudySpec, trials: list[Fro
     ranking could be trusted, so that the best trials it kept were chosen by misleading early epochs."""
     plan = spec.stage_plan
     trusted = trusted_epoch(trials)
-    misled = trusted is not None and trusted > (previous.pruner_warmup or 1) and previous.pruner != "none"
+    misled = trusted is not None and stopped_before(trials, trusted)
     space = previous.space if misled else narrow(previous.space, trials, direction, keep=plan.keep, margin=plan.margin,
                                                  at_epoch=trusted, within=spec.space)
     return spec.replace(name=stage_name(spec.study_name, stage), strategy="tpe", n_trials=plan.fine_trials,
                         pruner=plan.fine_pruner, pruner_warmup=trusted or spec.pruner_warmup, lr_find=False,
                         space=space)
+
+
+def stopped_before(trials: Sequence[FrozenTrial], epoch: int) -> bool:
+    """Whether the stage's pruner stopped one of its own ``trials`` before ``epoch``. Read from what the trials
+    record, not from the pruner's settings: a median pruner that learns its warm-up, or any pruner that happened
+    to stop nothing early, kept its trials by no misleading epoch. Carried trials ran in a stage before, and a
+    diverged trial was stopped by its own loss."""
+    return any(t.state == TrialState.PRUNED and not is_carried(t) and read_trial(t).status == Status.PRUNED
+               and t.last_step is not None and t.last_step < epoch for t in trials)
 
 
 def ranked(trials: Sequence[FrozenTrial], direction: StudyDirection, at_epoch: int | None = None) -> list[FrozenTrial]:
