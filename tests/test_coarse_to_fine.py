@@ -138,12 +138,27 @@ def test_a_coarse_to_fine_run_of_n_trials_finishes_n_trials_over_its_stages(tmp_
     family = load_family("c2f", open_storage(url))
     assert [len(own_trials(s)) for s in family] == [3, 2, 2]
     assert sum(family_counts(family).values()) == 7
-    # Its stages were planned from 7: another total would leave the fine stages' ranges stale.
-    with pytest.raises(StudyMismatchError, match=r"was planned for n_trials=7 \(3 coarse, 2 a fine stage\), not 11"):
-        run_study(SPEC.replace(n_trials=11), url, data=digits)
+    # Its stages were planned from 7: a smaller total would re-size stages already run, so it is refused.
+    with pytest.raises(StudyMismatchError, match=r"was planned for n_trials=7 \(3 coarse, 2 a fine stage\), not 5"):
+        run_study(SPEC.replace(n_trials=5), url, data=digits)
     assert [len(s.trials) for s in load_family("c2f", open_storage(url))] == [len(s.trials) for s in family]
     run_study(SPEC.replace(n_trials=7), url, data=digits)  # the same command: nothing left to run, no error
     assert sum(family_counts(load_family("c2f", open_storage(url))).values()) == 7
+
+
+def test_a_larger_n_trials_for_a_finished_coarse_to_fine_run_goes_on_in_its_last_stage(tmp_path: Path,
+                                                                                        digits: Data) -> None:
+    url = f"sqlite:///{tmp_path / 'c2f.db'}"
+    run_study(SPEC.replace(n_trials=7), url, data=digits)
+    before = load_family("c2f", open_storage(url))
+    run_study(SPEC.replace(n_trials=11), url, data=digits)
+    family = load_family("c2f", open_storage(url))
+    assert [len(own_trials(s)) for s in family] == [3, 2, 6]  # the stored plan's 3 and 2, and 4 more in the last
+    assert sum(family_counts(family).values()) == 11
+    assert read_record(family[-1]).spec["space"] == read_record(before[-1]).spec["space"]  # the ranges it narrowed to
+    assert [t.params for t in family[1].trials] == [t.params for t in before[1].trials]  # earlier stages untouched
+    run_study(SPEC.replace(n_trials=11), url, data=digits)  # the same command again: nothing left to run
+    assert sum(family_counts(load_family("c2f", open_storage(url))).values()) == 11
 
 
 def test_a_killed_run_resumes_at_its_stage(tmp_path: Path, digits: Data, monkeypatch: pytest.MonkeyPatch) -> None:

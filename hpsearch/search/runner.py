@@ -133,7 +133,7 @@ def _run_coarse_to_fine(spec: StudySpec, run: _Execution) -> optuna.Study:
     """Stage 0, the LR range test; stage 1, coarse; stages 2.., fine: one study each (NAME/k-…)."""
     deadline = time.monotonic() + spec.timeout if spec.timeout is not None else None
     coarse = _stored_record(stage_name(spec.study_name, 1), run.storage)  # read once: the plan and the LR test
-    _check_same_plan(spec, coarse, run.storage)
+    spec, more_in_last_stage = _planned(spec, coarse, run.storage)
     lr_test = _lr_range_test(coarse, spec, run.data)
 
     done: list[tuple[str, list[FrozenTrial]]] = []  # each stage's own trials, for the stages after it
@@ -153,6 +153,8 @@ def _run_coarse_to_fine(spec: StudySpec, run: _Execution) -> optuna.Study:
         if len(finished_trials(study)) < stage_spec.total_trials:
             break  # the stage before ran out of time: narrowing needs all of it
         stage_spec = fine_spec(spec, stage, stage_spec, study.get_trials(), study.direction)
+        if stage == spec.stage_plan.stages:
+            stage_spec = stage_spec.replace(n_trials=stage_spec.total_trials + more_in_last_stage)
         study = run_stage(stage, stage_spec)
     return study
 
@@ -164,20 +166,30 @@ def _stored_record(study_name: str, storage: BaseStorage) -> StudyRecord | None:
     return read_record(optuna.load_study(study_name=study_name, storage=storage))
 
 
-def _check_same_plan(spec: StudySpec, coarse: StudyRecord | None, storage: BaseStorage) -> None:
-    """Refuse, before any trial, another ``n_trials`` for a coarse-to-fine run whose stages were planned from
-    the stored one (``coarse``, its first stage's record): later stages narrow around the earlier ones as they
-    were, so a larger coarse stage would leave the stored fine stages' ranges stale."""
+def _planned(spec: StudySpec, coarse: StudyRecord | None, storage: BaseStorage) -> tuple[StudySpec, int]:
+    """The spec whose plan the stages follow, and how many trials more than planned its last stage runs.
+
+    A run whose stages were planned from a stored total (``coarse``, its first stage's record) keeps that plan:
+    later stages narrow around the earlier ones as they were, so re-sizing a stage already run would leave the
+    stored fine stages' ranges stale. A larger ``n_trials`` goes to the last stage, so that a finished search goes
+    on where it narrowed to, as more trials for one Optuna study would; a smaller one, or another plan, is refused
+    before any trial."""
     parent = coarse.coarse_to_fine if coarse is not None else None
     if parent is None:
-        return  # no stage yet, or not one hpsearch made: _create_or_load refuses it
+        return spec, 0  # no stage yet, or not one hpsearch made: _create_or_load refuses it
     stored = StudySpec.from_mapping(parent["spec"], source=f"study {stage_name(spec.study_name, 1)!r}")
-    if stored.stage_plan != spec.stage_plan:
-        plan = stored.stage_plan
-        raise StudyMismatchError(
-            f"coarse-to-fine study {spec.study_name!r} in {describe_storage(storage)} was planned for n_trials="
-            f"{plan.total_trials} ({plan.coarse_trials} coarse, {plan.fine_trials} a fine stage), not "
-            f"{spec.stage_plan.total_trials}; choose a new --study name (nothing was changed)")
+    plan = stored.stage_plan
+    if plan == spec.stage_plan:
+        return spec, 0
+    if stored.coarse_to_fine == spec.coarse_to_fine and spec.total_trials > plan.total_trials:
+        logger.info("coarse-to-fine study %s was planned for %d trials: the %d more go to its last stage",
+                    spec.study_name, plan.total_trials, spec.total_trials - plan.total_trials)
+        return spec.replace(n_trials=stored.n_trials), spec.total_trials - plan.total_trials
+    raise StudyMismatchError(
+        f"coarse-to-fine study {spec.study_name!r} in {describe_storage(storage)} was planned for n_trials="
+        f"{plan.total_trials} ({plan.coarse_trials} coarse, {plan.fine_trials} a fine stage), not "
+        f"{spec.stage_plan.total_trials}; a larger n_trials adds trials to its last stage, or choose a new --study "
+        f"name (nothing was changed)")
 
 
 def _run_one(spec: StudySpec, run: _Execution, lr_test: LRFinderResult | None = None,
