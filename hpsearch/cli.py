@@ -249,6 +249,7 @@ def run(
     timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
     metric: Annotated[Metric | None, typer.Option(help="val_loss (minimized) or val_acc (maximized).")] = None,
     pruner: Annotated[Pruner | None, typer.Option(help="Optuna pruner that stops bad trials early.")] = None,
+    pruner_warmup: Annotated[int | None, typer.Option(help="Epochs every trial trains before the pruner may stop it; default 1, or for median the first epoch at which the complete trials ranked as they finished.")] = None,  # noqa: E501
     seed: Annotated[int | None, typer.Option(help="Seed of the sampler and of every trial's training.")] = None,
     lr_range: Annotated[tuple[float, float] | None, typer.Option(help="LOW HIGH of the learning rate (log scale).")] = None,  # noqa: E501
     wd_range: Annotated[tuple[float, float] | None, typer.Option(help="LOW HIGH of the weight decay (log scale).")] = None,  # noqa: E501
@@ -281,7 +282,8 @@ def run(
 
     tables = load_spec_file(spec) if spec is not None else {}
     study_table = {**tables.get("study", {}), **_given(name=study, strategy=strategy, n_trials=n_trials,
-                                                        timeout=timeout, metric=metric, pruner=pruner, seed=seed,
+                                                        timeout=timeout, metric=metric, pruner=pruner,
+                                                        pruner_warmup=pruner_warmup, seed=seed,
                                                         grid_points=grid_points, lr_find=lr_find)}
     train_table = merge_train_tables(tables.get("train", {}), {**train_flags, **_given(seed=seed)})
     # A range flag changes one parameter of the space, the spec's or the default one; the rest is still searched.

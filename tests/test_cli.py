@@ -166,6 +166,21 @@ def test_run_with_a_spec_file_and_flags_winning(tmp_path: Path) -> None:
     assert study.user_attrs["hpsearch"]["spec"]["study"]["metric"] == "val_acc"
 
 
+def test_pruner_warmup_is_the_studys_until_a_run_leaves_it_out(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'hp.db'}"
+    args = ["run", "--strategy", "random", "--storage", storage, *STUDY_ARGS]
+    assert invoke(*args, "--n-trials", "2", "--pruner-warmup", "2")[0] == 0
+    import optuna
+
+    def stored_study_table() -> dict[str, object]:
+        return optuna.load_study(study_name="digits-random", storage=storage).user_attrs["hpsearch"]["spec"]["study"]
+
+    assert stored_study_table()["pruner_warmup"] == 2
+    # A run without it resumes the same study with the median pruner learning its warm-up again, as workers read it.
+    assert invoke(*args, "--n-trials", "3")[0] == 0
+    assert "pruner_warmup" not in stored_study_table()
+
+
 def test_rerunning_the_same_command_resumes_instead_of_adding(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'hp.db'}"
     args = ["run", "--strategy", "tpe", "--n-trials", "3", "--storage", storage, *STUDY_ARGS]
@@ -191,6 +206,7 @@ def test_bad_study_inputs_give_one_error_line_and_leave_the_storage_unchanged(tm
         (["--pruner", "sha"], "'--pruner': Value error, 'sha' is not one of 'median', 'hyperband', 'asha', 'none'"),
         (["--metric", "f1"], "'--metric': Value error, 'f1' is not one of 'val_loss', 'val_acc'"),
         (["--n-trials", "0"], "n_trials must be >= 1, got 0"),
+        (["--pruner-warmup", "0"], "pruner_warmup must be >= 1 epoch, got 0"),
         (["--strategy", "coarse-to-fine", "--n-trials", "2"],
          "n_trials must be >= coarse_to_fine.stages (3) for coarse-to-fine, a trial or more a stage, got 2"),
         (["--storage", "foo://bar"], "storage must be sqlite:///FILE"),
