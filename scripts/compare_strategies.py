@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import logging
 import math
 import sys
 import time
@@ -228,6 +229,23 @@ def load_datasets(parser: argparse.ArgumentParser, names: list[str], data_dir: s
     return loaded
 
 
+class OncePerMessage(logging.Filter):
+    """Lets each distinct message through once (until ``seen`` is cleared): the LR test's warnings say the same of
+    a dataset on every run.
+    Written here because logging, unlike warnings, has no "once" action."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in self.seen:
+            return False
+        self.seen.add(message)
+        return True
+
+
 def _variants(args: argparse.Namespace) -> None:
     """The parts of coarse-to-fine turned off for a measurement, by replacing the runner's functions."""
     if args.first_trials == "suggestion":
@@ -271,10 +289,13 @@ def main() -> int:
     args = parser.parse_args()
     _variants(args)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    once = OncePerMessage()
+    logging.getLogger(lr_finder.__name__).addFilter(once)
     datasets = load_datasets(parser, args.datasets, args.data_dir)
     figure, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.5), squeeze=False)
     started = time.monotonic()
     for ax, (label, dataset, data) in zip(axes[0], datasets, strict=True):
+        once.seen.clear()  # each dataset's warnings once
         compare(label, dataset, data, args, ax)
     figure.savefig(args.plot, dpi=120, bbox_inches="tight")
     print(f"\nplot: {args.plot}; {time.monotonic() - started:.0f}s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
@@ -45,3 +46,19 @@ def test_the_share_of_the_budget_is_where_the_median_curve_first_reaches_the_tar
     curves = np.array([[np.inf, 0.9, 0.5, 0.4, 0.3], [np.inf, 0.8, 0.6, 0.3, 0.2], [np.inf, 0.7, 0.7, 0.6, 0.1]])
     assert reach_share(curves, np.array([0.4, 0.45, 0.9]), grid, 200.0) == 0.75  # medians 0.8, 0.6, 0.4, 0.2
     assert reach_share(curves, np.array([0.05]), grid, 200.0) == NOT_REACHED
+
+
+def test_the_comparison_lets_each_warning_through_once_until_told_to_forget(caplog: pytest.LogCaptureFixture) -> None:
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        from compare_strategies import OncePerMessage
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    logger = logging.getLogger("test-once-per-message")
+    once = OncePerMessage()
+    logger.addFilter(once)
+    for message in ("never diverged", "never diverged", "never fell", "never diverged"):
+        logger.warning(message)
+    once.seen.clear()
+    logger.warning("never diverged")
+    assert [r.getMessage() for r in caplog.records] == ["never diverged", "never fell", "never diverged"]
