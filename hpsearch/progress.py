@@ -97,6 +97,8 @@ class StudyProgress:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None,
                  ) -> None:
+        if error is not None and not self._counts:  # refused before any trial: the error line alone, no empty bar
+            self._progress.live.transient = True
         self._progress.__exit__(kind, error, tb)
 
     def on_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:

@@ -224,6 +224,11 @@ def test_bad_study_inputs_give_one_error_line_and_leave_the_storage_unchanged(tm
         assert db.read_bytes() == before, args
     code, _, err = invoke("export", "nope", "--storage", storage)
     assert code == 2 and err.strip() == "error: no study named 'nope' in this storage (studies: kept)"
+    # Refused inside the run, with the progress bar on: no empty bar is left above the error.
+    shown = [arg for arg in STUDY_ARGS if arg != "--quiet"]
+    code, out, err = invoke("run", "--study", "kept", "--strategy", "random", "--lr-range", "1e-3", "1e-2",
+                            "--storage", storage, *shown)
+    assert code == 2 and err.startswith("error: ") and out.strip() == "", out
 
 
 def test_run_coarse_to_fine_and_export_across_its_stages(tmp_path: Path) -> None:
