@@ -203,7 +203,7 @@ def lr_find(
         lr = getattr(found, name)
         console.print(f"{name:>10}: {lr:.3g}" if lr is not None else f"{name:>10}: -")
     low, high = result.prior()
-    stop = f"stopped at lr {result.diverged_at:.3g}" if result.diverged_at else "never diverged"
+    stop = f"diverged at lr {result.diverged_at:.3g}" if result.diverged_at else "never diverged"
     suggestion = f"{result.suggestion:.3g} ({result.method})" if result.suggestion is not None else "none"
     console.print(f"suggested lr {suggestion}; search range {low:.3g} to {high:.3g}; {len(result.lrs)} steps, {stop}"
                   + (f"; plot in {plot}" if plot else ""))

@@ -41,6 +41,11 @@ SLOPE_SPAN = 3
 DESCENT_MARGIN = 0.1
 # The loss has blown up once the smoothed curve is above this many times its minimum for good.
 BLOWUP_FACTOR = 2.0
+# A collapse: the loss fell by at least COLLAPSE_MIN_DROP of where it started, then climbed back up by
+# COLLAPSE_RETURN of that drop (a network that died at a high lr predicts the class prior again: the
+# chance level it started from). Its blow-up is the last point within COLLAPSE_NEAR of the drop above the
+# minimum before that climb. Such a curve never reaches BLOWUP_FACTOR when its minimum is above half its start.
+COLLAPSE_MIN_DROP, COLLAPSE_RETURN, COLLAPSE_NEAR = 0.05, 0.9, 0.25
 # "valley" varied least across seeds and batch sizes on digits (0.03 decades of spread, against 0.44
 # for steepest and 0.29 for divergence; scripts/lr_find_stability.py) and passes the synthetic tests.
 DEFAULT_METHOD = "valley"
@@ -158,35 +163,60 @@ def suggest(lrs: list[float], losses: list[float]) -> Suggestions:
     the LR where they happened: the sweep's one-sided EMA would report them about
     beta/(1-beta) steps late, a factor of several in LR.
     """
+    return _read_curve(lrs, losses)[0]
+
+
+def _read_curve(lrs: list[float], losses: list[float]) -> tuple[Suggestions, float | None]:
+    """The suggestions, and the lr at which the curve left its minimum for good (blew up or collapsed back
+    to its starting level), None when it never did."""
     finite = [(lr, loss) for lr, loss in zip(lrs, losses, strict=True) if math.isfinite(loss)]
     if len(finite) < SKIP_START + SKIP_END + 2 * SLOPE_SPAN + 1:
-        return Suggestions(None, None, None, None)
+        return Suggestions(None, None, None, None), None
     log_lrs = np.log10([lr for lr, _ in finite])
     values = np.array([loss for _, loss in finite])
     # Cap the explosion at the level where the sweep stops (4x the best of its EMA): smoothing
     # backwards would otherwise smear a loss of 1e6 over a decade of the curve before it.
     values = np.minimum(values, DIVERGE_FACTOR * np.minimum.accumulate(smooth(list(values))))
     curve = np.array(smooth(smooth(list(values), SUGGEST_BETA)[::-1], SUGGEST_BETA)[::-1])
+    last_near, left = _blowup(curve)
     # Slope over a baseline of 2*SLOPE_SPAN steps: a derivative amplifies noise, a wider baseline tames it.
+    # Only up to the blow-up: no suggestion lies past the point where the loss left its minimum.
     slope = np.full(len(curve), np.inf)
-    inner = np.arange(max(SKIP_START, SLOPE_SPAN), len(curve) - max(SKIP_END, SLOPE_SPAN))
+    inner = np.arange(max(SKIP_START, SLOPE_SPAN), min(last_near + 1, len(curve) - max(SKIP_END, SLOPE_SPAN)))
     slope[inner] = ((curve[inner + SLOPE_SPAN] - curve[inner - SLOPE_SPAN])
                     / (log_lrs[inner + SLOPE_SPAN] - log_lrs[inner - SLOPE_SPAN]))
     steepest = int(np.argmin(slope))
-    lowest = int(np.argmin(curve))
-    # The blow-up is the last point still near the minimum before the curve rises away from it: the
-    # last such crossing skips the noisy spikes of a plateau that a first-crossing rule would take.
-    above = curve > BLOWUP_FACTOR * curve[lowest]
-    rises = np.flatnonzero(~above[:-1] & above[1:])
-    last_near = int(rises[-1]) if len(rises) else len(curve) - 1
-    blowup = float(10 ** log_lrs[last_near]) if len(rises) else None
+    blowup = float(10 ** log_lrs[last_near]) if left is not None else None
     start, end = _descent(curve[:last_near + 1])
-    return Suggestions(
+    suggestions = Suggestions(
         steepest=float(10 ** log_lrs[steepest]) if slope[steepest] < 0 else None,
         divergence=blowup / 10 if blowup is not None else None,
         valley=float(10 ** ((log_lrs[start] + log_lrs[end]) / 2)) if end - start >= 2 else None,
         blowup=blowup,
     )
+    return suggestions, float(10 ** log_lrs[left]) if left is not None else None
+
+
+def _blowup(curve: np.ndarray) -> tuple[int, int | None]:
+    """The index of the last point still near the minimum, and of the first after it that left the minimum for
+    good (None, with the last index, when the curve never did): above BLOWUP_FACTOR times the minimum, or back
+    at its starting level after a real fall (a collapse; see COLLAPSE_RETURN)."""
+    lowest = int(np.argmin(curve))
+    # The last crossing, not the first: it skips the noisy spikes of a plateau that a first-crossing rule would take.
+    above = curve > BLOWUP_FACTOR * curve[lowest]
+    rises = np.flatnonzero(~above[:-1] & above[1:])
+    if len(rises):
+        return int(rises[-1]), int(rises[-1]) + 1
+    start_level = float(np.median(curve[:SKIP_START]))
+    drop = start_level - float(curve[lowest])
+    if drop < COLLAPSE_MIN_DROP * abs(start_level):
+        return len(curve) - 1, None
+    back = np.flatnonzero(curve[lowest:] >= curve[lowest] + COLLAPSE_RETURN * drop)
+    if not len(back):
+        return len(curve) - 1, None
+    returned = lowest + int(back[0])
+    near = np.flatnonzero(curve[:returned] <= curve[lowest] + COLLAPSE_NEAR * drop)
+    return int(near[-1]), returned
 
 
 def _sweep(model: nn.Module, config: TrainConfig, data: TaskData, start_lr: float, end_lr: float, steps: int,
@@ -230,10 +260,18 @@ def _full_batches(data: TaskData, batch_size: int, generator: torch.Generator,
 
 def _result(lrs: list[float], losses: list[float], diverged_at: float | None, beta: float,
             method: str) -> LRFinderResult:
-    suggestions = suggest(lrs, losses)
+    suggestions, left_at = _read_curve(lrs, losses)
     picked = suggestions.pick(method)
     reason = None
-    if diverged_at is None:
+    if diverged_at is None and left_at is not None:
+        # The sweep's own stop (DIVERGE_FACTOR on its EMA) missed it: a collapse back to the starting level, or a
+        # climb to BLOWUP_FACTOR short of DIVERGE_FACTOR. It is divergence all the same.
+        diverged_at = left_at
+        reason = (f"the loss rose away from its lowest for good by lr {left_at:.3g} (back to where it started, or "
+                  f"to {BLOWUP_FACTOR:g}x its lowest): taken as divergence, the search range stops below lr "
+                  f"{suggestions.blowup:.3g}")
+        logger.warning(reason)
+    elif diverged_at is None:
         reason = "the loss never diverged over the swept range: the search range is the whole sweep"
         logger.warning(reason)
     if picked is None:

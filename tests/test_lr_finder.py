@@ -115,3 +115,54 @@ def test_cli_lr_find_plots_and_prints_json(tmp_path: Path) -> None:
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = CliRunner().invoke(app, ["lr-find", "--steps", "5"])
     assert bad.exit_code == 2 and bad.stderr.strip() == "error: steps must be >= 10, got 5"
+
+
+def collapse_curve(noise: float = 0.0, seed: int = 0) -> list[float]:
+    """A network that dies at a high lr (issue 27's CNN on 3 classes): the loss sits at log 3 up to 1e-2, falls to
+    0.955 by 0.17, then climbs back to the chance level by 0.6 and stays there; never 2x its lowest."""
+    rng = np.random.default_rng(seed)
+    chance, lowest = math.log(3), 0.955
+    losses = []
+    for lr in LRS:
+        x = math.log10(lr)
+        if x < -2:
+            loss = chance
+        elif x < math.log10(0.17):
+            loss = chance - (chance - lowest) * (x + 2) / (math.log10(0.17) + 2)
+        elif x < math.log10(0.6):
+            loss = lowest + (1.104 - lowest) * (x - math.log10(0.17)) / (math.log10(0.6) - math.log10(0.17))
+        else:
+            loss = 1.104
+        losses.append(loss * (1 + noise * rng.standard_normal()))
+    return losses
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.01])
+def test_a_loss_that_climbs_back_to_its_start_is_a_divergence_with_no_suggestion_past_it(noise: float) -> None:
+    found = suggest(LRS, collapse_curve(noise))
+    assert found.blowup is not None and 0.05 < found.blowup < 0.6, found
+    suggested = [lr for lr in (found.steepest, found.valley, found.divergence) if lr is not None]
+    assert suggested and max(suggested) <= found.blowup, found
+
+
+COLLAPSING_TASK = ("--dataset", "synthetic:n=2000,d=32,classes=3,noise=6", "--model", "mlp")
+
+
+def test_a_real_collapse_is_divergence_in_the_warning_the_printed_range_and_the_json(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The MLP on a hard 3-class task: the loss falls from log 3 to ~0.93, then the net dies and the loss climbs
+    back to log 3 (never 4x its lowest, the sweep's own stop)."""
+    with caplog.at_level(logging.WARNING):
+        as_json = CliRunner().invoke(app, ["lr-find", *COLLAPSING_TASK, "--json"])
+    assert as_json.exit_code == 0, as_json.stderr
+    record = json.loads(as_json.stdout)
+    low, high = record["prior"]
+    assert record["diverged_at"] is not None and high < record["diverged_at"] < 1.0, record["diverged_at"]
+    assert high < 0.9 * record["suggestions"]["blowup"] * 1.0001 and low < record["suggestion"] < high
+    assert "never diverged" not in caplog.text and "taken as divergence" in caplog.text
+    assert record["reason"] in caplog.text
+    shown = CliRunner().invoke(app, ["lr-find", *COLLAPSING_TASK])
+    assert shown.exit_code == 0, shown.stderr
+    assert f"search range {low:.3g} to {high:.3g}" in " ".join(shown.stdout.split())
+    assert f"diverged at lr {record['diverged_at']:.3g}" in " ".join(shown.stdout.split())
