@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -16,6 +19,7 @@ from hpsearch import StudySpec, TrainConfig, run_study, train
 from hpsearch.checks import FAIL, PASS, run_checks
 from hpsearch.cli import app
 from hpsearch.data import Data, StreamData
+from hpsearch.entry_points import resolve
 from hpsearch.errors import ConfigError, EntryPointError
 from hpsearch.search.records import read_trial
 from hpsearch.search.space import SearchSpace
@@ -183,6 +187,36 @@ def test_a_module_entry_point_resolves_like_a_file(task_dir: Path, monkeypatch: 
     monkeypatch.syspath_prepend(str(task_dir))
     result = train(CNN_TASK.replace(model="usertask:cnn", dataset="usertask:load", epochs=1))
     assert result.status == "completed"
+
+
+USERPROJECT = Path(__file__).with_name("userproject")  # extra.py does `from shapes import load`
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Path]:
+    """A copy of tests/userproject as <tmp>/project/sub; ``shapes`` is forgotten again after the test."""
+    shutil.copytree(USERPROJECT, tmp_path / "project" / "sub")
+    yield tmp_path / "project"
+    sys.modules.pop("shapes", None)
+
+
+def test_an_entry_point_file_imports_its_neighbours_and_leaves_sys_path_as_it_was(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(project)
+    path_before = list(sys.path)
+    x_train, *_ = resolve("sub/extra.py:load", "dataset")()
+    assert x_train.shape == (240, 8)
+    assert sys.path == path_before
+
+
+def test_the_cli_imports_an_entry_point_files_neighbours_from_another_folder(project: Path) -> None:
+    elsewhere = project.parent / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run([sys.executable, "-m", "hpsearch", "train", "--dataset",
+                           f"{project / 'sub' / 'extra.py'}:load", "--epochs", "1", "--hidden", "8", "--json"],
+                          cwd=elsewhere, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "completed"
 
 
 def test_check_and_lr_find_run_on_a_users_task(task_dir: Path) -> None:
