@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import re
 import socket
@@ -13,6 +15,11 @@ import pytest
 from typer.testing import CliRunner
 
 from hpsearch.cli import app
+from hpsearch.config import TrainConfig
+from hpsearch.search.space import DEFAULT_SPACE
+from hpsearch.spec import DEFAULT_TRIALS, CoarseToFine, StudySpec
+from hpsearch.storage import DEFAULT_STORAGE
+from hpsearch.task import ADAM_BETAS
 
 runner = CliRunner()
 
@@ -119,6 +126,57 @@ def test_installed_entry_points_exit_2_on_bad_input(entry: str) -> None:
 def test_help_exits_0(args: list[str]) -> None:
     code, out, _ = invoke(*args)
     assert code == 0 and "Usage" in out
+
+
+LR, WD = (next(p for p in DEFAULT_SPACE.params if p.name == name) for name in ("lr", "weight_decay"))
+# A flag left out is "not given" (a spec or a stored spec wins); --help shows what it then stands for.
+HELP_DEFAULTS = [
+    ("run", "--strategy", StudySpec.strategy),
+    ("run", "--n-trials", f"{DEFAULT_TRIALS}"),
+    ("run", "--epochs", f"{TrainConfig.epochs}"),
+    ("run", "--lr-range", f"{LR.low:g} {LR.high:g}"),
+    ("run", "--wd-range", f"{WD.low:g} {WD.high:g}"),
+    ("run", "--pruner", f"{StudySpec.pruner}; coarse-to-fine: {CoarseToFine.fine_pruner}"),
+    ("run", "--batch-size", f"{TrainConfig.batch_size}"),
+    ("run", "--lr", f"{TrainConfig.lr:g}"),
+    ("run", "--metric", StudySpec.metric),
+    ("run", "--seed", f"{StudySpec.seed}"),
+    ("run", "--grid-points", f"{StudySpec.grid_points}"),
+    ("run", "--storage", DEFAULT_STORAGE),
+    ("train", "--hidden", ",".join(map(str, TrainConfig.hidden))),
+    ("train", "--weight-decay", f"{TrainConfig.weight_decay:g}"),
+    ("train", "--schedule", TrainConfig.schedule),
+    ("train", "--seed", f"{TrainConfig.seed}"),
+    ("train", "--beta2", f"{ADAM_BETAS[1]:g}"),
+    ("lr-find", "--optimizer", TrainConfig.optimizer),
+    ("check", "--dataset", TrainConfig.dataset),
+]
+
+
+@functools.cache
+def help_rows(command: str) -> dict[str, str]:
+    """``command --help`` wide enough for one line an option, by flag."""
+    done = runner.invoke(app, [command, "--help"], env={"COLUMNS": "400"})
+    assert done.exit_code == 0, done.output
+    return {match.group(1): line for line in done.stdout.splitlines() if (match := re.match(r"│ (--[a-z0-9-]+)", line))}
+
+
+@pytest.mark.parametrize(("command", "flag", "default"), HELP_DEFAULTS, ids=[f"{c} {f}" for c, f, _ in HELP_DEFAULTS])
+def test_help_shows_the_default_a_left_out_flag_stands_for(command: str, flag: str, default: str) -> None:
+    assert re.search(rf"\[default: {re.escape(default)}[];]", help_rows(command)[flag]), help_rows(command)[flag]
+
+
+@pytest.mark.parametrize("name", sorted(f.name for f in dataclasses.fields(TrainConfig)
+                                        if f.name not in ("data_dir", "model_args", "seed")))
+def test_every_training_flag_shows_a_default(name: str) -> None:
+    assert "[default: " in help_rows("train")["--" + name.replace("_", "-")]
+
+
+@pytest.mark.parametrize(("command", "flag", "default"), [row for row in HELP_DEFAULTS if row[:2] in (
+    ("run", "--strategy"), ("run", "--n-trials"), ("run", "--epochs"), ("run", "--lr-range"), ("run", "--wd-range"),
+    ("run", "--batch-size"), ("run", "--lr"))])
+def test_the_readme_states_the_defaults_of_run(command: str, flag: str, default: str) -> None:
+    assert f"`{flag} {default}`" in (Path(__file__).parents[1] / "README.md").read_text()
 
 
 # --- studies ------------------------------------------------------------------------------------
