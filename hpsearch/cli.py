@@ -10,6 +10,7 @@ import inspect
 import json
 import logging
 import math
+import os
 import shlex
 import signal
 import sys
@@ -56,7 +57,20 @@ class _OneLineErrors(TyperGroup):
 
 
 app = typer.Typer(cls=_OneLineErrors, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-console = Console()
+# Piped (not a terminal, no COLUMNS), rich would cut tables and wrap lines at 80 columns: wide and unwrapped
+# instead, so that every column of a table survives `| less -S`, a file or grep, and a line stays one line.
+_PIPE_WIDTH = 1000
+
+
+def _console() -> Console:
+    """Rich's console on stdout, as wide as the terminal, or wide and unwrapped when stdout is piped."""
+    console = Console()
+    if console.is_terminal or "COLUMNS" in os.environ:
+        return console
+    return Console(width=_PIPE_WIDTH, soft_wrap=True)
+
+
+console = _console()
 
 
 @app.callback()

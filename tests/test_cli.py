@@ -3,6 +3,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import re
 import socket
 import subprocess
@@ -209,6 +210,31 @@ def test_run_studies_show_export_and_train_again(tmp_path: Path) -> None:
     code, out, _ = invoke("train", "--config", str(best), "--json")
     assert code == 0
     assert json.loads(out)["val_loss"] == record["value"]
+
+
+WIDE_SPEC = """
+[space]
+lr = {low = 1e-4, high = 1e-2, log = true}
+weight_decay = {low = 1e-5, high = 1e-2, log = true}
+schedule = {choices = ["constant", "cosine", "warmup-cosine"]}
+warmup = {low = 0.0, high = 0.2}
+"""
+
+
+def test_piped_output_keeps_every_column_and_each_row_on_one_line(tmp_path: Path) -> None:
+    storage, spec = f"sqlite:///{tmp_path / 'hp.db'}", tmp_path / "wide.toml"
+    spec.write_text(WIDE_SPEC)
+    code, _, err = invoke("run", "--spec", str(spec), "--strategy", "random", "--n-trials", "2", "--study", "wide",
+                          "--storage", storage, "--epochs", "1", "--hidden", "8", "--no-check", "--quiet")
+    assert code == 0, err
+    env = {key: value for key, value in os.environ.items() if key != "COLUMNS"}
+    done = subprocess.run([sys.executable, "-m", "hpsearch", "show", "wide", "--storage", storage], env=env,
+                          capture_output=True, text=True, timeout=300, check=False)  # stdout a pipe, not a terminal
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.split() == ["trial", "val_loss", "params", "epochs", "seconds"] for line in lines), done.stdout
+    rows = [line for line in lines if "lr=" in line]
+    assert len(rows) == 2 and all(re.search(r"warmup=\S+\s+1\s+\d+\.\d$", row.rstrip()) for row in rows), done.stdout
 
 
 def test_run_with_a_spec_file_and_flags_winning(tmp_path: Path) -> None:
