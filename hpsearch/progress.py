@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hpsearch.checks import FAIL, PASS, SKIP, WARN, CheckResult
+from hpsearch.config import applicable_settings
 from hpsearch.search.coarse_to_fine import stage_label
 from hpsearch.search.records import own_trials, read_trial
 from hpsearch.search.summary import StudyRow, stored_study_table
@@ -156,9 +157,9 @@ def print_trial(console: Console, study: optuna.Study, trial: FrozenTrial) -> No
         console.print(f"retry of trial {retried}" + (f", resumed from epoch {stored.resumed_from_epoch}"
                                                       if stored.resumed_from_epoch else ""))
     console.print(f"params: {format_params(trial.params) or '-'}")
-    config = stored.config
+    config = applicable_settings(stored.config or {})  # not the mlp's hidden for a user's model, and so on
     if config:
-        console.print("config: " + ", ".join(f"{key}={value}" for key, value in config.items()))
+        console.print("config: " + escape(", ".join(f"{key}={value}" for key, value in config.items())))
     extras = [f"{key} {value}" for key, value in (("worker", stored.worker), ("checkpoint", stored.checkpoint))
               if value is not None]
     if stored.seconds is not None:

@@ -282,8 +282,14 @@ def test_show_report_and_artifacts_work_on_a_users_regression(task_dir: Path) ->
     assert "trials diagnosed" in out
     code, out, err = invoke("show", "usertask-random", "--trial", "0", *common)
     assert code == 0 and "usertask.py:regressor" in out, err
+    [config_line] = [line for line in out.splitlines() if line.startswith("config: ")]
+    # The built-in mlp's hidden, the split of built-in data and cross-entropy's smoothing do not apply.
+    assert all(f"{name}=" not in config_line for name in ("hidden", "val_fraction", "label_smoothing")), config_line
     code, out, err = invoke("report", "usertask-random", "--out", "report", *common)
     assert code == 0, err
+    assert '"hidden"' not in (task_dir / "report" / "index.md").read_text()
+    assert invoke("export", "usertask-random", "--out", "best.json", *common)[0] == 0
+    assert "hidden" in json.loads((task_dir / "best.json").read_text())["config"]  # complete: it reproduces alone
     assert (task_dir / "report" / "learning_curves.png").is_file() and (task_dir / "report" / "index.md").is_file()
     assert list((task_dir / "hp-artifacts").iterdir())  # each trial's learning curve, with no accuracy axis
 
