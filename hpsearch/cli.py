@@ -10,6 +10,7 @@ import inspect
 import json
 import logging
 import math
+import os
 import shlex
 import signal
 import sys
@@ -19,11 +20,16 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from hpsearch.choices import Feed, Metric, Optimizer, Precision, Pruner, Schedule, Strategy
+from hpsearch.config import TrainConfig
 from hpsearch.errors import HPSearchError
+from hpsearch.search.space import DEFAULT_SPACE
+from hpsearch.spec import DEFAULT_TRIALS, CoarseToFine, StudySpec
 from hpsearch.storage import DEFAULT_HEARTBEAT, DEFAULT_MAX_RETRIES, DEFAULT_STORAGE
+from hpsearch.task import ADAM_BETAS
 
 __all__ = ["app", "main"]
 
@@ -51,7 +57,20 @@ class _OneLineErrors(TyperGroup):
 
 
 app = typer.Typer(cls=_OneLineErrors, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-console = Console()
+# Piped (not a terminal, no COLUMNS), rich would cut tables and wrap lines at 80 columns: wide and unwrapped
+# instead, so that every column of a table survives `| less -S`, a file or grep, and a line stays one line.
+_PIPE_WIDTH = 1000
+
+
+def _console() -> Console:
+    """Rich's console on stdout, as wide as the terminal, or wide and unwrapped when stdout is piped."""
+    console = Console()
+    if console.is_terminal or "COLUMNS" in os.environ:
+        return console
+    return Console(width=_PIPE_WIDTH, soft_wrap=True)
+
+
+console = _console()
 
 
 @app.callback()
@@ -69,7 +88,7 @@ _TRAIN_OPTIONS: dict[str, tuple[Any, str, str]] = {
     "download": (bool, "Fetch MNIST/CIFAR-10 files into --data-dir.", _DATA),
     "subset": (int, "Train on only the first N training samples.", _DATA),
     "val_fraction": (float, "Share of the data held out for validation (built-in datasets).", _DATA),
-    "num_classes": (int, "Classes, where a split may lack the top label (default: from the labels).", _DATA),
+    "num_classes": (int, "Classes, where a split may lack the top label.", _DATA),
     "feed": (Feed, "auto (tensors on the device when they fit, else streamed), device or stream.", _DATA),
     "num_workers": (int, "DataLoader worker processes of a streamed dataset.", _DATA),
     "model": (str, "mlp, cnn, or your factory f(input_shape, outputs, **model_args) as module:attr or "
@@ -86,8 +105,8 @@ _TRAIN_OPTIONS: dict[str, tuple[Any, str, str]] = {
     "weight_decay": (float, "Weight decay (decoupled for AdamW, L2 for Adam and SGD).", _OPTIM),
     "momentum": (float, "SGD's momentum.", _OPTIM),
     "nesterov": (bool, "SGD with Nesterov momentum.", _OPTIM),
-    "beta1": (float, "Adam/AdamW's first-moment decay (default 0.9).", _OPTIM),
-    "beta2": (float, "Adam/AdamW's second-moment decay (default 0.999).", _OPTIM),
+    "beta1": (float, "Adam/AdamW's first-moment decay.", _OPTIM),
+    "beta2": (float, "Adam/AdamW's second-moment decay.", _OPTIM),
     "precision": (Precision, "Autocast precision of the forward pass (fp16 needs a GPU).", _RUN),
     "schedule": (Schedule, "Learning-rate schedule, stepped per batch.", _OPTIM),
     "warmup": (float, "Warmup as a fraction of all steps.", _OPTIM),
@@ -100,8 +119,56 @@ _TRAIN_OPTIONS: dict[str, tuple[Any, str, str]] = {
 }
 
 
+# Flags are None when left out ("not given"), so that a config file, a spec and a stored spec keep their
+# precedence; --help shows what a left-out flag stands for, read from the dataclasses, as text only.
+# What a TrainConfig field's None stands for:
+_UNSET_MEANS = {"subset": "all", "num_classes": "from the labels", "momentum": "0", "clip": "off",
+                "beta1": format(ADAM_BETAS[0], "g"), "beta2": format(ADAM_BETAS[1], "g")}
+
+
+def _shown(value: Any) -> str:
+    """A default as it is typed on the command line: ``256,128`` for a tuple, ``0.001`` for a float."""
+    if isinstance(value, tuple):
+        return ",".join(_shown(item) for item in value)
+    return format(value, "g") if isinstance(value, float) else str(value)
+
+
+def _with_default(help_text: str, default: str | None) -> str:
+    """``help_text`` and ``[default: …]`` after it, as Typer shows an option's own default."""
+    return help_text if default is None else f"{help_text} [dim]\\[default: {escape(default)}][/dim]"
+
+
+def _train_default(name: str) -> str | None:
+    """``--help``'s default of a TrainConfig flag (None: none to show, as for --data-dir and --model-arg)."""
+    if name in _UNSET_MEANS:
+        return _UNSET_MEANS[name]
+    value = getattr(TrainConfig, name, None)
+    if isinstance(value, bool):  # as Typer shows a flag pair's default
+        return ("" if value else "no-") + name.replace("_", "-")
+    return None if value is None else _shown(value)
+
+
+def _range_default(name: str) -> str:
+    """LOW HIGH of ``name`` in the default search space."""
+    param = next(param for param in DEFAULT_SPACE.params if param.name == name)
+    return f"{_shown(param.low)} {_shown(param.high)}"
+
+
+def _trials_default() -> str:
+    """The trials a study holds when --n-trials is left out: by strategy."""
+    plan = CoarseToFine().total_trials
+    by_strategy = f", coarse-to-fine {plan}" if plan != DEFAULT_TRIALS else ""
+    return f"{DEFAULT_TRIALS}{by_strategy}; grid: all its points"
+
+
+def _pruner_default() -> str:
+    """The pruner when --pruner is left out: the study's, and coarse-to-fine's in its stages."""
+    coarse, fine = CoarseToFine.coarse_pruner, CoarseToFine.fine_pruner
+    return f"{StudySpec.pruner}; coarse-to-fine: " + (coarse if coarse == fine else f"{coarse}, then {fine}")
+
+
 def _train_parameter(name: str, kind: Any, help_text: str, panel: str) -> inspect.Parameter:
-    flag = "--" + name.replace("_", "-")
+    flag, help_text = "--" + name.replace("_", "-"), _with_default(help_text, _train_default(name))
     if kind is bool:
         option = typer.Option(f"{flag}/--no-{flag[2:]}", help=help_text, rich_help_panel=panel)
     elif kind is list:
@@ -133,7 +200,7 @@ def with_train_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-StorageOption = Annotated[str | None, typer.Option(help="Optuna storage URL; default hpsearch.journal.")]
+StorageOption = Annotated[str | None, typer.Option(help=_with_default("Optuna storage URL.", DEFAULT_STORAGE))]
 HeartbeatOption = Annotated[int, typer.Option(help="Seconds between a running trial's heartbeats; a trial silent for three is failed and retried (0: off).", rich_help_panel=_RUN)]  # noqa: E501
 DurableOption = Annotated[bool, typer.Option("--durable", help="fsync every storage write (journal line, SQLite commit), so it survives a power cut, not only a killed process; about 0.4 ms a write.", rich_help_panel=_RUN)]  # noqa: E501
 MaxRetriesOption = Annotated[int, typer.Option(help="Times a trial of a killed worker is run again.", rich_help_panel=_RUN)]  # noqa: E501
@@ -149,7 +216,7 @@ ArtifactDirOption = Annotated[Path | None, typer.Option(help="Folder of Optuna a
 def train(
     train_flags: dict[str, Any],
     config: Annotated[Path | None, typer.Option(help="JSON or TOML file of settings (or an export); flags override it.")] = None,  # noqa: E501
-    seed: Annotated[int | None, typer.Option(help="Seed of initialization and shuffling.", rich_help_panel=_RUN)] = None,  # noqa: E501
+    seed: Annotated[int | None, typer.Option(help=_with_default("Seed of initialization and shuffling.", _shown(TrainConfig.seed)), rich_help_panel=_RUN)] = None,  # noqa: E501
     checkpoint: Annotated[Path | None, typer.Option(help="Save state here each epoch; resume from it when it exists.", rich_help_panel=_RUN)] = None,  # noqa: E501
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of a table.")] = False,
 ) -> None:
@@ -176,7 +243,7 @@ def train(
 def lr_find(
     train_flags: dict[str, Any],
     config: Annotated[Path | None, typer.Option(help="JSON or TOML file of settings; flags override it.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of initialization and shuffling.", rich_help_panel=_RUN)] = None,  # noqa: E501
+    seed: Annotated[int | None, typer.Option(help=_with_default("Seed of initialization and shuffling.", _shown(TrainConfig.seed)), rich_help_panel=_RUN)] = None,  # noqa: E501
     start_lr: Annotated[float, typer.Option(help="First learning rate of the sweep.")] = 1e-7,
     end_lr: Annotated[float, typer.Option(help="Last learning rate of the sweep.")] = 1.0,
     steps: Annotated[int, typer.Option(help="Batches in the sweep (at least 10).")] = 100,
@@ -216,7 +283,7 @@ def lr_find(
 def check(
     train_flags: dict[str, Any],
     config: Annotated[Path | None, typer.Option(help="JSON or TOML file of settings; flags override it.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of initialization.", rich_help_panel=_RUN)] = None,
+    seed: Annotated[int | None, typer.Option(help=_with_default("Seed of initialization.", _shown(TrainConfig.seed)), rich_help_panel=_RUN)] = None,  # noqa: E501
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     """Pre-flight checks: data, initial loss, weight decay, gradients, overfitting one batch, update size.
@@ -242,19 +309,19 @@ def check(
 @with_train_options
 def run(
     train_flags: dict[str, Any],
-    strategy: Annotated[Strategy | None, typer.Option(help="How trials are chosen.")] = None,
+    strategy: Annotated[Strategy | None, typer.Option(help=_with_default("How trials are chosen.", StudySpec.strategy))] = None,  # noqa: E501
     study: Annotated[str | None, typer.Option(help="Study name; default <dataset>-<strategy>.")] = None,
     storage: StorageOption = None,
-    n_trials: Annotated[int | None, typer.Option(help="Finished trials the study should hold (a re-run resumes).")] = None,  # noqa: E501
-    timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
-    metric: Annotated[Metric | None, typer.Option(help="val_loss (minimized) or val_acc (maximized).")] = None,
-    pruner: Annotated[Pruner | None, typer.Option(help="Optuna pruner that stops bad trials early.")] = None,
+    n_trials: Annotated[int | None, typer.Option(help=_with_default("Finished trials the study should hold (a re-run resumes).", _trials_default()))] = None,  # noqa: E501
+    timeout: Annotated[float | None, typer.Option(help=_with_default("Stop starting trials after this many seconds.", "no limit"))] = None,  # noqa: E501
+    metric: Annotated[Metric | None, typer.Option(help=_with_default("val_loss (minimized) or val_acc (maximized).", StudySpec.metric))] = None,  # noqa: E501
+    pruner: Annotated[Pruner | None, typer.Option(help=_with_default("Optuna pruner that stops bad trials early.", _pruner_default()))] = None,  # noqa: E501
     pruner_warmup: Annotated[int | None, typer.Option(help="Epochs every trial trains before the pruner may stop it; default 1, or for median the first epoch at which the complete trials ranked as they finished.")] = None,  # noqa: E501
-    seed: Annotated[int | None, typer.Option(help="Seed of the sampler and of every trial's training.")] = None,
-    lr_range: Annotated[tuple[float, float] | None, typer.Option(help="LOW HIGH of the learning rate (log scale).")] = None,  # noqa: E501
-    wd_range: Annotated[tuple[float, float] | None, typer.Option(help="LOW HIGH of the weight decay (log scale).")] = None,  # noqa: E501
-    grid_points: Annotated[int | None, typer.Option(help="Grid values per parameter (grid strategy).")] = None,
-    lr_find: Annotated[bool | None, typer.Option("--lr-find/--no-lr-find", help="Take the lr range from an LR range test (stored with the study).")] = None,  # noqa: E501
+    seed: Annotated[int | None, typer.Option(help=_with_default("Seed of the sampler and of every trial's training.", _shown(StudySpec.seed)))] = None,  # noqa: E501
+    lr_range: Annotated[tuple[float, float] | None, typer.Option(help=_with_default("LOW HIGH of the learning rate (log scale).", _range_default("lr")))] = None,  # noqa: E501
+    wd_range: Annotated[tuple[float, float] | None, typer.Option(help=_with_default("LOW HIGH of the weight decay (log scale).", _range_default("weight_decay")))] = None,  # noqa: E501
+    grid_points: Annotated[int | None, typer.Option(help=_with_default("Grid values per parameter (grid strategy).", _shown(StudySpec.grid_points)))] = None,  # noqa: E501
+    lr_find: Annotated[bool | None, typer.Option("--lr-find/--no-lr-find", help=_with_default("Take the lr range from an LR range test (stored with the study).", "lr-find" if StudySpec.lr_find else "no-lr-find"))] = None,  # noqa: E501
     spec: Annotated[Path | None, typer.Option(help="TOML study spec; flags override it.")] = None,
     batch: Annotated[str | None, typer.Option(help="Train K trials at once as one stacked model (a number, or auto).", rich_help_panel=_RUN)] = None,  # noqa: E501
     jobs: Annotated[int, typer.Option(help="Worker processes sharing the storage (CPU threads are split between them).", rich_help_panel=_RUN)] = 1,  # noqa: E501

@@ -6,19 +6,19 @@ import dataclasses
 import json
 import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hpsearch.choices import FEEDS, LOSSES, OPTIMIZERS, PRECISIONS, SCHEDULES
-from hpsearch.datasets import check_dataset_name
+from hpsearch.datasets import FILE_DATASETS, check_dataset_name, is_users_load
 from hpsearch.devices import check_device_name
 from hpsearch.entry_points import as_entry_point, is_entry_point
 from hpsearch.errors import ConfigError
 from hpsearch.models import MODELS
 
-__all__ = ["TrainConfig", "load_config_file", "parse_model_arg"]
+__all__ = ["TrainConfig", "applicable_settings", "load_config_file", "parse_model_arg"]
 
 
 
@@ -95,6 +95,37 @@ class TrainConfig:
         if self.model == "mlp":
             return {"hidden": self.hidden, **self.model_args}
         return dict(self.model_args)
+
+
+def _setting(config: Mapping[str, Any], name: str) -> Any:
+    return config.get(name, getattr(TrainConfig, name, None))
+
+
+# When a setting applies to a run; one not listed always does.
+_APPLIES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
+    "hidden": lambda c: _setting(c, "model") == "mlp",
+    "val_fraction": lambda c: not is_users_load(_setting(c, "dataset")),
+    "data_dir": lambda c: _setting(c, "dataset") in FILE_DATASETS,
+    "download": lambda c: _setting(c, "dataset") in FILE_DATASETS,
+    "label_smoothing": lambda c: _setting(c, "loss") == "cross-entropy",
+    "momentum": lambda c: _setting(c, "optimizer") == "sgd",
+    "nesterov": lambda c: _setting(c, "optimizer") == "sgd",
+    "beta1": lambda c: _setting(c, "optimizer") != "sgd",
+    "beta2": lambda c: _setting(c, "optimizer") != "sgd",
+    "warmup": lambda c: _setting(c, "schedule") in ("warmup-cosine", "wsd"),
+    "min_lr_ratio": lambda c: _setting(c, "schedule") in ("cosine", "warmup-cosine", "wsd"),
+    "step_size": lambda c: _setting(c, "schedule") == "step",
+    "gamma": lambda c: _setting(c, "schedule") == "step",
+    "decay_fraction": lambda c: _setting(c, "schedule") == "wsd",
+}
+
+
+def applicable_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` (a TrainConfig as a mapping, as a trial stores it) without the settings its run does not use:
+    no ``hidden`` for a model other than the built-in mlp, no ``val_fraction`` for the user's own splits, no
+    schedule or optimizer settings of another schedule or optimizer. What a person is shown; the stored and the
+    exported config stay complete, so that they reproduce the run on their own and can be edited into another."""
+    return {key: value for key, value in config.items() if _APPLIES.get(key, lambda c: True)(config)}
 
 
 def parse_model_arg(text: str) -> tuple[str, Any]:

@@ -193,7 +193,7 @@ def from_arrays(
     tensors = {}
     for key, value in parts.items():
         try:
-            tensors[key] = torch.as_tensor(np.asarray(value) if not torch.is_tensor(value) else value)
+            tensors[key] = value if torch.is_tensor(value) else _from_array(np.asarray(value))
         except (TypeError, ValueError, RuntimeError) as exc:
             raise DataError(f"dataset {name!r}: {key} is not an array ({type(value).__name__}: {exc})") from None
     for split in ("train", "val"):
@@ -219,6 +219,12 @@ def from_arrays(
         x_train_f, x_val_f = (x_train_f - mean) / std, (x_val_f - mean) / std
     return Data(x_train_f.to(device), y_train_t.to(device), x_val_f.to(device), y_val_t.to(device), outputs, name,
                 classification)
+
+
+def _from_array(array: np.ndarray) -> torch.Tensor:
+    """``array`` as a tensor, sharing its memory; a read-only array (what pandas gives under copy-on-write) is
+    copied first: a tensor may not share it (torch warns that writing to one is undefined)."""
+    return torch.as_tensor(array if array.flags.writeable else array.copy())
 
 
 def from_datasets(train: Any, val: Any, *, name: str = "datasets", device: torch.device | str = "cpu",

@@ -30,6 +30,7 @@ __all__ = ["BUILTIN_DATASETS", "DATASETS", "SPLIT_SEED", "check_dataset_name", "
 logger = logging.getLogger(__name__)
 
 BUILTIN_DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
+FILE_DATASETS = ("mnist", "fashion-mnist", "cifar10")  # read from data_dir, where download fetches them
 DATASETS = (*BUILTIN_DATASETS, "npz:PATH", "synthetic", "module:attr", "file.py:attr")
 # The train/val split is fixed, independent of the training seed, so every trial of a study
 # sees the same validation set.
@@ -64,7 +65,7 @@ def load_data(
     """Load a dataset: split, subset, normalize (built-in ones; a user's data is taken as given) and
     check it; tensors go to ``device``, a user's ``Dataset``s stream there."""
     check_dataset_name(name)
-    if is_entry_point(name) and not name.startswith(("npz:", "synthetic")):
+    if is_users_load(name):
         return _load_entry_point(name, subset, device, targets, num_classes)
     if name == "digits":
         x, y = _load_digits()
@@ -83,6 +84,12 @@ def load_data(
     x_train, y_train, x_val, y_val = _subset(arrays, subset, name)
     return from_arrays(x_train, y_train, x_val, y_val, name=name, device=device, targets=targets,
                        num_classes=num_classes, normalize=True)
+
+
+def is_users_load(name: str) -> bool:
+    """Whether dataset ``name`` is the user's ``load()`` (module:attr or file.py:attr), whose splits are taken as
+    given, rather than a built-in dataset, npz:PATH or synthetic data that hpsearch splits."""
+    return is_entry_point(name) and not name.startswith(("npz:", "synthetic"))
 
 
 def _load_entry_point(name: str, subset: int | None, device: torch.device | str, targets: str,

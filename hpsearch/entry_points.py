@@ -8,12 +8,13 @@ the very object; another process cannot, and is told to use a file or a module i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +112,8 @@ def _import(where: str, entry_point: str, field: str) -> Any:
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         try:
-            spec.loader.exec_module(module)
+            with _first_on_path(str(resolved.parent)):
+                spec.loader.exec_module(module)
         except Exception as exc:
             del sys.modules[name]
             raise EntryPointError(f"{field} {entry_point!r}: importing {where} raised "
@@ -125,6 +127,19 @@ def _import(where: str, entry_point: str, field: str) -> Any:
     except Exception as exc:
         raise EntryPointError(f"{field} {entry_point!r}: importing {where} raised {type(exc).__name__}: {exc}"
                               ) from None
+
+
+@contextlib.contextmanager
+def _first_on_path(folder: str) -> Iterator[None]:
+    """``folder`` first on ``sys.path`` while a file of it is imported, as ``python file.py`` has it, so that
+    the file's own imports find its neighbours; taken off again after, so that a worker's import path (and a
+    notebook's) changes no further than the import of a file it trusts."""
+    sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):  # already gone if the file took it off itself
+            sys.path.remove(folder)
 
 
 def _importable(entry_point: str) -> bool:

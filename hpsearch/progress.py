@@ -11,10 +11,12 @@ from optuna.trial import FrozenTrial, TrialState
 from rich import box
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from hpsearch.checks import CheckResult
+from hpsearch.checks import FAIL, PASS, SKIP, WARN, CheckResult
+from hpsearch.config import applicable_settings
 from hpsearch.search.coarse_to_fine import stage_label
 from hpsearch.search.records import own_trials, read_trial
 from hpsearch.search.summary import StudyRow, stored_study_table
@@ -25,6 +27,7 @@ __all__ = ["EpochTable", "StudyProgress", "format_params", "print_checks", "prin
            "print_trials"]
 
 _COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+_CHECK_COLOURS = {PASS: "green", WARN: "yellow", FAIL: "red", SKIP: "cyan"}
 _EPOCH_COLUMNS = ("epoch", "train_loss", "val_loss", "val_acc", "lr", "grad_norm", "samples/s", "sec")
 
 
@@ -154,9 +157,9 @@ def print_trial(console: Console, study: optuna.Study, trial: FrozenTrial) -> No
         console.print(f"retry of trial {retried}" + (f", resumed from epoch {stored.resumed_from_epoch}"
                                                       if stored.resumed_from_epoch else ""))
     console.print(f"params: {format_params(trial.params) or '-'}")
-    config = stored.config
+    config = applicable_settings(stored.config or {})  # not the mlp's hidden for a user's model, and so on
     if config:
-        console.print("config: " + ", ".join(f"{key}={value}" for key, value in config.items()))
+        console.print("config: " + escape(", ".join(f"{key}={value}" for key, value in config.items())))
     extras = [f"{key} {value}" for key, value in (("worker", stored.worker), ("checkpoint", stored.checkpoint))
               if value is not None]
     if stored.seconds is not None:
@@ -176,13 +179,17 @@ def print_trial(console: Console, study: optuna.Study, trial: FrozenTrial) -> No
 
 
 def print_checks(console: Console, results: list[CheckResult]) -> None:
-    """One line per check, PASS/WARN/FAIL with measured and expected values; advice under the others."""
-    colours = {"PASS": "green", "WARN": "yellow", "FAIL": "red"}
+    """One line per check, PASS/WARN/FAIL with measured and expected values and advice under the others;
+    SKIP with why the check could not run and what to look at instead."""
     for result in results:
-        console.print(f"[{colours[result.outcome]}]{result.outcome}[/] {result.name}: {result.measured} "
-                      f"(expected {result.expected})", highlight=False)
-        if result.outcome != "PASS":
-            console.print(f"     usually means: {result.meaning}; try: {result.advice}", highlight=False)
+        tag = f"[{_CHECK_COLOURS[result.outcome]}]{result.outcome}[/] {escape(result.name)}: "
+        if result.outcome == SKIP:
+            console.print(tag + escape(result.meaning), highlight=False)
+            console.print(f"     instead: {escape(result.advice)}", highlight=False)
+            continue
+        console.print(tag + escape(f"{result.measured} (expected {result.expected})"), highlight=False)
+        if result.outcome != PASS:
+            console.print(escape(f"     usually means: {result.meaning}; try: {result.advice}"), highlight=False)
 
 
 def print_studies(console: Console, rows: list[StudyRow]) -> None:

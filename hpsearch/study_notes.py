@@ -11,6 +11,7 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage
 
+from hpsearch.config import applicable_settings
 from hpsearch.diagnosis import label_summary, range_advice
 from hpsearch.lr_finder import LRFinderResult
 from hpsearch.search.pruners import learns_its_warmup
@@ -44,7 +45,8 @@ def study_note(name: str, storage: BaseStorage) -> str:
     if best:
         study, trial = best[0]
         lines += ["", f"Best: trial {trial.number} of `{study.study_name}`, value {trial.value:.4g}", "",
-                  "```json", json.dumps(read_trial(trial).config or trial.params, indent=2), "```"]
+                  "```json", json.dumps(applicable_settings(read_trial(trial).config or {}) or trial.params, indent=2),
+                  "```"]
     else:
         lines.append("No trial has completed yet.")
     return "\n".join(lines)

@@ -19,6 +19,7 @@ from optuna.distributions import FloatDistribution
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from hpsearch.config import applicable_settings
 from hpsearch.errors import HPSearchError
 from hpsearch.report import (
     StageRange,
@@ -177,7 +178,7 @@ def _index(name: str, family: list[optuna.Study], trials: list[FrozenTrial], rep
         lines += [f"Trial {trial.number} of `{study.study_name}`: {table.get('metric', 'value')} "
                   f"**{trial.value:.4g}**; run it again with `hpsearch export {name} --out best.json` and "
                   "`hpsearch train --config best.json`.", "", "```json",
-                  json.dumps(read_trial(trial).config or trial.params, indent=2), "```"]
+                  json.dumps(applicable_settings(read_trial(trial).config or {}) or trial.params, indent=2), "```"]
     else:
         lines.append("No trial completed, so there is no best configuration: every trial was pruned or failed.")
     for key, path in report.figures.items():

@@ -25,10 +25,11 @@ from hpsearch.entry_points import resolve
 from hpsearch.errors import ConfigError, TaskError
 from hpsearch.models import MODELS
 
-__all__ = ["LossFunction", "build_loss", "build_model", "build_optimizer", "check_precision", "check_task", "eval_loss",
-           "is_classification", "load_task_data"]
+__all__ = ["ADAM_BETAS", "LossFunction", "build_loss", "build_model", "build_optimizer", "check_precision",
+           "check_task", "eval_loss", "is_classification", "load_task_data"]
 
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+ADAM_BETAS = (0.9, 0.999)  # torch's own, where a config leaves beta1 or beta2 unset
 
 
 def load_task_data(config: TrainConfig, device: torch.device | None = None) -> TaskData:
@@ -83,7 +84,8 @@ def build_optimizer(model: nn.Module, config: TrainConfig, device: torch.device)
         return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay, momentum=config.momentum or 0.0,
                                nesterov=config.nesterov, foreach=True)
     kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    betas = (0.9 if config.beta1 is None else config.beta1, 0.999 if config.beta2 is None else config.beta2)
+    beta1, beta2 = ADAM_BETAS
+    betas = (beta1 if config.beta1 is None else config.beta1, beta2 if config.beta2 is None else config.beta2)
     try:
         return kind(params, lr=config.lr, weight_decay=config.weight_decay, betas=betas,
                     fused=device.type in ("cuda", "cpu", "mps"))

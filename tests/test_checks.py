@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 import torch
+from rich.console import Console
 from torch import nn
 from typer.testing import CliRunner
 
 import hpsearch.step
-from hpsearch.checks import FAIL, PASS, WARN, run_checks
+from hpsearch.checks import FAIL, PASS, SKIP, WARN, CheckResult, run_checks
 from hpsearch.cli import app
 from hpsearch.config import TrainConfig
 from hpsearch.data import Data
 from hpsearch.models import MLP, MODELS
+from hpsearch.progress import print_checks
 
 HEALTHY = TrainConfig(lr=1e-4, hidden=(64, 32))
 
@@ -96,3 +100,24 @@ def test_check_command_exit_codes_and_json(monkeypatch: pytest.MonkeyPatch) -> N
     broken = runner.invoke(app, ["check", "--model", "detached-head", "--hidden", "64,32"])
     assert broken.exit_code == 1
     assert "FAIL gradients" in broken.stdout and "usually means" in broken.stdout
+
+
+@pytest.mark.parametrize("outcome", [PASS, WARN, FAIL, SKIP])
+def test_every_outcome_prints_as_one_line_with_its_advice_under_it(outcome: str) -> None:
+    result = CheckResult("initial loss", outcome, "2.31", "~2.30", "the loss is not what it should be", "look at it")
+    out = io.StringIO()
+    print_checks(Console(file=out, width=200), [result])
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith(f"{outcome} initial loss: ")
+    assert ("look at it" in out.getvalue()) == (outcome != PASS)
+
+
+def test_check_with_a_custom_loss_file_prints_its_skipped_check(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "myloss.py").write_text("import torch.nn.functional as F\n\n\n"
+                                        "def ce(output, target):\n    return F.cross_entropy(output, target)\n")
+    monkeypatch.chdir(tmp_path)
+    done = CliRunner().invoke(app, ["check", "--loss", "myloss.py:ce", "--lr", "1e-4", "--hidden", "64,32"])
+    assert done.exit_code == 0, done.output
+    assert "SKIP initial loss" in done.stdout and "custom loss 'myloss.py:ce'" in done.stdout
+    assert "PASS overfit one batch" in done.stdout

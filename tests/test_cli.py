@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
+import os
 import re
 import socket
 import subprocess
@@ -13,6 +16,11 @@ import pytest
 from typer.testing import CliRunner
 
 from hpsearch.cli import app
+from hpsearch.config import TrainConfig
+from hpsearch.search.space import DEFAULT_SPACE
+from hpsearch.spec import DEFAULT_TRIALS, CoarseToFine, StudySpec
+from hpsearch.storage import DEFAULT_STORAGE
+from hpsearch.task import ADAM_BETAS
 
 runner = CliRunner()
 
@@ -121,6 +129,57 @@ def test_help_exits_0(args: list[str]) -> None:
     assert code == 0 and "Usage" in out
 
 
+LR, WD = (next(p for p in DEFAULT_SPACE.params if p.name == name) for name in ("lr", "weight_decay"))
+# A flag left out is "not given" (a spec or a stored spec wins); --help shows what it then stands for.
+HELP_DEFAULTS = [
+    ("run", "--strategy", StudySpec.strategy),
+    ("run", "--n-trials", f"{DEFAULT_TRIALS}"),
+    ("run", "--epochs", f"{TrainConfig.epochs}"),
+    ("run", "--lr-range", f"{LR.low:g} {LR.high:g}"),
+    ("run", "--wd-range", f"{WD.low:g} {WD.high:g}"),
+    ("run", "--pruner", f"{StudySpec.pruner}; coarse-to-fine: {CoarseToFine.fine_pruner}"),
+    ("run", "--batch-size", f"{TrainConfig.batch_size}"),
+    ("run", "--lr", f"{TrainConfig.lr:g}"),
+    ("run", "--metric", StudySpec.metric),
+    ("run", "--seed", f"{StudySpec.seed}"),
+    ("run", "--grid-points", f"{StudySpec.grid_points}"),
+    ("run", "--storage", DEFAULT_STORAGE),
+    ("train", "--hidden", ",".join(map(str, TrainConfig.hidden))),
+    ("train", "--weight-decay", f"{TrainConfig.weight_decay:g}"),
+    ("train", "--schedule", TrainConfig.schedule),
+    ("train", "--seed", f"{TrainConfig.seed}"),
+    ("train", "--beta2", f"{ADAM_BETAS[1]:g}"),
+    ("lr-find", "--optimizer", TrainConfig.optimizer),
+    ("check", "--dataset", TrainConfig.dataset),
+]
+
+
+@functools.cache
+def help_rows(command: str) -> dict[str, str]:
+    """``command --help`` wide enough for one line an option, by flag."""
+    done = runner.invoke(app, [command, "--help"], env={"COLUMNS": "400"})
+    assert done.exit_code == 0, done.output
+    return {match.group(1): line for line in done.stdout.splitlines() if (match := re.match(r"│ (--[a-z0-9-]+)", line))}
+
+
+@pytest.mark.parametrize(("command", "flag", "default"), HELP_DEFAULTS, ids=[f"{c} {f}" for c, f, _ in HELP_DEFAULTS])
+def test_help_shows_the_default_a_left_out_flag_stands_for(command: str, flag: str, default: str) -> None:
+    assert re.search(rf"\[default: {re.escape(default)}[];]", help_rows(command)[flag]), help_rows(command)[flag]
+
+
+@pytest.mark.parametrize("name", sorted(f.name for f in dataclasses.fields(TrainConfig)
+                                        if f.name not in ("data_dir", "model_args", "seed")))
+def test_every_training_flag_shows_a_default(name: str) -> None:
+    assert "[default: " in help_rows("train")["--" + name.replace("_", "-")]
+
+
+@pytest.mark.parametrize(("command", "flag", "default"), [row for row in HELP_DEFAULTS if row[:2] in (
+    ("run", "--strategy"), ("run", "--n-trials"), ("run", "--epochs"), ("run", "--lr-range"), ("run", "--wd-range"),
+    ("run", "--batch-size"), ("run", "--lr"))])
+def test_the_readme_states_the_defaults_of_run(command: str, flag: str, default: str) -> None:
+    assert f"`{flag} {default}`" in (Path(__file__).parents[1] / "README.md").read_text()
+
+
 # --- studies ------------------------------------------------------------------------------------
 
 STUDY_ARGS = ["--epochs", "2", "--hidden", "32", "--quiet"]
@@ -151,6 +210,31 @@ def test_run_studies_show_export_and_train_again(tmp_path: Path) -> None:
     code, out, _ = invoke("train", "--config", str(best), "--json")
     assert code == 0
     assert json.loads(out)["val_loss"] == record["value"]
+
+
+WIDE_SPEC = """
+[space]
+lr = {low = 1e-4, high = 1e-2, log = true}
+weight_decay = {low = 1e-5, high = 1e-2, log = true}
+schedule = {choices = ["constant", "cosine", "warmup-cosine"]}
+warmup = {low = 0.0, high = 0.2}
+"""
+
+
+def test_piped_output_keeps_every_column_and_each_row_on_one_line(tmp_path: Path) -> None:
+    storage, spec = f"sqlite:///{tmp_path / 'hp.db'}", tmp_path / "wide.toml"
+    spec.write_text(WIDE_SPEC)
+    code, _, err = invoke("run", "--spec", str(spec), "--strategy", "random", "--n-trials", "2", "--study", "wide",
+                          "--storage", storage, "--epochs", "1", "--hidden", "8", "--no-check", "--quiet")
+    assert code == 0, err
+    env = {key: value for key, value in os.environ.items() if key != "COLUMNS"}
+    done = subprocess.run([sys.executable, "-m", "hpsearch", "show", "wide", "--storage", storage], env=env,
+                          capture_output=True, text=True, timeout=300, check=False)  # stdout a pipe, not a terminal
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.split() == ["trial", "val_loss", "params", "epochs", "seconds"] for line in lines), done.stdout
+    rows = [line for line in lines if "lr=" in line]
+    assert len(rows) == 2 and all(re.search(r"warmup=\S+\s+1\s+\d+\.\d$", row.rstrip()) for row in rows), done.stdout
 
 
 def test_run_with_a_spec_file_and_flags_winning(tmp_path: Path) -> None:

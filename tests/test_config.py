@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from hpsearch.config import TrainConfig, load_config_file, parse_model_arg
+from hpsearch.config import TrainConfig, applicable_settings, load_config_file, parse_model_arg
 from hpsearch.errors import ConfigError
 
 
@@ -122,3 +122,24 @@ def test_the_mlp_takes_hidden_from_model_args_before_the_shorthand() -> None:
     assert TrainConfig(hidden=(32,)).model_kwargs() == {"hidden": (32,)}
     assert TrainConfig(hidden=(32,), model_args={"hidden": "16,8"}).model_kwargs() == {"hidden": "16,8"}
     assert TrainConfig(model="cnn", model_args={"width": 4}).model_kwargs() == {"width": 4}
+
+
+@pytest.mark.parametrize(("changes", "left_out", "kept"), [
+    ({}, {"data_dir", "download", "momentum", "nesterov", "step_size", "gamma", "warmup", "decay_fraction",
+          "min_lr_ratio"}, {"hidden", "val_fraction", "beta1", "beta2", "label_smoothing"}),
+    ({"model": "usertask.py:cnn", "dataset": "usertask.py:load"}, {"hidden", "val_fraction"}, {"model_args"}),
+    ({"dataset": "npz:data.npz"}, {"data_dir"}, {"val_fraction", "hidden"}),
+    ({"dataset": "mnist"}, set(), {"data_dir", "download", "val_fraction"}),
+    ({"optimizer": "sgd", "momentum": 0.9}, {"beta1", "beta2"}, {"momentum", "nesterov"}),
+    ({"loss": "mse"}, {"label_smoothing"}, {"loss"}),
+    ({"schedule": "step"}, {"warmup", "min_lr_ratio", "decay_fraction"}, {"step_size", "gamma"}),
+    ({"schedule": "wsd"}, {"step_size", "gamma"}, {"warmup", "min_lr_ratio", "decay_fraction"}),
+])
+def test_a_shown_config_leaves_out_the_settings_that_do_not_apply(changes: dict[str, object], left_out: set[str],
+                                                                  kept: set[str]) -> None:
+    full = {**TrainConfig().to_dict(), **changes}
+    shown = applicable_settings(full)
+    assert not left_out & set(shown) and kept <= set(shown)
+    assert {key: full[key] for key in shown} == shown  # values as stored, in their order
+    assert TrainConfig.from_mapping(shown) == TrainConfig.from_mapping(full).replace(
+        **{key: getattr(TrainConfig, key) for key in left_out})  # what is left out is at its default or unused

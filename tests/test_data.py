@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import pickle
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +173,31 @@ def test_regression_targets_keep_their_shape_and_size_the_output() -> None:
     x, y = np.zeros((6, 3)), np.arange(12, dtype=np.float32).reshape(6, 2)
     data = from_arrays(x, y, x, y, targets="values")
     assert data.num_classes == 2 and not data.classification and data.y_train.dtype == torch.float32
+
+
+READ_ONLY_LOAD = """
+import numpy as np
+from hpsearch.data import from_arrays
+rng = np.random.default_rng(0)
+arrays = [rng.standard_normal((40, 3)).astype(np.float32), rng.integers(0, 2, 40),
+          rng.standard_normal((10, 3)).astype(np.float32), rng.integers(0, 2, 10)]
+if {pandas}:
+    import pandas as pd
+    arrays = [pd.DataFrame(a) if a.ndim == 2 else pd.Series(a) for a in arrays]
+else:
+    for a in arrays:
+        a.setflags(write=False)  # what DataFrame.to_numpy() gives under copy-on-write
+data = from_arrays(*arrays, normalize=False)
+assert data.n_train == 40 and data.num_classes == 2
+"""
+
+
+@pytest.mark.parametrize("pandas", [False, True], ids=["read-only arrays", "pandas DataFrames"])
+def test_read_only_arrays_and_dataframes_load_without_a_warning(pandas: bool) -> None:
+    # In a fresh process: torch warns about a read-only array once per process only.
+    if pandas:
+        pytest.importorskip("pandas")
+    done = subprocess.run([sys.executable, "-W", "error", "-c", READ_ONLY_LOAD.format(pandas=pandas)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -16,6 +19,7 @@ from hpsearch import StudySpec, TrainConfig, run_study, train
 from hpsearch.checks import FAIL, PASS, run_checks
 from hpsearch.cli import app
 from hpsearch.data import Data, StreamData
+from hpsearch.entry_points import resolve
 from hpsearch.errors import ConfigError, EntryPointError
 from hpsearch.search.records import read_trial
 from hpsearch.search.space import SearchSpace
@@ -185,6 +189,36 @@ def test_a_module_entry_point_resolves_like_a_file(task_dir: Path, monkeypatch: 
     assert result.status == "completed"
 
 
+USERPROJECT = Path(__file__).with_name("userproject")  # extra.py does `from shapes import load`
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Path]:
+    """A copy of tests/userproject as <tmp>/project/sub; ``shapes`` is forgotten again after the test."""
+    shutil.copytree(USERPROJECT, tmp_path / "project" / "sub")
+    yield tmp_path / "project"
+    sys.modules.pop("shapes", None)
+
+
+def test_an_entry_point_file_imports_its_neighbours_and_leaves_sys_path_as_it_was(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(project)
+    path_before = list(sys.path)
+    x_train, *_ = resolve("sub/extra.py:load", "dataset")()
+    assert x_train.shape == (240, 8)
+    assert sys.path == path_before
+
+
+def test_the_cli_imports_an_entry_point_files_neighbours_from_another_folder(project: Path) -> None:
+    elsewhere = project.parent / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run([sys.executable, "-m", "hpsearch", "train", "--dataset",
+                           f"{project / 'sub' / 'extra.py'}:load", "--epochs", "1", "--hidden", "8", "--json"],
+                          cwd=elsewhere, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "completed"
+
+
 def test_check_and_lr_find_run_on_a_users_task(task_dir: Path) -> None:
     common = ["--model", "usertask.py:cnn", "--dataset", "usertask.py:load"]
     code, out, err = invoke("check", *common, "--json")
@@ -248,8 +282,14 @@ def test_show_report_and_artifacts_work_on_a_users_regression(task_dir: Path) ->
     assert "trials diagnosed" in out
     code, out, err = invoke("show", "usertask-random", "--trial", "0", *common)
     assert code == 0 and "usertask.py:regressor" in out, err
+    [config_line] = [line for line in out.splitlines() if line.startswith("config: ")]
+    # The built-in mlp's hidden, the split of built-in data and cross-entropy's smoothing do not apply.
+    assert all(f"{name}=" not in config_line for name in ("hidden", "val_fraction", "label_smoothing")), config_line
     code, out, err = invoke("report", "usertask-random", "--out", "report", *common)
     assert code == 0, err
+    assert '"hidden"' not in (task_dir / "report" / "index.md").read_text()
+    assert invoke("export", "usertask-random", "--out", "best.json", *common)[0] == 0
+    assert "hidden" in json.loads((task_dir / "best.json").read_text())["config"]  # complete: it reproduces alone
     assert (task_dir / "report" / "learning_curves.png").is_file() and (task_dir / "report" / "index.md").is_file()
     assert list((task_dir / "hp-artifacts").iterdir())  # each trial's learning curve, with no accuracy axis
 

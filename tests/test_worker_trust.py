@@ -104,6 +104,17 @@ def test_a_worker_that_cannot_import_its_entry_point_stops_before_any_trial(task
     assert optuna.load_study(study_name="gone", storage=open_storage(storage, heartbeat=None)).trials == []
 
 
+def test_a_worker_imports_a_trusted_files_neighbours(task_dir: Path) -> None:
+    shutil.copytree(Path(__file__).with_name("userproject"), task_dir / "sub")  # extra.py: from shapes import load
+    storage = f"sqlite:///{task_dir / 'hp.db'}"
+    spec = StudySpec(name="neighbours", strategy="random", n_trials=1, pruner="none", space=SPACE,
+                     train=TrainConfig(dataset="sub/extra.py:load", epochs=1, hidden=(8,)))
+    _create_or_load(spec, open_storage(storage), None, None)
+    done = hpsearch("worker", "neighbours", "--storage", storage, "--quiet", cwd=task_dir)
+    assert done.returncode == 0, done.stderr
+    assert len(completed(storage, "neighbours")) == 1
+
+
 @pytest.mark.parametrize(("entry_point", "trusted", "allowed"), [
     ("mytask.py:net", (), True),
     ("models/mytask.py:net", (), True),
