@@ -31,7 +31,7 @@ from hpsearch.errors import ConfigError
 from hpsearch.schedules import lr_multipliers
 from hpsearch.stacked_mlp import StackedMLP
 from hpsearch.status import Status
-from hpsearch.task import build_model
+from hpsearch.task import build_model, chance_level
 from hpsearch.training import DIVERGENCE_CHECK_EVERY, EpochMetrics, TrainResult, _divergence, check_batch_size
 
 __all__ = ["BatchedTrainer", "train_batched"]
@@ -168,7 +168,8 @@ class BatchedTrainer:
         status = Status.COMPLETED if member.status in (Status.RUNNING, Status.COMPLETED) else member.status
         return TrainResult(config=member.config, status=status, reason=member.reason, history=member.history,
                            initial_loss=member.initial_loss, num_params=sum(p[index].numel() for p in stack.params),
-                           device=str(self.device), seconds=time.perf_counter() - member.started, model=nn.Identity())
+                           device=str(self.device), seconds=time.perf_counter() - member.started, model=nn.Identity(),
+                           chance=chance_level(member.config, self.data))
 
     def _each(self, work: Callable[[StackedMLP], _T], stacks: list[StackedMLP]) -> list[_T]:
         """``work`` on every stack: in this thread for one stack, else one thread per stack, one core each."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,15 +19,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from hpsearch.config import TrainConfig
-from hpsearch.data import ANY, CLASSES, VALUES, TaskData, place
+from hpsearch.data import ANY, CLASSES, VALUES, Data, TaskData, place
 from hpsearch.datasets import load_data
 from hpsearch.devices import resolve_device
 from hpsearch.entry_points import resolve
 from hpsearch.errors import ConfigError, TaskError
 from hpsearch.models import MODELS
 
-__all__ = ["ADAM_BETAS", "LossFunction", "build_loss", "build_model", "build_optimizer", "check_precision",
-           "check_task", "eval_loss", "is_classification", "load_task_data"]
+__all__ = ["ADAM_BETAS", "ChanceLevel", "LossFunction", "build_loss", "build_model", "build_optimizer",
+           "chance_level", "check_precision", "check_task", "eval_loss", "is_classification", "load_task_data"]
 
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 ADAM_BETAS = (0.9, 0.999)  # torch's own, where a config leaves beta1 or beta2 unset
@@ -156,3 +157,40 @@ def initial_loss_expected(config: TrainConfig, data: TaskData, y: torch.Tensor) 
     if config.loss == "mse":
         return float((y.float() ** 2).mean()), "~mean(target^2)"
     return None
+
+
+@dataclass(frozen=True)
+class ChanceLevel:
+    """What a model that learned nothing scores on a task: ``loss``, the training loss of predicting the
+    class shares (cross-entropy: their entropy, log(C) when balanced) or the targets' mean (mse: their
+    variance); ``accuracy``, the validation share of the largest class, what predicting one class gets.
+    None where it is not known: a custom loss has no known chance loss, a regression no accuracy."""
+
+    loss: float | None = None
+    accuracy: float | None = None
+
+
+def chance_level(config: TrainConfig, data: TaskData) -> ChanceLevel | None:
+    """The chance level of ``config``'s task, from the labels when they are tensors; a streamed dataset is
+    not read for it, and is taken as balanced (log(C), 1/C: a collapsed run on unbalanced classes then
+    goes unnoticed rather than a healthy one flagged). None when nothing is known."""
+    classification = is_classification(config, data)
+    if not isinstance(data, Data):
+        c = data.num_classes
+        known = ChanceLevel(loss=math.log(c) if config.loss == "cross-entropy" else None,
+                            accuracy=1 / c if classification else None)
+        return known if known != ChanceLevel() else None
+    loss = None
+    if classification:
+        train_shares = _shares(data.y_train, data.num_classes)
+        if config.loss == "cross-entropy":
+            loss = float(-(train_shares * train_shares.clamp_min(1e-12).log()).sum())
+        return ChanceLevel(loss=loss, accuracy=float(_shares(data.y_val, data.num_classes).max()))
+    if config.loss == "mse" and data.n_train > 1:
+        loss = float(data.y_train.float().reshape(data.n_train, -1).var(dim=0, unbiased=False).mean())
+    return ChanceLevel(loss=loss) if loss is not None else None
+
+
+def _shares(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    counts = torch.bincount(labels.long().reshape(-1).clamp(0, num_classes - 1), minlength=num_classes).double()
+    return counts / counts.sum().clamp_min(1)

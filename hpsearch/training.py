@@ -27,7 +27,7 @@ from hpsearch.schedules import build_scheduler
 from hpsearch.status import Status
 from hpsearch.step import Stepper, evaluate
 from hpsearch.strict_json import finite_or_none
-from hpsearch.task import build_model, eval_loss, is_classification, load_task_data
+from hpsearch.task import ChanceLevel, build_model, chance_level, eval_loss, is_classification, load_task_data
 
 __all__ = ["EpochMetrics", "Reporter", "TrainResult", "check_batch_size", "config_data", "train"]
 
@@ -71,6 +71,7 @@ class TrainResult:
     seconds: float
     model: nn.Module = field(repr=False, compare=False)
     resumed_from: int = 0  # the checkpoint's epoch when the run continued from one
+    chance: ChanceLevel | None = None  # what learning nothing scores on the task, for the diagnosis
 
     @property
     def final(self) -> EpochMetrics | None:
@@ -166,7 +167,8 @@ def train(
             break
     return TrainResult(config=config, status=status, reason=reason, history=history, initial_loss=initial_loss,
                        num_params=count_parameters(model), device=str(device),
-                       seconds=time.perf_counter() - started, model=model, resumed_from=state.epoch)
+                       seconds=time.perf_counter() - started, model=model, resumed_from=state.epoch,
+                       chance=chance_level(config, data))
 
 
 def config_data(config: TrainConfig, device: torch.device) -> TaskData:

@@ -14,12 +14,13 @@ from torch import nn
 from typer.testing import CliRunner
 
 import hpsearch.step
-from hpsearch.checks import FAIL, PASS, SKIP, WARN, CheckResult, run_checks
+from hpsearch.checks import FAIL, PASS, SKIP, WARN, CheckResult, check_update_ratio, run_checks
 from hpsearch.cli import app
 from hpsearch.config import TrainConfig
 from hpsearch.data import Data
 from hpsearch.models import MLP, MODELS
 from hpsearch.progress import print_checks
+from hpsearch.task import load_task_data
 
 HEALTHY = TrainConfig(lr=1e-4, hidden=(64, 32))
 
@@ -79,6 +80,20 @@ def test_weight_decay_that_is_never_applied_fails(digits: Data, monkeypatch: pyt
 @pytest.mark.parametrize("lr", [1e-8, 0.5])
 def test_update_ratio_warns_far_from_its_healthy_size(lr: float, digits: Data) -> None:
     assert outcomes(HEALTHY.replace(lr=lr), digits)["update/weight ratio"] == WARN
+
+
+CNN_DIGITS = TrainConfig(model="examples/cnn_digits.py:net", dataset="examples/cnn_digits.py:load", batch_size=64)
+
+
+@pytest.mark.parametrize(("lr", "outcome"), [(3e-3, PASS), (3e-2, WARN)])
+def test_update_ratio_is_quiet_at_the_readme_cnns_best_lr_and_warns_ten_times_above(
+        lr: float, outcome: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's example: a search's best lrs on it are 2e-3 to 6e-3 (AdamW); ten times that overshoots."""
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+    config = CNN_DIGITS.replace(lr=lr)
+    result = check_update_ratio(config, load_task_data(config))
+    assert result.outcome == outcome, result.measured
+    assert "conv weights" in result.measured and "linear weights" in result.measured
 
 
 def test_unnormalized_or_unbalanced_data_warns(digits: Data) -> None:

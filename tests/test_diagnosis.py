@@ -3,26 +3,105 @@ pre-flight check."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from pathlib import Path
 
 import optuna
 import pytest
+import torch
+from torch.utils.data import TensorDataset
 from typer.testing import CliRunner
 
 from hpsearch.cli import app
 from hpsearch.config import TrainConfig
-from hpsearch.data import Data
+from hpsearch.data import Data, StreamData
 from hpsearch.diagnosis import diagnose, label_summary, range_advice
 from hpsearch.models import MODELS
+from hpsearch.search.objective import record_result
 from hpsearch.search.records import RECORD_ATTR, TrialRecord, read_trial
 from hpsearch.search.runner import run_study
 from hpsearch.search.space import SearchSpace
 from hpsearch.spec import StudySpec
+from hpsearch.task import ChanceLevel, chance_level
+from hpsearch.training import EpochMetrics, train
 
 
-def curve(train: list[float], val: list[float] | None = None) -> list[dict[str, float]]:
-    return [{"epoch": i + 1, "train_loss": t, "val_loss": v} for i, (t, v) in enumerate(zip(train, val or train,
-                                                                                           strict=True))]
+def curve(train: list[float], val: list[float] | None = None, acc: list[float] | None = None,
+          ) -> list[dict[str, float | None]]:
+    accuracies: list[float | None] = list(acc) if acc else [None] * len(train)
+    return [{"epoch": i + 1, "train_loss": t, "val_loss": v, "val_acc": a}
+            for i, (t, v, a) in enumerate(zip(train, val or train, accuracies, strict=True))]
+
+
+THREE_CLASSES = ChanceLevel(loss=math.log(3), accuracy=1 / 3)
+TEN_CLASSES = ChanceLevel(loss=math.log(10), accuracy=0.1)
+# The issue's two dead networks: a CNN on 3 classes, a LeNet on 10 digits at lr 0.05.
+DEAD_CNN = curve([2.73, 1.096, 1.099], [1.2, 1.1, 1.1], [0.39, 0.35, 0.32])
+DEAD_LENET = curve([2.61, 2.33, 2.305], [2.31, 2.302, 2.303], [0.11, 0.1, 0.11])
+
+
+@pytest.mark.parametrize(("history", "chance"), [(DEAD_CNN, THREE_CLASSES), (DEAD_LENET, TEN_CLASSES)],
+                         ids=["cnn-3-classes", "lenet-10-classes"])
+def test_a_run_that_fell_to_the_chance_level_is_stuck_whatever_it_fell_from(
+        history: list[dict[str, float | None]], chance: ChanceLevel) -> None:
+    diagnosis = diagnose(history, "completed", chance)
+    assert diagnosis.label == "STUCK" and "chance level" in diagnosis.rule
+    assert diagnose(history, "completed").label == "OK"  # no chance level known (a custom loss): no chance rule
+
+
+@pytest.mark.parametrize(("history", "chance", "label"), [
+    # STUCK_IMPROVEMENT 0.05: fell 4.5% / 5.5% of its first value
+    (curve([2.0, 1.91]), None, "STUCK"),
+    (curve([2.0, 1.89]), None, "OK"),
+    # CLIMB_FACTOR 1.5: the last loss 1.55x / 1.45x its best
+    (curve([4.0, 1.0, 1.55]), None, "DIVERGING"),
+    (curve([4.0, 1.0, 1.45]), None, "OK"),
+    # OSCILLATION_RISE 0.05: two rises of 6% / 4%
+    (curve([3.0, 2.0, 2.12, 1.5, 1.59, 1.0]), None, "OSCILLATING"),
+    (curve([3.0, 2.0, 2.08, 1.5, 1.56, 1.0]), None, "OK"),
+    # OVERFIT_FACTOR 1.2: validation loss 1.25x / 1.15x its best while training loss falls
+    (curve([2.0, 1.0, 0.5, 0.2], [2.0, 1.0, 1.1, 1.25]), None, "OVERFITTING"),
+    (curve([2.0, 1.0, 0.5, 0.2], [2.0, 1.0, 1.1, 1.15]), None, "OK"),
+    # CHANCE_LOSS_SHARE 0.05: the last training loss 4% / 6% under log(3)
+    (curve([2.0, 0.96 * math.log(3)], acc=[0.9, 0.9]), THREE_CLASSES, "STUCK"),
+    (curve([2.0, 0.94 * math.log(3)], acc=[0.9, 0.9]), THREE_CLASSES, "OK"),
+    # CHANCE_ACCURACY_SHARE 0.1: accuracy 18% / 20% on 10 classes (ceiling 19%)
+    (curve([2.0, 1.0], acc=[0.15, 0.18]), TEN_CLASSES, "STUCK"),
+    (curve([2.0, 1.0], acc=[0.15, 0.20]), TEN_CLASSES, "OK"),
+], ids=["stuck-in", "stuck-out", "climb-in", "climb-out", "oscillation-in", "oscillation-out", "overfit-in",
+        "overfit-out", "chance-loss-in", "chance-loss-out", "chance-accuracy-in", "chance-accuracy-out"])
+def test_each_threshold_sits_between_a_curve_just_inside_and_one_just_outside(
+        history: list[dict[str, float | None]], chance: ChanceLevel | None, label: str) -> None:
+    assert diagnose(history, "completed", chance).label == label
+
+
+def test_the_chance_level_comes_from_the_task(digits: Data) -> None:
+    classes = torch.bincount(digits.y_train, minlength=10).double() / digits.n_train
+    level = chance_level(TrainConfig(), digits)
+    assert level is not None and level.loss == pytest.approx(float(-(classes * classes.log()).sum()))
+    assert level.loss == pytest.approx(math.log(10), rel=0.01)
+    assert level.accuracy == pytest.approx(float(torch.bincount(digits.y_val).max()) / digits.n_val)
+    custom = chance_level(TrainConfig(loss="mylosses:ce"), digits)
+    assert custom == ChanceLevel(loss=None, accuracy=level.accuracy)  # a custom loss: only the accuracy is known
+    values = Data(digits.x_train, digits.y_train.float() * 2, digits.x_val, digits.y_val.float(), 1, "values",
+                  classification=False)
+    assert chance_level(TrainConfig(loss="mse"), values) == ChanceLevel(loss=pytest.approx(
+        float((digits.y_train.float() * 2).var(unbiased=False))))
+    assert chance_level(TrainConfig(loss="mylosses:ce"), values) is None
+    streamed = StreamData(TensorDataset(digits.x_train, digits.y_train), TensorDataset(digits.x_val, digits.y_val),
+                          10, "streamed", digits.sample_shape)
+    assert chance_level(TrainConfig(), streamed) == ChanceLevel(loss=math.log(10), accuracy=0.1)
+
+
+def test_a_trial_record_is_diagnosed_against_its_task_chance_level(digits: Data) -> None:
+    result = train(TrainConfig(epochs=1, hidden=(16,)), digits)
+    assert result.chance == chance_level(TrainConfig(), digits)
+    epochs = [EpochMetrics(epoch=e["epoch"], train_loss=e["train_loss"], val_loss=e["val_loss"], val_acc=e["val_acc"],
+                           lr=0.05, grad_norm=1.0, samples_per_s=1.0, seconds=1.0) for e in DEAD_LENET]
+    dead = dataclasses.replace(result, history=epochs, chance=TEN_CLASSES)
+    recorded = record_result(TrialRecord(), dead, "val_loss")
+    assert recorded.diagnosis is not None and recorded.diagnosis["label"] == "STUCK"
 
 
 def test_the_label_counts_take_every_trial_though_stages_repeat_their_numbers() -> None:

@@ -26,13 +26,17 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
      r"goal <= 10%   met by \d of 3"),
     ("bench_rdb_reads.py", ["--rounds", "1", "--trials", "4"],
      r"SQLite storage cost per trial, LocalTrialsCache against Optuna's cache: -?\d+\.\d\dx"),
+    ("diagnosis_accuracy.py", ["--quick", "--tasks", "digits"],
+     r"lowest label precision or recall: \d+% \(goal >= 90%\); update/weight check quiet at the best lr on \d of 1 "
+     r"tasks, warning at 10x on \d of 1"),
 ])
 def test_a_benchmark_prints_its_table_and_key_ratio(script: str, args: list[str], key_ratio: str,
                                                     tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, str(SCRIPTS / script), *args], check=False, capture_output=True, text=True,
                           cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert re.search(r"^\s*strategy|^storage|^\s*n\s+trial-epochs", done.stdout, re.MULTILINE), done.stdout
+    table = r"^\s*strategy|^storage|^\s*n\s+trial-epochs|^\s*label\s+runs"
+    assert re.search(table, done.stdout, re.MULTILINE), done.stdout
     assert re.search(key_ratio, done.stdout), done.stdout
 
 

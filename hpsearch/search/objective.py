@@ -204,7 +204,7 @@ def record_result(record: TrialRecord, result: TrainResult, metric: str) -> Tria
         status, reason = Status.DIVERGED, f"{metric} is {value} after epoch {epochs_run}"
     else:
         status, reason = Status.COMPLETED, None
-    return replace(record, history=history, diagnosis=diagnose(history, result.status).to_dict(),
+    return replace(record, history=history, diagnosis=diagnose(history, result.status, result.chance).to_dict(),
                    seconds=result.seconds, resumed_from_epoch=result.resumed_from or None, status=status,
                    reason=reason)
 
