@@ -341,13 +341,16 @@ def run(
     from hpsearch.run import run_study
     from hpsearch.search.objective import TrialFiles
     from hpsearch.search.pool import WorkerPool
+    from hpsearch.search.runner import finished_in_family
     from hpsearch.search.space import DEFAULT_SPACE
-    from hpsearch.search.summary import best_with_study, load_family
+    from hpsearch.search.summary import best_with_study, find_family, load_family
     from hpsearch.spec import StudySpec, load_spec_file
     from hpsearch.storage import open_storage
     from hpsearch.study_notes import study_diagnosis
 
-    tables = load_spec_file(spec) if spec is not None else {}
+    connect = functools.partial(open_storage, storage, heartbeat=heartbeat, max_retries=max_retries, durable=durable)
+    optuna_storage = connect() if spec is None and study is not None else None
+    tables = load_spec_file(spec) if spec is not None else _stored_tables(study, pruner, optuna_storage)
     study_table = {**tables.get("study", {}), **_given(name=study, strategy=strategy, n_trials=n_trials,
                                                         timeout=timeout, metric=metric, pruner=pruner,
                                                         pruner_warmup=pruner_warmup, seed=seed,
@@ -361,7 +364,7 @@ def run(
     study_spec = StudySpec.from_mapping({**tables, "study": study_table, "train": train_table,
                                          **({"space": space_table} if space_table else {})},
                                         source=str(spec) if spec else "flags")
-    optuna_storage = open_storage(storage, heartbeat=heartbeat, max_retries=max_retries, durable=durable)
+    optuna_storage = optuna_storage if optuna_storage is not None else connect()
     files = TrialFiles(checkpoint_dir, artifact_folder(storage, artifact_dir) if artifacts else None)
     device_list = tuple(d.strip() for d in devices.split(",") if d.strip()) if devices else ()
     pool = None
@@ -369,13 +372,18 @@ def run(
         pool = WorkerPool(storage=storage or DEFAULT_STORAGE, jobs=jobs, devices=device_list, heartbeat=heartbeat,
                           max_retries=max_retries, durable=durable, files=files)
     _quiet_optuna()
-    with StudyProgress(console, study_spec, enabled=not quiet) as progress:
+    stored = find_family(study_spec.study_name, optuna_storage)
+    held, total = finished_in_family(stored), study_spec.total_trials
+    with StudyProgress(console, study_spec, enabled=not quiet and held < total, stored=stored) as progress:
         run_study(study_spec, optuna_storage, callbacks=[progress.on_trial], files=files, pool=pool, batch=batch,
                   preflight=preflight)
     family = load_family(study_spec.study_name, optuna_storage)
+    best = best_with_study(family, 5)
+    if held >= total:  # nothing ran: say so, and how to run more
+        console.print(_held_line(study_spec, held, best[0][1] if best else None, storage), highlight=False,
+                      soft_wrap=True)  # a command to copy: never broken over lines
     for line in study_diagnosis(family):
         console.print(line, highlight=False)
-    best = best_with_study(family, 5)
     if not quiet:
         print_trials(console, family, best, title=f"study {study_spec.study_name}: top {len(best)}")
     if best:
@@ -388,6 +396,32 @@ def run(
                           + (f" --storage {storage}" if storage else ""))
     else:
         console.print("no trial completed")
+
+
+def _stored_tables(study: str | None, pruner: Pruner | None, storage: Any) -> dict[str, Any]:
+    """The spec tables of ``run --study NAME`` without --spec: the stored study's, so that it goes on as it was
+    asked with the flags given over them; none for a new study."""
+    from hpsearch.search.runner import resume_tables
+    from hpsearch.search.summary import find_family
+
+    if study is None:
+        return {}
+    tables = resume_tables(study, find_family(study, storage))
+    if pruner is not None:  # the flag sets a coarse-to-fine family's fine pruner, as on a first run
+        tables.get("coarse_to_fine", {}).pop("fine_pruner", None)
+    return tables
+
+
+def _held_line(spec: Any, held: int, best: Any, storage: str | None) -> str:
+    """What a re-run of a study that holds its trials already says: how many, the best, how to run more."""
+    name, total = spec.study_name, spec.total_trials
+    found = f" (best {spec.metric} {best.value:.4g})" if best is not None else ""
+    count = f"its {held} trials" if held == total else f"{held} finished trials ({total} asked)"
+    if spec.strategy == "grid" and total == spec.replace(n_trials=None).total_trials:
+        return f"study {name} already holds {count}{found}, every point of its grid"
+    more = shlex.join(["hpsearch", "run", "--study", name, "--n-trials", str(total + 10),
+                       *(["--storage", storage] if storage else [])])
+    return f"study {name} already holds {count}{found}; run more with: {more}"
 
 
 # --- worker -------------------------------------------------------------------------------------

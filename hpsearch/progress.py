@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
@@ -17,6 +18,7 @@ from rich.table import Table
 
 from hpsearch.checks import FAIL, PASS, SKIP, WARN, CheckResult
 from hpsearch.config import applicable_settings
+from hpsearch.search.budget import finished_trials
 from hpsearch.search.coarse_to_fine import stage_label
 from hpsearch.search.records import own_trials, read_trial
 from hpsearch.search.summary import StudyRow, stored_study_table
@@ -83,16 +85,27 @@ class _TwoLineProgress(Progress):
 
 
 class StudyProgress:
-    """A progress bar for a study: trial n/N, elapsed, ETA; under it counts by outcome and the best so far."""
+    """A progress bar for a study: trial n/N, elapsed, ETA; under it counts by outcome and the best so far.
 
-    def __init__(self, console: Console, spec: StudySpec, enabled: bool = True) -> None:
+    ``stored``: the studies of the search as the storage held them before this run (a resumed study, the stages
+    of a coarse-to-fine family), whose trials the bar starts from rather than from 0.
+    """
+
+    def __init__(self, console: Console, spec: StudySpec, enabled: bool = True,
+                 stored: Sequence[optuna.Study] = ()) -> None:
         self.spec = spec
         self._progress = _TwoLineProgress(
             TextColumn("trial"), MofNCompleteColumn(), BarColumn(bar_width=30), TimeElapsedColumn(),
             TextColumn("eta"), TimeRemainingColumn(), console=console, disable=not enabled)
         self._task = self._progress.add_task("study", total=spec.total_trials)
         self._counts: dict[str, dict[TrialState, int]] = {}
+        self._finished: dict[str, int] = {}
         self._best: FrozenTrial | None = None
+        self._trials_seen = False
+        for study in stored:
+            for trial in own_trials(study, states=(TrialState.COMPLETE,)):
+                self._note_best(trial)
+            self._count(study)
 
     def __enter__(self) -> StudyProgress:
         self._progress.__enter__()
@@ -100,25 +113,33 @@ class StudyProgress:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None,
                  ) -> None:
-        if error is not None and not self._counts:  # refused before any trial: the error line alone, no empty bar
+        if error is not None and not self._trials_seen:  # refused before any trial: the error line alone, no bar
             self._progress.live.transient = True
         self._progress.__exit__(kind, error, tb)
 
     def on_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Optuna callback after each trial: move the bar and restate counts and the best so far,
-        summed over every study this run touched (the stages of coarse-to-fine)."""
-        trials = own_trials(study)
-        self._counts[study.study_name] = {state: sum(t.state == state for t in trials) for state in _COUNTED}
+        summed over every study of the search (the stages of coarse-to-fine)."""
+        self._trials_seen = True
+        self._note_best(trial)
+        self._count(study)
+
+    def _note_best(self, trial: FrozenTrial) -> None:
         if trial.state == TrialState.COMPLETE and trial.value is not None and (
                 self._best is None or (trial.value > self._best.value) == (self.spec.direction == "maximize")):
             self._best = trial
+
+    def _count(self, study: optuna.Study) -> None:
+        trials = own_trials(study)
+        self._counts[study.study_name] = {state: sum(t.state == state for t in trials) for state in _COUNTED}
+        self._finished[study.study_name] = len(finished_trials(study))  # an interrupted trial is retried, not done
         totals = {state: sum(counts[state] for counts in self._counts.values()) for state in _COUNTED}
         status = (f"{totals[TrialState.COMPLETE]} complete, {totals[TrialState.PRUNED]} pruned, "
                   f"{totals[TrialState.FAIL]} failed")
         if self._best is not None:
             status += f"; best {self.spec.metric} {self._best.value:.4g}: {format_params(self._best.params)}"
         self._progress.status = status
-        self._progress.update(self._task, completed=min(sum(totals.values()), self.spec.total_trials))
+        self._progress.update(self._task, completed=min(sum(self._finished.values()), self.spec.total_trials))
 
 
 def print_trials(console: Console, family: list[optuna.Study], trials: list[tuple[optuna.Study, FrozenTrial]],

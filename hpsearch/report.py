@@ -61,11 +61,12 @@ def plot_lr_range_test(result: LRFinderResult, ax: Axes | None = None) -> Figure
 
 @dataclass(frozen=True)
 class StageRange:
-    """The lr and weight-decay box one coarse-to-fine stage searched."""
+    """The box one coarse-to-fine stage searched: its lr range and the range of the parameter drawn against it
+    (weight decay, or what plot_landscape's ``other`` names)."""
 
     label: str
     lr: tuple[float, float]
-    weight_decay: tuple[float, float]
+    other: tuple[float, float]
 
 
 def plot_history(trials: Sequence[FrozenTrial], metric: str, maximize: bool) -> Figure:
@@ -95,38 +96,54 @@ def plot_history(trials: Sequence[FrozenTrial], metric: str, maximize: bool) -> 
 
 
 def plot_landscape(trials: Sequence[FrozenTrial], metric: str, maximize: bool,
-                   stages: Sequence[StageRange] = ()) -> Figure:
-    """Every trial at its lr and weight decay on log axes, coloured by value; pruned trials hollow,
-    the best starred, and coarse-to-fine stages as boxes."""
+                   stages: Sequence[StageRange] = (), other: str = "weight_decay") -> Figure:
+    """Every trial at its lr and ``other`` parameter (weight decay, or what the study searched with lr), coloured
+    by value; pruned trials hollow, the best starred, and coarse-to-fine stages as boxes (stages that searched the
+    same box share one, labelled with each). The legend sits under the axes, off the trials."""
     figure, ax = plt.subplots(figsize=(7, 5.5))
-    placed = [t for t in trials if {"lr", "weight_decay"} <= set(t.params)]
+    placed = [t for t in trials if {"lr", other} <= set(t.params)]
     done = [t for t in placed if t.state == TrialState.COMPLETE and t.value is not None]
     others = [t for t in placed if t not in done]
+    name = "wd" if other == "weight_decay" else other
     if others:
-        ax.scatter([t.params["lr"] for t in others], [t.params["weight_decay"] for t in others], facecolors="none",
+        ax.scatter([t.params["lr"] for t in others], [t.params[other] for t in others], facecolors="none",
                    edgecolors="0.55", s=30, label="pruned or failed")
     if done:
         values = [t.value for t in done]
-        points = ax.scatter([t.params["lr"] for t in done], [t.params["weight_decay"] for t in done], c=values,
+        points = ax.scatter([t.params["lr"] for t in done], [t.params[other] for t in done], c=values,
                             cmap="viridis" if maximize else "viridis_r", s=40, edgecolors="k", linewidths=0.3,
                             label="complete")
         figure.colorbar(points, ax=ax, label=f"{metric} (brighter is better)")
         best = (max if maximize else min)(done, key=lambda t: t.value)
-        ax.scatter([best.params["lr"]], [best.params["weight_decay"]], marker="*", s=260, color="tab:red",
-                   edgecolors="k", label=f"best: lr {best.params['lr']:.3g}, wd {best.params['weight_decay']:.3g}")
-    for index, stage in enumerate(stages):
-        color = plt.get_cmap("tab10")(index % 10)
-        ax.add_patch(Rectangle((stage.lr[0], stage.weight_decay[0]), stage.lr[1] - stage.lr[0],
-                               stage.weight_decay[1] - stage.weight_decay[0], fill=False, edgecolor=color,
-                               linestyle="--", linewidth=1.2, label=f"range of {stage.label}"))
+        ax.scatter([best.params["lr"]], [best.params[other]], marker="*", s=260, color="tab:red",
+                   edgecolors="k", label=f"best: lr {best.params['lr']:.3g}, {name} {_short(best.params[other])}")
+    boxes: dict[tuple[tuple[float, float], tuple[float, float]], list[str]] = {}
+    for stage in stages:  # a stage whose box equals another's would hide under it: one box names both
+        boxes.setdefault((stage.lr, stage.other), []).append(stage.label)
+    for index, ((lr, span), labels) in enumerate(boxes.items()):
+        ax.add_patch(Rectangle((lr[0], span[0]), lr[1] - lr[0], span[1] - span[0], fill=False,
+                               edgecolor=plt.get_cmap("tab10")(index % 10), linestyle="--", linewidth=1.2,
+                               label=f"range of {' and '.join(labels)}" + (" (the same)" if len(labels) > 1 else "")))
+    log = _searched_on_log_scale(placed, other)
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    if log:
+        ax.set_yscale("log")
     ax.set_xlabel("learning rate (log)")
-    ax.set_ylabel("weight decay (log)")
-    ax.set_title(f"Learning rate and weight decay: {metric} of each trial")
+    ax.set_ylabel(other.replace("_", " ") + (" (log)" if log else ""))
+    ax.set_title(f"Learning rate and {other.replace('_', ' ')}: {metric} of each trial")
     if placed or stages:
-        ax.legend(fontsize="small", loc="best")
+        ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
     return figure
+
+
+def _searched_on_log_scale(trials: Sequence[FrozenTrial], name: str) -> bool:
+    """Whether the trials searched ``name`` on a log scale (weight decay is, when no trial says)."""
+    distribution = next((t.distributions[name] for t in trials if name in t.distributions), None)
+    return bool(getattr(distribution, "log", name == "weight_decay"))
+
+
+def _short(value: object) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def plot_learning_curves(trials: Sequence[FrozenTrial], metric: str, maximize: bool) -> Figure:
@@ -158,8 +175,9 @@ def plot_learning_curves(trials: Sequence[FrozenTrial], metric: str, maximize: b
     return figure
 
 
-def plot_importances(importances: Mapping[str, float], metric: str, basis: str = "") -> Figure:
-    """Horizontal bars of each parameter's share of the variation in the metric (``basis``: which trials)."""
+def plot_importances(importances: Mapping[str, float], metric: str, basis: str = "", caution: str = "") -> Figure:
+    """Horizontal bars of each parameter's share of the variation in the metric (``basis``: which trials;
+    ``caution``: why not to trust them, a second title line)."""
     figure, ax = plt.subplots(figsize=(7, 0.6 * len(importances) + 1.8))
     names = list(importances)[::-1]
     shares = [importances[name] for name in names]
@@ -168,7 +186,7 @@ def plot_importances(importances: Mapping[str, float], metric: str, basis: str =
         ax.text(share, y, f" {share:.2f}", va="center", fontsize="small")
     ax.set_xlim(0, max(1.0, max(shares, default=0) * 1.15))
     ax.set_xlabel(f"importance for {metric} (fANOVA, sums to 1)")
-    ax.set_title("Parameter importances" + (f" ({basis})" if basis else ""))
+    ax.set_title("Parameter importances" + (f" ({basis})" if basis else "") + (f"\n{caution}" if caution else ""))
     return figure
 
 

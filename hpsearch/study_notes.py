@@ -10,6 +10,7 @@ from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial
 
 from hpsearch.config import applicable_settings
 from hpsearch.diagnosis import label_summary, range_advice
@@ -20,7 +21,14 @@ from hpsearch.search.summary import best_with_study, counts_by_state, load_famil
 from hpsearch.search.trusted_epoch import trusted_epoch
 
 __all__ = ["family_counts", "family_table", "learned_warmup_lines", "stored_lr_test", "study_diagnosis",
-           "study_note"]
+           "study_note", "trial_note"]
+
+# The settings a trial's note shows beside its params: what tells runs apart at a glance (the whole config stays in
+# the trial's ``hpsearch`` user attr). ``hidden`` only for the built-in mlp, whose widths it is.
+_NOTE_SETTINGS = ("dataset", "model", "hidden", "model_args", "loss", "optimizer", "epochs", "batch_size", "lr",
+                  "weight_decay", "schedule", "clip", "seed")
+_NOTE_COLUMNS = {"epoch": "d", "train_loss": ".4g", "val_loss": ".4g", "val_acc": ".4f", "lr": ".3g",
+                 "grad_norm": ".3g", "seconds": ".2f"}
 
 
 def study_note(name: str, storage: BaseStorage) -> str:
@@ -111,3 +119,35 @@ def stored_lr_test(family: list[optuna.Study]) -> LRFinderResult | None:
         if stored is not None:
             return LRFinderResult.from_dict(stored)
     return None
+
+
+def trial_note(trial: FrozenTrial, metric: str) -> str:
+    """Markdown for a trial's optuna-dashboard note, to read: what became of it and why, its diagnosis, its params
+    and key settings, and its epochs as a table. The ``hpsearch`` user attr keeps the whole record for programs."""
+    stored = read_trial(trial)
+    value = f"; {metric} **{trial.value:.4g}**" if trial.value is not None else ""
+    lines = [f"**hpsearch** trial {trial.number}: **{stored.status or trial.state.name.lower()}**{value}"
+             + (f" ({stored.reason})" if stored.reason else "")]
+    if stored.diagnosis:
+        lines.append(f"Diagnosis: **{stored.diagnosis['label']}** ({stored.diagnosis['rule']})")
+    if trial.params:
+        lines.append("Params: " + ", ".join(f"`{name}={_short(value)}`" for name, value in trial.params.items()))
+    config = stored.config or {}
+    settings = [f"{key} `{_short(config[key])}`" for key in _NOTE_SETTINGS if config.get(key) not in (None, {})
+                and key not in trial.params and (key != "hidden" or config.get("model") == "mlp")]
+    if settings:
+        lines.append("Settings: " + ", ".join(settings))
+    if stored.history:
+        columns = [name for name in _NOTE_COLUMNS if any(epoch.get(name) is not None for epoch in stored.history)]
+        rows = [columns, ["---:"] * len(columns),
+                *([_cell(epoch.get(name), _NOTE_COLUMNS[name]) for name in columns] for epoch in stored.history)]
+        lines.append("\n".join(f"| {' | '.join(row)} |" for row in rows))
+    return "\n\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _cell(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)

@@ -275,6 +275,54 @@ def test_rerunning_the_same_command_resumes_instead_of_adding(tmp_path: Path) ->
     assert len(optuna.load_study(study_name="digits-tpe", storage=storage).trials) == 3
 
 
+def test_rerunning_a_finished_study_says_it_holds_its_trials_and_how_to_run_more(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'hp.db'}"
+    args = ["run", "--strategy", "tpe", "--n-trials", "2", "--storage", storage, *STUDY_ARGS]
+    assert invoke(*args)[0] == 0
+    best = optuna.load_study(study_name="digits-tpe", storage=storage).best_value
+    code, out, err = invoke(*args)
+    assert code == 0, err
+    assert (f"study digits-tpe already holds its 2 trials (best val_loss {best:.4g}); run more with: hpsearch run "
+            f"--study digits-tpe --n-trials 12 --storage {storage}") in out
+    assert len(optuna.load_study(study_name="digits-tpe", storage=storage).trials) == 2
+
+
+def test_the_progress_bar_of_a_resumed_study_starts_from_its_finished_trials(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from hpsearch.progress import StudyProgress
+    from hpsearch.spec import StudySpec
+
+    storage = f"sqlite:///{tmp_path / 'hp.db'}"
+    assert invoke("run", "--strategy", "random", "--n-trials", "2", "--storage", storage, *STUDY_ARGS)[0] == 0
+    out = io.StringIO()
+    with StudyProgress(Console(file=out, width=120), StudySpec(strategy="random", n_trials=5),
+                       stored=[optuna.load_study(study_name="digits-random", storage=storage)]):
+        pass  # what the bar shows before the first trial of this run
+    assert "trial 2/5" in out.getvalue() and "2 complete" in out.getvalue(), out.getvalue()
+
+
+def test_run_study_alone_goes_on_with_the_stored_spec_and_a_differing_flag_is_refused(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'hp.db'}"
+    assert invoke("run", "--study", "mine", "--strategy", "random", "--n-trials", "2", "--pruner", "none",
+                  "--storage", storage, *STUDY_ARGS)[0] == 0
+    code, out, err = invoke("run", "--study", "mine", "--storage", storage, "--quiet")
+    assert code == 0 and "study mine already holds its 2 trials" in out, (out, err)
+    code, _, err = invoke("run", "--study", "mine", "--n-trials", "3", "--storage", storage, "--quiet")
+    assert code == 0, err
+    study = optuna.load_study(study_name="mine", storage=storage)
+    assert len(study.trials) == 3
+    stored = study.user_attrs["hpsearch"]["spec"]["study"]
+    assert (stored["strategy"], stored["pruner"], stored["n_trials"]) == ("random", "none", 3)
+    config = study.trials[2].user_attrs["hpsearch"]["config"]
+    assert (config["epochs"], config["hidden"]) == (2, [32])
+    code, _, err = invoke("run", "--study", "mine", "--epochs", "3", "--n-trials", "4", "--storage", storage)
+    assert code == 2 and "was created with train.epochs=2, not 3" in err, err
+    assert len(optuna.load_study(study_name="mine", storage=storage).trials) == 3
+
+
 def test_bad_study_inputs_give_one_error_line_and_leave_the_storage_unchanged(tmp_path: Path) -> None:
     db = tmp_path / "hp.db"
     storage = f"sqlite:///{db}"
@@ -338,6 +386,17 @@ def test_run_coarse_to_fine_and_export_across_its_stages(tmp_path: Path) -> None
     exported = json.loads(best.read_text())
     assert exported["stages"] == ["c2f/1-coarse", "c2f/2-fine"]
     assert (exported["study"], exported["trial"]) == (top["study"], top["number"])
+    # The family's name alone goes on with its stored spec: a larger total adds a trial to its last stage.
+    code, out, err = invoke("run", "--study", "c2f", "--storage", storage, "--quiet")
+    assert code == 0 and "study c2f already holds its 5 trials" in out, (out, err)
+    code, out, err = invoke("run", "--study", "c2f", "--n-trials", "6", "--storage", storage, "--quiet")
+    assert code == 0, err
+    from hpsearch.search.records import own_trials
+
+    assert [len(own_trials(optuna.load_study(study_name=f"c2f/{stage}", storage=storage)))
+            for stage in ("1-coarse", "2-fine")] == [3, 3]
+    code, out, err = invoke("run", "--study", "c2f", "--storage", storage, "--quiet")
+    assert code == 0 and "study c2f already holds its 6 trials" in out, (out, err)
 
 
 def test_show_trial_prints_its_config_epochs_and_status(tmp_path: Path) -> None:

@@ -10,10 +10,16 @@ import time
 import urllib.request
 from pathlib import Path
 
+import optuna
+import pytest
+from optuna.trial import FrozenTrial
+
 from hpsearch.config import TrainConfig
 from hpsearch.data import Data
+from hpsearch.search.records import RECORD_ATTR, TrialRecord, read_trial
 from hpsearch.search.runner import run_study
 from hpsearch.spec import StudySpec
+from hpsearch.study_notes import trial_note
 
 
 def free_port() -> int:
@@ -69,4 +75,50 @@ def test_notes_written_without_importing_the_dashboard_read_back_through_its_api
     import optuna
     from optuna_dashboard import get_note
 
-    assert get_note(optuna.load_study(study_name="noted", storage=storage)) == study_note("noted", storage)
+    study = optuna.load_study(study_name="noted", storage=storage)
+    assert get_note(study) == study_note("noted", storage)
+    # Trials run without hpsearch.run_study's callback (as a worker of its own runs them) get their note here.
+    assert dashboard_note(study, study.trials[0]).startswith("**hpsearch** trial 0: **")
+
+
+def dashboard_note(study: object, trial: FrozenTrial) -> str:
+    """A trial's note as optuna-dashboard reads it (its own get_note, on the trial's live handle)."""
+    from optuna_dashboard import get_note
+
+    return get_note(optuna.trial.Trial(study, trial._trial_id))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("url", ["sqlite:///{tmp}/notes.db", "journal:{tmp}/notes.journal"])
+def test_each_trial_gets_a_readable_note_as_it_finishes(url: str, tmp_path: Path, digits: Data) -> None:
+    from hpsearch.run import run_study as run_with_notes
+
+    storage = url.format(tmp=tmp_path)
+    spec = StudySpec(name="noted", strategy="random", n_trials=2, pruner="none",
+                     train=TrainConfig(epochs=2, hidden=(16,)))
+    seen: dict[int, str] = {}  # each note as read while the study runs, right after its trial
+
+    def read_note(study: optuna.Study, trial: FrozenTrial) -> None:
+        seen[trial.number] = dashboard_note(study, trial)
+
+    study = run_with_notes(spec, storage, data=digits, callbacks=[read_note])
+    assert sorted(seen) == [0, 1]
+    for trial in study.trials:
+        note, stored = seen[trial.number], read_trial(trial)
+        assert note.startswith(f"**hpsearch** trial {trial.number}: **completed**; val_loss **{trial.value:.4g}**")
+        assert f"Diagnosis: **{stored.diagnosis['label']}** ({stored.diagnosis['rule']})" in note
+        assert f"`lr={trial.params['lr']:.3g}`" in note and "model `mlp`" in note and "hidden `[16]`" in note
+        assert "epochs `2`" in note and "lr `" not in note  # a searched setting is shown once, as a param
+        last = stored.history[-1]
+        assert f"| 2 | {last['train_loss']:.4g} | {last['val_loss']:.4g} | {last['val_acc']:.4f} |" in note
+        assert "| epoch | train_loss | val_loss | val_acc |" in note
+
+
+def test_a_pruned_trials_note_says_why_and_has_no_value() -> None:
+    record = TrialRecord(config=TrainConfig(model="usertask.py:net", epochs=3).to_dict(), status="diverged",
+                         reason="loss is nan after epoch 1", diagnosis={"label": "diverging", "rule": "loss nan"},
+                         history=[{"epoch": 1, "train_loss": None, "val_loss": None, "val_acc": None, "lr": 0.5}])
+    trial = optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, user_attrs={RECORD_ATTR: record.to_dict()})
+    note = trial_note(trial, "val_loss")
+    assert note.splitlines()[0] == f"**hpsearch** trial {trial.number}: **diverged** (loss is nan after epoch 1)"
+    assert "Diagnosis: **diverging**" in note and "hidden" not in note  # hidden is the built-in mlp's
+    assert "| epoch | lr |\n| ---: | ---: |\n| 1 | 0.5 |" in note

@@ -24,6 +24,7 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
     ("bench_overhead.py", ["--repeats", "1", "--trials", "3", "--startup-rounds", "0"],
      r"overhead on journal: -?\d+\.\d% best against best, -?\d+\.\d% paired median, -?\d+\.\d% in the study   "
      r"goal <= 10%   met by \d of 3"),
+    ("bench_notes.py", ["--trials", "2", "--epochs", "1"], r"trial notes on journal: \d+\.\d\d% of the training time"),
     ("bench_rdb_reads.py", ["--rounds", "1", "--trials", "4"],
      r"SQLite storage cost per trial, LocalTrialsCache against Optuna's cache: -?\d+\.\d\dx"),
     ("diagnosis_accuracy.py", ["--quick", "--tasks", "digits"],

@@ -7,18 +7,23 @@ from pathlib import Path
 
 import optuna
 import pytest
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import FrozenTrial
 from typer.testing import CliRunner
 
+from hpsearch import study_report
 from hpsearch.cli import app
 from hpsearch.config import TrainConfig
 from hpsearch.data import Data
+from hpsearch.report import StageRange, plot_landscape
 from hpsearch.search.records import RECORD_ATTR, TrialRecord
 from hpsearch.search.runner import run_study
 from hpsearch.search.space import SearchSpace
 from hpsearch.spec import StudySpec
 from hpsearch.storage import open_storage
-from hpsearch.study_report import full_length, study_note, write_report
+from hpsearch.study_report import full_length, landscape_axis, study_note, write_report
 
 FIGURES = ["history.png", "landscape.png", "learning_curves.png", "importances.png", "lr_range_test.png"]
 
@@ -102,3 +107,74 @@ def test_the_importances_take_the_full_length_trials_of_every_stage_though_their
     coarse, fine = stage_trials(1, [0.5, 0.4, 0.3]), stage_trials(3, [0.2, 0.1])
     full, epochs = full_length(coarse + fine)
     assert epochs == 3 and full == fine
+
+
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> dict[str, Figure]:
+    """The figures write_report draws, by file name, before they are saved and closed."""
+    figures: dict[str, Figure] = {}
+    save = study_report._save
+
+    def keep(figure: Figure, path: Path) -> Path:
+        figure.canvas.draw()  # lays out the legend, as saving does
+        figures[path.name] = figure
+        return save(figure, path)
+
+    monkeypatch.setattr(study_report, "_save", keep)
+    return figures
+
+
+def test_importances_of_too_few_trials_say_so_in_the_figure_and_the_index(storage: str, tmp_path: Path,
+                                                                          drawn: dict[str, Figure]) -> None:
+    write_report("small", open_storage(storage), tmp_path / "out")
+    title = drawn["importances.png"].axes[0].get_title()
+    assert title.startswith("Parameter importances (6 complete trials of 3 epochs)")
+    assert "too few to trust: fewer than 20 complete trials" in title
+    index = (tmp_path / "out" / "index.md").read_text()
+    assert "Drawn from 6 complete trials, too few to trust: fewer than 20 complete trials" in index
+
+
+def test_the_landscape_legend_sits_outside_the_axes(storage: str, tmp_path: Path, drawn: dict[str, Figure]) -> None:
+    write_report("small", open_storage(storage), tmp_path / "out")
+    figure = drawn["landscape.png"]
+    ax = figure.axes[0]
+    legend = ax.get_legend()
+    assert legend is not None and not legend.get_window_extent().overlaps(ax.get_window_extent())
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("learning rate (log)", "weight decay (log)")
+
+
+def test_stages_of_one_range_share_one_box_that_names_them_all() -> None:
+    stages = [StageRange("1-coarse", (1e-5, 1e-1), (1e-6, 1e-1)), StageRange("2-fine", (1e-3, 1e-2), (1e-4, 1e-2)),
+              StageRange("3-fine", (1e-3, 1e-2), (1e-4, 1e-2))]
+    ax = plot_landscape([], "val_loss", False, stages).axes[0]
+    boxes = [patch for patch in ax.patches if isinstance(patch, Rectangle)]
+    assert [box.get_label() for box in boxes] == ["range of 1-coarse", "range of 2-fine and 3-fine (the same)"]
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == [box.get_label() for box in boxes]
+
+
+def test_without_weight_decay_the_landscape_draws_lr_against_the_other_searched_parameter(
+        digits: Data, tmp_path: Path, drawn: dict[str, Figure]) -> None:
+    url = f"sqlite:///{tmp_path / 'hp.db'}"
+    space = SearchSpace.from_mapping({"lr": {"low": 1e-4, "high": 1e-1, "log": True},
+                                      "label_smoothing": {"low": 0.0, "high": 0.2}})
+    run_study(StudySpec(name="smooth", strategy="random", n_trials=3, pruner="none", space=space,
+                        train=TrainConfig(epochs=1, hidden=(16,))), url, data=digits)
+    report = write_report("smooth", open_storage(url), tmp_path / "out")
+    assert "landscape" in report.figures and "landscape" not in report.missing
+    ax = drawn["landscape.png"].axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_yscale()) == ("learning rate (log)", "label smoothing", "linear")
+    assert "lr is drawn against label_smoothing" in (tmp_path / "out" / "index.md").read_text()
+
+
+@pytest.mark.parametrize(("importances", "expected"), [
+    ({"dropout": 0.2, "lr": 0.5, "warmup": 0.3}, "warmup"),  # the most important one beside lr
+    (None, "warmup"),  # no importances: the float one before the categorical one
+])
+def test_the_landscape_axis_is_the_most_important_parameter_searched_with_lr(importances: dict[str, float] | None,
+                                                                              expected: str) -> None:
+    distributions = {"lr": FloatDistribution(1e-4, 1e-1, log=True), "warmup": FloatDistribution(0.0, 0.2),
+                     "dropout": CategoricalDistribution([0.0, 0.5])}
+    trial = optuna.trial.create_trial(params={"lr": 1e-3, "warmup": 0.1, "dropout": 0.5},
+                                      distributions=distributions, value=0.5)
+    ranked = dict(sorted((importances or {}).items(), key=lambda item: -item[1]))
+    assert landscape_axis([trial], ranked or None) == expected

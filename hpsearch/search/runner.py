@@ -43,7 +43,8 @@ from hpsearch.storage import describe_storage, open_storage
 from hpsearch.task import check_task, is_classification
 from hpsearch.training import check_batch_size, config_data
 
-__all__ = ["PreflightError", "StudyMismatchError", "finished_trials", "run_study"]
+__all__ = ["PreflightError", "StudyMismatchError", "finished_in_family", "finished_trials", "resume_tables",
+           "run_study"]
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +158,32 @@ def _run_coarse_to_fine(spec: StudySpec, run: _Execution) -> optuna.Study:
             stage_spec = stage_spec.replace(n_trials=stage_spec.total_trials + more_in_last_stage)
         study = run_stage(stage, stage_spec)
     return study
+
+
+def resume_tables(name: str, family: Sequence[optuna.Study]) -> dict[str, Any]:
+    """The spec tables a re-run of the stored study (or coarse-to-fine family) ``name`` starts from, so that
+    ``hpsearch run --study NAME`` alone goes on with the search as it was asked; empty when there is none.
+
+    A family's own spec is stored with each stage; its ``n_trials`` grows by the trials a larger total added to
+    the last stage (the stages' own budgets sum to it). The timeout is left out: it limited the run that gave it,
+    not the study."""
+    if not family:
+        return {}
+    record = read_record(family[0])
+    if record.coarse_to_fine is not None and family[0].study_name != name:
+        tables = {table: dict(values) for table, values in record.coarse_to_fine["spec"].items()}
+        stages = sum(read_record(study).table("study").get("n_trials", 0) for study in family)
+        if stages > StudySpec.from_mapping(tables, source=f"study {name!r}").total_trials:
+            tables["study"]["n_trials"] = stages
+    else:
+        tables = {table: dict(values) for table, values in (record.spec or {}).items()}
+    tables.get("study", {}).pop("timeout", None)
+    return tables
+
+
+def finished_in_family(family: Sequence[optuna.Study]) -> int:
+    """Trials that count toward the budget over a study or the stages of a coarse-to-fine family."""
+    return sum(len(finished_trials(study)) for study in family)
 
 
 def _stored_record(study_name: str, storage: BaseStorage) -> StudyRecord | None:

@@ -15,8 +15,8 @@ from hpsearch.errors import HPSearchError
 from hpsearch.search.records import RECORD_ATTR, own_trials, read_record, read_trial
 from hpsearch.strict_json import finite_or_none
 
-__all__ = ["StudyRow", "best_with_study", "counts_by_state", "list_studies", "load_existing_study", "load_family",
-           "stored_study_table", "study_row_json", "trial_json", "trial_row"]
+__all__ = ["StudyRow", "best_with_study", "counts_by_state", "find_family", "list_studies", "load_existing_study",
+           "load_family", "stored_study_table", "study_row_json", "trial_json", "trial_row"]
 
 
 @dataclass(frozen=True)
@@ -43,11 +43,17 @@ def load_existing_study(name: str, storage: BaseStorage) -> optuna.Study:
 
 def load_family(name: str, storage: BaseStorage) -> list[optuna.Study]:
     """The study ``name``, or the stages ``name/1-coarse``, ``name/2-fine``, … of a coarse-to-fine run."""
+    family = find_family(name, storage)
+    if not family:
+        known = ", ".join(sorted(optuna.get_all_study_names(storage))) or "none"
+        raise HPSearchError(f"no study named {name!r} in this storage (studies: {known})")
+    return family
+
+
+def find_family(name: str, storage: BaseStorage) -> list[optuna.Study]:
+    """What load_family loads, or an empty list when the storage holds no such study yet."""
     names = optuna.get_all_study_names(storage)
     members = [name] if name in names else sorted(n for n in names if n.startswith(name + "/"))
-    if not members:
-        known = ", ".join(sorted(names)) or "none"
-        raise HPSearchError(f"no study named {name!r} in this storage (studies: {known})")
     return [optuna.load_study(study_name=member, storage=storage) for member in members]
 
 
