@@ -1,4 +1,4 @@
-"""Time per trial-epoch: the sequential engine against K trials trained in lockstep (hpsearch.batched).
+"""Time per trial-epoch: the sequential engine against K trials trained in lockstep (hpsearch.engine.batched).
 
 MNIST-shaped synthetic data (784 features, 10 classes), the reference MLP (784-256-128-10), AdamW,
 batch 128; every trial has its own lr, weight decay and seed. --rounds rounds time every engine in
@@ -25,13 +25,13 @@ import numpy as np
 import torch
 
 from hpsearch import StudySpec, TrainConfig, run_study
-from hpsearch.batched import BatchedTrainer
-from hpsearch.data import Data
-from hpsearch.datasets import load_data
-from hpsearch.devices import resolve_device
-from hpsearch.models import MLP, count_parameters
+from hpsearch.engine.batched import BatchedTrainer
+from hpsearch.engine.data import Data
+from hpsearch.engine.datasets import load_data
+from hpsearch.engine.devices import resolve_device
+from hpsearch.engine.models import MLP, count_parameters
+from hpsearch.engine.training import train
 from hpsearch.search.batched_study import auto_batch
-from hpsearch.training import train
 
 
 def configs(k: int, epochs: int, device: str) -> list[TrainConfig]:

@@ -1,9 +1,9 @@
 """Cost of the trial notes: the time each finished trial's optuna-dashboard note takes to write, per storage.
 
 Runs the default digits study (StudySpec() defaults but for --trials and --epochs) through hpsearch.run_study, which
-writes each trial's note (hpsearch.dashboard.write_trial_note) as the trial finishes, on the journal-file storage
-(the default) and on SQLite, and times every note written. The note's share is its time over the trials' own
-training seconds: what the notes add to a study.
+writes each trial's note (hpsearch.presentation.dashboard.write_trial_note) as the trial finishes, on the
+journal-file storage (the default) and on SQLite, and times every note written. The note's share is its time over
+the trials' own training seconds: what the notes add to a study.
 Run: python scripts/bench_notes.py [--trials 30] [--epochs 10]
 """
 
@@ -18,12 +18,12 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial
 
-import hpsearch.run
-from hpsearch.config import TrainConfig
-from hpsearch.dashboard import write_trial_note
-from hpsearch.datasets import load_data
+import hpsearch.presentation.run
+from hpsearch.engine.config import TrainConfig
+from hpsearch.engine.datasets import load_data
+from hpsearch.presentation.dashboard import write_trial_note
 from hpsearch.search.records import read_trial
-from hpsearch.spec import StudySpec
+from hpsearch.search.spec import StudySpec
 
 STORAGES = {"journal": "journal:{folder}/study.journal", "sqlite": "sqlite:///{folder}/study.db"}
 
@@ -37,11 +37,11 @@ def note_seconds(url: str, spec: StudySpec) -> tuple[list[float], float]:
         write_trial_note(study, trial, metric)
         spent.append(time.perf_counter() - started)
 
-    hpsearch.run.write_trial_note = timed  # type: ignore[assignment]
+    hpsearch.presentation.run.write_trial_note = timed  # type: ignore[assignment]
     try:
-        study = hpsearch.run.run_study(spec, url, data=load_data(spec.train.dataset))
+        study = hpsearch.presentation.run.run_study(spec, url, data=load_data(spec.train.dataset))
     finally:
-        hpsearch.run.write_trial_note = write_trial_note
+        hpsearch.presentation.run.write_trial_note = write_trial_note
     return spent, sum(read_trial(t).seconds or 0.0 for t in study.trials)
 
 

@@ -45,17 +45,17 @@ from bench_startup import (  # this folder is on sys.path when run as a script
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
 
-from hpsearch.checks import QUICK_CHECKS, run_checks
-from hpsearch.config import TrainConfig
-from hpsearch.data import Data
-from hpsearch.datasets import load_data
-from hpsearch.devices import resolve_device
+from hpsearch.engine.checks import QUICK_CHECKS, run_checks
+from hpsearch.engine.config import TrainConfig
+from hpsearch.engine.data import Data
+from hpsearch.engine.datasets import load_data
+from hpsearch.engine.devices import resolve_device
+from hpsearch.engine.training import EpochMetrics, Reporter, TrainResult, train
 from hpsearch.search import objective
 from hpsearch.search.records import read_trial
 from hpsearch.search.runner import run_study
-from hpsearch.spec import StudySpec
-from hpsearch.storage import DEFAULT_STORAGE, open_storage
-from hpsearch.training import EpochMetrics, Reporter, TrainResult, train
+from hpsearch.search.spec import StudySpec
+from hpsearch.search.storages import DEFAULT_STORAGE, open_storage
 
 GOAL = 10.0  # percent, with the default storage
 SQLITE_GOAL = 30.0

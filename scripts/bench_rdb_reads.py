@@ -2,7 +2,8 @@
 
 Each round runs the same seeded 30-trial study (TPE, median pruner, two log-scale params, a user attr
 written at the start and end of each trial, up to 10 reported epochs) on a fresh SQLite file read through
-Optuna's ``_CachedStorage`` and through ``LocalTrialsCache`` (hpsearch/search/optuna_private/rdb_cache.py), and in
+Optuna's ``_CachedStorage`` and through ``LocalTrialsCache``
+(hpsearch/search/storages/optuna_private/rdb_cache.py), and in
 memory: the in-memory study is the sampler's and pruner's own work, so each SQLite row less it is what the
 storage costs. The rounds are interleaved, so this machine's drift hits every row alike; medians are printed.
 ``--url`` measures another database (e.g. postgresql://postgres@127.0.0.1/test), a new study in it each time.
@@ -26,8 +27,8 @@ import sqlalchemy
 from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage
 from optuna.storages._cached_storage import _CachedStorage
 
-from hpsearch.search.optuna_private import LocalTrialsCache
-from hpsearch.storage import open_storage
+from hpsearch.search.storages import open_storage
+from hpsearch.search.storages.optuna_private import LocalTrialsCache
 
 EPOCHS = 10
 READERS = {"memory": None, "rdb, Optuna's cache": _CachedStorage, "rdb, LocalTrialsCache": LocalTrialsCache}

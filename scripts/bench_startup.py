@@ -66,9 +66,9 @@ def bare_training(journal: Path, study: str) -> tuple[float, float]:
     import optuna
 
     from hpsearch import TrainConfig, train
-    from hpsearch.datasets import load_data
+    from hpsearch.engine.datasets import load_data
     from hpsearch.search.records import read_trial
-    from hpsearch.storage import open_storage
+    from hpsearch.search.storages import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     trials = optuna.load_study(study_name=study, storage=open_storage(str(journal), heartbeat=None)).trials

@@ -2,7 +2,7 @@
 
 MLP (784-256-128-10) on all 60,000 images: (a) the textbook DataLoader pipeline (PIL + transforms per
 sample), (a') a careful TensorDataset loop, (b) this engine, (c) the compute floor; ratios (b)/(c),
-(a)/(b), (a')/(b). Then the built-in CNN (hpsearch.models.CNN, --cnn-width, default 32 as in
+(a)/(b), (a')/(b). Then the built-in CNN (hpsearch.engine.models.CNN, --cnn-width, default 32 as in
 ``TrainConfig(model="cnn")``) on the first --cnn-samples images (default 6,000: at width 32 the CNN does
 about 80 times the MLP's arithmetic per sample, 18.3 M multiply-adds forward, so all 60,000 take minutes
 per epoch on a CPU; the output says the subset): (d) the
@@ -29,8 +29,8 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torchvision import transforms
 
 from hpsearch import TrainConfig, from_arrays, train
-from hpsearch.devices import resolve_device
-from hpsearch.models import CNN, MLP, count_parameters
+from hpsearch.engine.devices import resolve_device
+from hpsearch.engine.models import CNN, MLP, count_parameters
 
 N_TRAIN, N_VAL, SIDE, CLASSES, BATCH = 60_000, 10_000, 28, 10, 128
 HIDDEN = (256, 128)
@@ -213,7 +213,7 @@ def cnn_section(images: np.ndarray, labels: np.ndarray, device: torch.device, ar
     names = {"(d)": "textbook: PIL + ToTensor + Normalize, DataLoader, CNN",
              "(e)": 'hpsearch engine, device-resident tensors (feed="device")',
              "(f)": f'hpsearch engine, DataLoader stream (feed="stream", {args.num_workers} wk)'}
-    print(f"CNN (hpsearch.models.CNN, width {args.cnn_width}, {params:,} params) on a subset: the first {n:,} "
+    print(f"CNN (hpsearch.engine.models.CNN, width {args.cnn_width}, {params:,} params) on a subset: the first {n:,} "
           f"of the {N_TRAIN:,} images (--cnn-samples), 1 x {SIDE} x {SIDE}, batch {BATCH}, best of {args.repeats}")
     print(f"{'':5} {'pipeline':56} {'s/epoch':>9} {'samples/s':>11}")
     for key, name in names.items():

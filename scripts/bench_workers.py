@@ -33,7 +33,7 @@ from optuna.trial import FrozenTrial, TrialState
 import hpsearch
 from hpsearch import StudySpec, TrainConfig
 from hpsearch.search.records import read_trial
-from hpsearch.storage import open_storage
+from hpsearch.search.storages import open_storage
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from hpsearch import TrainConfig, load_data
+from hpsearch.engine.training import train
 from hpsearch.search.space import DEFAULT_SPACE
-from hpsearch.training import train
 
 
 def log_uniform(rng: np.random.Generator, low: float, high: float) -> float:

@@ -35,12 +35,12 @@ import optuna
 from scipy.stats import bootstrap, mannwhitneyu
 
 from hpsearch import StudySpec, TrainConfig, load_data, lr_finder, run_study
-from hpsearch.data import TaskData
+from hpsearch.engine.data import TaskData
+from hpsearch.engine.lr_finder import lr_range_test
 from hpsearch.errors import HPSearchError
-from hpsearch.lr_finder import lr_range_test
 from hpsearch.search import coarse_to_fine, runner
 from hpsearch.search.records import read_record, read_trial
-from hpsearch.spec import CoarseToFine
+from hpsearch.search.spec import CoarseToFine
 
 # Label → (strategy, pruner); coarse-to-fine is planned apart (run_coarse_to_fine).
 STRATEGIES = {"grid": ("grid", "median"), "random": ("random", "median"), "tpe": ("tpe", "median"),

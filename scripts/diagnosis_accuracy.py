@@ -25,11 +25,11 @@ from pathlib import Path
 import torch
 
 from hpsearch import TrainConfig
-from hpsearch.checks import PASS, check_update_ratio
-from hpsearch.data import Data, TaskData
-from hpsearch.diagnosis import LABELS, diagnose
-from hpsearch.task import load_task_data
-from hpsearch.training import TrainResult, train
+from hpsearch.engine.checks import PASS, check_update_ratio
+from hpsearch.engine.data import Data, TaskData
+from hpsearch.engine.diagnosis import LABELS, diagnose
+from hpsearch.engine.task import load_task_data
+from hpsearch.engine.training import TrainResult, train
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "cnn_digits.py"
 TASKS = {

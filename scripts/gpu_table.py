@@ -9,7 +9,7 @@ need not be installed: run it with the repository root on PYTHONPATH (gpu_check.
    (feed="device") and streamed through the engine's seeded DataLoader (feed="stream", --workers
    workers each), in fp32 and bf16: seconds of the training part of the second epoch (the first warms
    up kernels and the allocator) and the whole train() call of two epochs.
-2. The batched engine (hpsearch.batched.BatchedTrainer) at K = --ks trials against the sequential
+2. The batched engine (hpsearch.engine.batched.BatchedTrainer) at K = --ks trials against the sequential
    engine: milliseconds per trial-epoch (synthetic 784-feature data, the MLP, 2 epochs).
 3. A TPE study of --trials trials (in-memory storage, median pruner, seed 0): wall time, one trial
    after another and with --batch auto.
@@ -40,10 +40,10 @@ import torch
 
 import hpsearch
 from hpsearch import StudySpec, TrainConfig, from_arrays, load_data, run_study, train
-from hpsearch.batched import BatchedTrainer
-from hpsearch.data import Data
-from hpsearch.devices import resolve_device
-from hpsearch.models import CNN, MLP, count_parameters
+from hpsearch.engine.batched import BatchedTrainer
+from hpsearch.engine.data import Data
+from hpsearch.engine.devices import resolve_device
+from hpsearch.engine.models import CNN, MLP, count_parameters
 
 SIDE, CLASSES, BATCH = 28, 10, 128
 # Each section's share of --budget, in the order they run; time a section leaves goes to the ones after it.

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 
 from hpsearch import TrainConfig, load_data
-from hpsearch.lr_finder import lr_range_test
+from hpsearch.engine.lr_finder import lr_range_test
 
 METHODS = ("steepest", "divergence", "valley")
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from hpsearch.data import Data
-from hpsearch.datasets import load_data
+from hpsearch.engine.data import Data
+from hpsearch.engine.datasets import load_data
 
 
 @pytest.fixture(scope="session")

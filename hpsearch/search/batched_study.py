@@ -17,12 +17,13 @@ import optuna
 import torch
 from optuna.exceptions import UpdateFinishedTrialError
 
-from hpsearch.batched import BatchedTrainer
-from hpsearch.config import TrainConfig
-from hpsearch.data import Data, TaskData
+from hpsearch.engine.batched import BatchedTrainer
+from hpsearch.engine.config import TrainConfig
+from hpsearch.engine.data import Data, TaskData
+from hpsearch.engine.models import count_parameters
+from hpsearch.engine.task import build_model
+from hpsearch.engine.training import EpochMetrics
 from hpsearch.errors import ConfigError
-from hpsearch.models import count_parameters
-from hpsearch.search.beats import start_beating
 from hpsearch.search.budget import budget
 from hpsearch.search.loop import run_trials
 from hpsearch.search.objective import (
@@ -36,10 +37,9 @@ from hpsearch.search.objective import (
 )
 from hpsearch.search.records import TrialRecord
 from hpsearch.search.setup import prepare_study
-from hpsearch.spec import StudySpec
+from hpsearch.search.spec import StudySpec
+from hpsearch.search.storages.beats import start_beating
 from hpsearch.status import Status
-from hpsearch.task import build_model
-from hpsearch.training import EpochMetrics
 
 __all__ = ["SHAPE_PARAMS", "BatchSteps", "auto_batch", "check_batchable", "check_files_unbatched", "optimize_batched",
            "resolve_batch"]

@@ -12,11 +12,11 @@ from typing import Any
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from hpsearch.lr_finder import LRFinderResult
+from hpsearch.engine.lr_finder import LRFinderResult
 from hpsearch.search.records import RECORD_ATTR, is_carried, read_trial
 from hpsearch.search.space import ParamSpec, SearchSpace
+from hpsearch.search.spec import StudySpec
 from hpsearch.search.trusted_epoch import trusted_epoch
-from hpsearch.spec import StudySpec
 from hpsearch.status import Status
 
 __all__ = ["carried_trials", "coarse_spec", "fine_spec", "first_trials", "narrow", "ranked", "stage_label",

@@ -21,9 +21,9 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 
 from hpsearch.search.budget import budget
-from hpsearch.search.optuna_private import heartbeat_interval, in_optimize_loop, take_stop_request
 from hpsearch.search.setup import fail_stale_trials_quietly
-from hpsearch.storage import GRACE_BEATS
+from hpsearch.search.storages import GRACE_BEATS
+from hpsearch.search.storages.optuna_private import heartbeat_interval, in_optimize_loop, take_stop_request
 
 __all__ = ["WAIT_POLL", "TrialSteps", "run_trials"]
 

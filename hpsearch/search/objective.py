@@ -18,18 +18,18 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch.checkpoint import check_checkpoint_file
-from hpsearch.config import TrainConfig
-from hpsearch.data import TaskData
-from hpsearch.diagnosis import diagnose
+from hpsearch.engine.checkpoint import check_checkpoint_file
+from hpsearch.engine.config import TrainConfig
+from hpsearch.engine.data import TaskData
+from hpsearch.engine.diagnosis import diagnose
+from hpsearch.engine.training import EpochMetrics, TrainResult, train
 from hpsearch.errors import CheckpointError
 from hpsearch.search.budget import budget
-from hpsearch.search.optuna_private import drop_idle_connections, requeue
 from hpsearch.search.records import TrialRecord, read_trial, write_trial
 from hpsearch.search.space import MODEL_ARGS
-from hpsearch.spec import StudySpec
+from hpsearch.search.spec import StudySpec
+from hpsearch.search.storages.optuna_private import drop_idle_connections, requeue
 from hpsearch.status import Status
-from hpsearch.training import EpochMetrics, TrainResult, train
 
 __all__ = ["NO_FILES", "Objective", "TrialCallback", "TrialFiles", "apply_params", "ask_within_budget",
            "checkpoint_folder", "finish_trial", "give_up", "interrupted", "record_result", "report_epoch",
@@ -93,7 +93,10 @@ class Objective:
         """The learning curve and final checkpoint as artifacts: Optuna takes them only while the trial runs."""
         if self.artifacts is None:
             return
-        from hpsearch.report import plot_trial_curve, save_figure  # matplotlib: only when artifacts are asked for
+        from hpsearch.presentation.figures import (  # matplotlib: only when artifacts are asked for
+            plot_trial_curve,
+            save_figure,
+        )
 
         with tempfile.TemporaryDirectory() as scratch:
             curve = Path(scratch) / CURVE_ARTIFACT

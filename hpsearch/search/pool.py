@@ -23,8 +23,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.errors import HPSearchError
 from hpsearch.search.objective import NO_FILES, TrialFiles, interrupted
-from hpsearch.search.optuna_private import drop_idle_connections, storage_of, trial_id
 from hpsearch.search.records import RECORD_ATTR, own_trials, read_trial
+from hpsearch.search.storages.optuna_private import drop_idle_connections, storage_of, trial_id
 
 __all__ = ["WorkerPool"]
 

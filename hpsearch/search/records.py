@@ -94,7 +94,7 @@ class TrialRecord:
     worker: str | None = None  # host:pid that ran it, where to look when one fails
     checkpoint: str | None = None  # the file saved each epoch; a retry continues from it
     history: list[dict[str, Any]] | None = None  # per-epoch metrics, None where a value was not finite
-    diagnosis: dict[str, Any] | None = None  # label and rule from hpsearch.diagnosis
+    diagnosis: dict[str, Any] | None = None  # label and rule from hpsearch.engine.diagnosis
     seconds: float | None = None
     status: str | None = None  # a hpsearch.status.Status
     reason: str | None = None

@@ -16,13 +16,15 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
-import hpsearch
-from hpsearch.checks import FAIL, QUICK_CHECKS, run_checks
-from hpsearch.data import TaskData, place
-from hpsearch.devices import resolve_device
-from hpsearch.entry_points import in_process_only
+from hpsearch._version import __version__
+from hpsearch.engine.checks import FAIL, QUICK_CHECKS, run_checks
+from hpsearch.engine.data import TaskData, place
+from hpsearch.engine.devices import resolve_device
+from hpsearch.engine.entry_points import in_process_only
+from hpsearch.engine.lr_finder import LRFinderResult, lr_range_test
+from hpsearch.engine.task import check_task, is_classification
+from hpsearch.engine.training import check_batch_size, config_data
 from hpsearch.errors import ConfigError
-from hpsearch.lr_finder import LRFinderResult, lr_range_test
 from hpsearch.search.batched_study import check_batchable, check_files_unbatched, optimize_batched, resolve_batch
 from hpsearch.search.budget import finished_trials
 from hpsearch.search.coarse_to_fine import (
@@ -36,12 +38,10 @@ from hpsearch.search.coarse_to_fine import (
 from hpsearch.search.objective import NO_FILES, TrialFiles
 from hpsearch.search.pool import WorkerPool
 from hpsearch.search.records import StudyRecord, is_carried, own_trials, read_record, write_record
+from hpsearch.search.spec import StudySpec
+from hpsearch.search.storages import describe_storage, open_storage
 from hpsearch.search.trust import entry_point_trust
 from hpsearch.search.worker import optimize_to_budget
-from hpsearch.spec import StudySpec
-from hpsearch.storage import describe_storage, open_storage
-from hpsearch.task import check_task, is_classification
-from hpsearch.training import check_batch_size, config_data
 
 __all__ = ["PreflightError", "StudyMismatchError", "finished_in_family", "finished_trials", "resume_tables",
            "run_study"]
@@ -76,7 +76,7 @@ def run_study(
     continues from it. Re-running the same spec resumes: finished trials count toward the total,
     interrupted ones are retried, and coarse-to-fine picks up at the stage where it stopped. Every
     check (spec, data, stored spec, checkpoints, and with ``preflight`` the quick checks of
-    hpsearch.checks) happens before anything is written.
+    hpsearch.engine.checks) happens before anything is written.
     """
     storage = open_storage(storage) if storage is None or isinstance(storage, str) else storage
     device = resolve_device(spec.train.device)
@@ -259,7 +259,7 @@ def _create_or_load(spec: StudySpec, storage: BaseStorage, lr_test: LRFinderResu
     with warnings.catch_warnings():  # experimental since Optuna 3.2, and what optuna-dashboard labels values by
         warnings.simplefilter("ignore", ExperimentalWarning)
         study.set_metric_names([spec.metric])
-    versions = {"hpsearch": hpsearch.__version__, "torch": torch.__version__, "optuna": optuna.__version__}
+    versions = {"hpsearch": __version__, "torch": torch.__version__, "optuna": optuna.__version__}
     write_record(study, StudyRecord(spec=spec.to_dict(), versions=versions,
                                     lr_range_test=lr_test.to_dict() if lr_test is not None else None,
                                     coarse_to_fine=parent))

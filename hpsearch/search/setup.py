@@ -14,10 +14,10 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.storages import fail_stale_trials
 
 from hpsearch.search.budget import budget, requeue_interrupted
-from hpsearch.search.optuna_private import read_trials_locally
 from hpsearch.search.pruners import make_pruner
+from hpsearch.search.spec import StudySpec
+from hpsearch.search.storages.optuna_private import read_trials_locally
 from hpsearch.search.strategies import make_sampler
-from hpsearch.spec import StudySpec
 
 __all__ = ["WORKER_SEED_STRIDE", "fail_stale_trials_quietly", "prepare_study", "sampler_seed"]
 

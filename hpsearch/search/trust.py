@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from hpsearch.config import TrainConfig
-from hpsearch.entry_points import is_trusted, trust_for
+from hpsearch.engine.config import TrainConfig
+from hpsearch.engine.entry_points import is_trusted, trust_for
 from hpsearch.errors import EntryPointError
 
 __all__ = ["check_trusted", "entry_point_trust", "entry_points_of"]
@@ -21,8 +21,8 @@ __all__ = ["check_trusted", "entry_point_trust", "entry_points_of"]
 def entry_points_of(config: TrainConfig) -> dict[str, str]:
     """The config's fields that name the user's code rather than a built-in, with their entry points."""
     from hpsearch.choices import LOSSES
-    from hpsearch.datasets import BUILTIN_DATASETS
-    from hpsearch.models import MODELS
+    from hpsearch.engine.datasets import BUILTIN_DATASETS
+    from hpsearch.engine.models import MODELS
 
     builtin = {"model": set(MODELS), "dataset": set(BUILTIN_DATASETS), "loss": set(LOSSES)}
     found = {}

@@ -16,11 +16,12 @@ import optuna
 import torch
 from optuna.storages import BaseStorage
 
-from hpsearch.data import TaskData
-from hpsearch.devices import resolve_device
+from hpsearch.engine.data import TaskData
+from hpsearch.engine.devices import resolve_device
+from hpsearch.engine.task import check_task
+from hpsearch.engine.training import config_data
 from hpsearch.errors import ConfigError
 from hpsearch.search.batched_study import check_files_unbatched, optimize_batched, resolve_batch
-from hpsearch.search.beats import beating
 from hpsearch.search.loop import WAIT_POLL, run_trials
 from hpsearch.search.objective import (
     NO_FILES,
@@ -33,12 +34,11 @@ from hpsearch.search.objective import (
 )
 from hpsearch.search.records import read_record
 from hpsearch.search.setup import prepare_study
+from hpsearch.search.spec import StudySpec
+from hpsearch.search.storages import describe_storage
+from hpsearch.search.storages.beats import beating
 from hpsearch.search.summary import load_family
 from hpsearch.search.trust import check_trusted
-from hpsearch.spec import StudySpec
-from hpsearch.storage import describe_storage
-from hpsearch.task import check_task
-from hpsearch.training import config_data
 
 __all__ = ["OneTrialSteps", "join_study", "optimize_to_budget", "stored_spec"]
 
@@ -76,8 +76,8 @@ def _run_trial(study: optuna.Study, objective: Objective, total: int, callbacks:
     at once for the last place in the budget must go back to the queue, not run as one too many.
     Returns the places the budget has left beyond this trial and those started before it.
 
-    The process's heartbeat thread beats while the trial runs (hpsearch.search.beats), and Optuna's ``tell`` stores
-    the outcome (COMPLETE, PRUNED, or FAIL for an error, which is logged and does not stop the worker).
+    The process's heartbeat thread beats while the trial runs (hpsearch.search.storages.beats), and Optuna's
+    ``tell`` stores the outcome (COMPLETE, PRUNED, or FAIL for an error, which is logged and does not stop the worker).
     """
     asked = ask_within_budget(study, total)
     if asked is None:

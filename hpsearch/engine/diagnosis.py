@@ -1,0 +1,95 @@
+"""What went wrong, in plain words: the label of one run from its curves (hpsearch.search.advice turns the
+stored trials' labels into counts and advice on the ranges).
+
+Labels, first rule that fires wins: DIVERGING (the run blew up, or its training loss climbs well
+above its best), STUCK (training loss barely moved, or the run ended at the chance level: a training
+loss no better than predicting the class shares, or a validation accuracy no better than predicting
+one class, whatever it fell from), OSCILLATING (training loss went up again in several epochs),
+OVERFITTING (validation loss rose well above its best while training loss kept falling), else OK.
+Each comes with the rule and the numbers that fired it. The chance rule needs the task's chance level
+(hpsearch.engine.task.chance_level); without it (a custom loss, a history alone) that rule is skipped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import TYPE_CHECKING
+
+from hpsearch.status import Status
+
+if TYPE_CHECKING:
+    from hpsearch.engine.task import ChanceLevel
+
+__all__ = ["LABELS", "Diagnosis", "diagnose"]
+
+LABELS = ("DIVERGING", "STUCK", "OSCILLATING", "OVERFITTING", "OK")
+STUCK_IMPROVEMENT = 0.05  # training loss fell by less than this share of its first value
+CLIMB_FACTOR = 1.5  # the last training loss over its best: diverging
+OSCILLATION_RISE = 0.05  # an epoch whose training loss rose by more than this share counts as a rise
+OVERFIT_FACTOR = 1.2  # the last validation loss over its best, with training loss still falling
+# At the chance level: a last training loss above (1 - CHANCE_LOSS_SHARE) x the chance loss, or a last validation
+# accuracy within CHANCE_ACCURACY_SHARE of the way from the chance accuracy to 100%.
+CHANCE_LOSS_SHARE, CHANCE_ACCURACY_SHARE = 0.05, 0.1
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    label: str
+    rule: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"label": self.label, "rule": self.rule}
+
+
+def diagnose(history: Sequence[Mapping[str, float | None]], status: str = Status.COMPLETED,
+             chance: ChanceLevel | None = None) -> Diagnosis:
+    """The label of one run from its per-epoch ``train_loss``, ``val_loss`` and ``val_acc``, its status and
+    the task's ``chance`` level (None: unknown, the chance rule is skipped)."""
+    # A stored history holds None where a loss was not finite.
+    train, val = _series(history, "train_loss"), _series(history, "val_loss")
+    if status == Status.DIVERGED or not all(math.isfinite(v) for v in train + val):
+        return Diagnosis("DIVERGING", "the run diverged (non-finite or exploding loss)")
+    if len(train) < 2:
+        return Diagnosis("OK", "one epoch: too short to judge")
+    best = min(train)
+    if train[-1] > CLIMB_FACTOR * best:
+        return Diagnosis("DIVERGING", f"training loss climbed to {train[-1]:.3g}, over {CLIMB_FACTOR}x its best "
+                                      f"{best:.3g}")
+    if train[-1] > (1 - STUCK_IMPROVEMENT) * train[0]:
+        return Diagnosis("STUCK", f"training loss moved from {train[0]:.3g} to {train[-1]:.3g}, less than "
+                                  f"{STUCK_IMPROVEMENT:.0%}")
+    at_chance = _at_chance(train[-1], _series(history, "val_acc")[-1], chance)
+    if at_chance:
+        return Diagnosis("STUCK", at_chance)
+    rises = sum(after > (1 + OSCILLATION_RISE) * before for before, after in pairwise(train))
+    if rises >= 2:
+        return Diagnosis("OSCILLATING", f"training loss rose by over {OSCILLATION_RISE:.0%} in {rises} of "
+                                        f"{len(train) - 1} epochs")
+    best_val = min(val)
+    if val[-1] > OVERFIT_FACTOR * best_val and train[-1] < train[val.index(best_val)]:
+        return Diagnosis("OVERFITTING", f"validation loss rose to {val[-1]:.3g} from its best {best_val:.3g} at "
+                                        f"epoch {val.index(best_val) + 1} while training loss kept falling")
+    return Diagnosis("OK", "loss fell steadily")
+
+
+def _series(history: Sequence[Mapping[str, float | None]], key: str) -> list[float]:
+    """One metric per epoch, NaN where it is missing or was stored as None (not finite, or no accuracy)."""
+    return [math.nan if (value := epoch.get(key)) is None else float(value) for epoch in history]
+
+
+def _at_chance(train_loss: float, val_acc: float, chance: ChanceLevel | None) -> str | None:
+    """Why a run that ended with ``train_loss`` and ``val_acc`` learned nothing, or None when it beats chance."""
+    if chance is None:
+        return None
+    if chance.loss is not None and chance.loss > 0 and train_loss > (1 - CHANCE_LOSS_SHARE) * chance.loss:
+        return (f"at the chance level: training loss ended at {train_loss:.3g}, within {CHANCE_LOSS_SHARE:.0%} of "
+                f"{chance.loss:.3g}, what predicting the class shares (or the mean) scores")
+    if chance.accuracy is not None and math.isfinite(val_acc):
+        ceiling = chance.accuracy + CHANCE_ACCURACY_SHARE * (1 - chance.accuracy)
+        if val_acc <= ceiling:
+            return (f"at the chance level: validation accuracy ended at {val_acc:.1%}, at most {ceiling:.1%} "
+                    f"(predicting the largest class scores {chance.accuracy:.1%})")
+    return None

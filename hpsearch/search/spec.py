@@ -1,0 +1,231 @@
+"""StudySpec: what a study searches, how, for how long, over which fixed training settings.
+
+Loaded from a TOML file with ``[study]``, ``[space]`` and ``[train]`` tables, then overridden by
+command-line flags; validated once here, so the runner can trust it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hpsearch.choices import METRICS, PRUNERS, STRATEGIES
+from hpsearch.engine.config import TrainConfig
+from hpsearch.engine.entry_points import is_entry_point
+from hpsearch.errors import ConfigError
+from hpsearch.search.space import DEFAULT_SPACE, SearchSpace
+
+__all__ = ["DEFAULT_TRIALS", "METRICS", "PRUNERS", "STRATEGIES", "CoarseToFine", "StudySpec", "load_spec_file"]
+
+DEFAULT_TRIALS = 30
+_STUDY_KEYS = ("name", "strategy", "metric", "pruner", "pruner_warmup", "n_trials", "timeout", "seed", "grid_points",
+               "lr_find")
+
+
+@dataclass(frozen=True)
+class CoarseToFine:
+    """How coarse-to-fine spends its budget: a short coarse stage, then fine stages on narrowed ranges.
+
+    The coarse stage's trials stop early by ``coarse_pruner``: hyperband (successive halving in
+    brackets, from stopping after one epoch to none) lets short trials buy the information while the
+    best reach full length, a competitive best value early. ``coarse_epochs`` 0 means the full training
+    epochs under hyperband or asha (they shorten trials themselves), else a third of them (at least
+    1). The fine stages' trials stop early by ``fine_pruner``, hyperband too by default (the study's
+    ``pruner``, when one is given, sets it), and stops no trial before the epoch from which the stage before
+    ranked its trials as they finished (trusted_epoch.trusted_epoch). scripts/compare_strategies.py chose
+    hyperband: asha in both stages did best on digits but worst on the MNIST-shaped task, whose slow
+    learners it stopped at epoch 1 in favour of fast ones that overfit; the median pruner did worse on
+    digits. Ranges narrow, in log space for log parameters, to the span of the ``keep`` best trials of the
+    stage before, widened by ``margin`` (decades for log ranges, a fraction of the range otherwise).
+    """
+
+    stages: int = 3
+    coarse_trials: int = 12
+    coarse_epochs: int = 0
+    coarse_sampler: str = "random"
+    coarse_pruner: str = "hyperband"
+    fine_pruner: str = "hyperband"
+    fine_trials: int = 9
+    keep: int = 4
+    margin: float = 0.3
+
+    def __post_init__(self) -> None:
+        for name, low in (("stages", 2), ("coarse_trials", 1), ("fine_trials", 1), ("keep", 1)):
+            if getattr(self, name) < low:
+                raise ConfigError(f"coarse_to_fine.{name} must be >= {low}, got {getattr(self, name)}")
+        if self.coarse_epochs < 0:
+            raise ConfigError(f"coarse_to_fine.coarse_epochs must be >= 0, got {self.coarse_epochs}")
+        _one_of("coarse_to_fine.coarse_sampler", self.coarse_sampler, ("random", "tpe"))
+        _one_of("coarse_to_fine.coarse_pruner", self.coarse_pruner, PRUNERS)
+        _one_of("coarse_to_fine.fine_pruner", self.fine_pruner, PRUNERS)
+        if not (math.isfinite(self.margin) and self.margin >= 0):
+            raise ConfigError(f"coarse_to_fine.margin must be >= 0, got {self.margin}")
+
+    @property
+    def total_trials(self) -> int:
+        return self.coarse_trials + (self.stages - 1) * self.fine_trials
+
+    def sized(self, n_trials: int) -> CoarseToFine:
+        """This plan with ``n_trials`` in all (at least one a stage), shared between the coarse stage and the
+        fine stages as the plan shares its own total; what the fine stages cannot share evenly goes to the
+        coarse one."""
+        fine = max(1, round(n_trials * (1 - self.coarse_trials / self.total_trials)) // (self.stages - 1))
+        fine = min(fine, (n_trials - 1) // (self.stages - 1))
+        return dataclasses.replace(self, coarse_trials=n_trials - (self.stages - 1) * fine, fine_trials=fine)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> CoarseToFine:
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown key {unknown[0]!r} in [coarse_to_fine] (known: {', '.join(known)})")
+        for key, value in values.items():
+            wanted = {"coarse_sampler": str, "coarse_pruner": str, "fine_pruner": str, "margin": float}.get(key, int)
+            if isinstance(value, bool) or not isinstance(value, (int, float) if wanted is float else wanted):
+                raise ConfigError(f"coarse_to_fine.{key} must be {wanted.__name__}, got {value!r}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A validated study description; ``train`` holds the settings every trial shares."""
+
+    name: str | None = None
+    strategy: str = "tpe"
+    metric: str = "val_loss"
+    pruner: str = "median"
+    pruner_warmup: int | None = None  # epochs every trial trains before its pruner may stop it; None: 1,
+    # or for median the trusted epoch of the study's complete trials (pruners.make_pruner)
+    n_trials: int | None = None
+    timeout: float | None = None
+    seed: int = 0
+    grid_points: int = 5
+    lr_find: bool = False
+    space: SearchSpace = DEFAULT_SPACE
+    train: TrainConfig = field(default_factory=TrainConfig)
+    coarse_to_fine: CoarseToFine = field(default_factory=CoarseToFine)
+
+    def __post_init__(self) -> None:
+        _one_of("strategy", self.strategy, STRATEGIES)
+        _one_of("pruner", self.pruner, PRUNERS)
+        _one_of("metric", self.metric, tuple(METRICS))
+        if self.n_trials is not None and self.n_trials < 1:
+            raise ConfigError(f"n_trials must be >= 1, got {self.n_trials}")
+        stages = self.coarse_to_fine.stages
+        if self.strategy == "coarse-to-fine" and self.n_trials is not None and self.n_trials < stages:
+            raise ConfigError(f"n_trials must be >= coarse_to_fine.stages ({stages}) for coarse-to-fine, a trial or "
+                              f"more a stage, got {self.n_trials}")
+        if self.pruner_warmup is not None and self.pruner_warmup < 1:
+            raise ConfigError(f"pruner_warmup must be >= 1 epoch, got {self.pruner_warmup}")
+        if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise ConfigError(f"timeout must be > 0 seconds, got {self.timeout}")
+        if self.grid_points < 2:
+            raise ConfigError(f"grid_points must be >= 2, got {self.grid_points}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        if self.name is not None and not self.name.strip():
+            raise ConfigError(f"study name must not be empty, got {self.name!r}")
+
+    @property
+    def study_name(self) -> str:
+        """The given name, else ``<dataset>-<strategy>`` so that different searches do not collide."""
+        if self.name:
+            return self.name
+        dataset = self.train.dataset
+        if dataset.startswith("npz:"):
+            dataset = Path(dataset[4:]).stem
+        elif is_entry_point(dataset):  # mytask.py:load -> mytask, pkg.tasks:load -> tasks
+            where = dataset.rpartition(":")[0]
+            dataset = Path(where).stem if where.endswith(".py") else where.rpartition(".")[2]
+        return f"{dataset.partition(':')[0]}-{self.strategy}"
+
+    @property
+    def direction(self) -> str:
+        return METRICS[self.metric]
+
+    @property
+    def total_trials(self) -> int:
+        """The number of finished trials the study should reach; a grid ends when it is done."""
+        if self.strategy == "grid":
+            size = math.prod(len(values) for values in self.space.grid(self.grid_points).values())
+            return min(size, self.n_trials) if self.n_trials is not None else size
+        if self.strategy == "coarse-to-fine":
+            return self.stage_plan.total_trials
+        return self.n_trials if self.n_trials is not None else DEFAULT_TRIALS
+
+    @property
+    def stage_plan(self) -> CoarseToFine:
+        """The coarse-to-fine plan its stages run: ``n_trials``, when given, is the total over all of them."""
+        return self.coarse_to_fine.sized(self.n_trials) if self.n_trials is not None else self.coarse_to_fine
+
+    def replace(self, **changes: Any) -> StudySpec:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as the tables of a spec file (what is stored with the study)."""
+        study = {key: getattr(self, key) for key in _STUDY_KEYS if getattr(self, key) is not None}
+        study["name"] = self.study_name
+        tables = {"study": study, "space": self.space.to_dict(), "train": self.train.to_dict()}
+        if self.strategy == "coarse-to-fine":
+            tables["coarse_to_fine"] = dataclasses.asdict(self.coarse_to_fine)
+        return tables
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], source: str = "spec") -> StudySpec:
+        """From the tables of a spec file; any unknown table or key is an error naming it. ``[model_args]``
+        holds the model factory's arguments (the same as ``model_args`` in ``[train]``)."""
+        unknown = sorted(set(values) - {"study", "space", "train", "coarse_to_fine", "model_args"})
+        if unknown:
+            raise ConfigError(f"unknown table [{unknown[0]}] in {source} (known: study, space, train, model_args, "
+                              f"coarse_to_fine)")
+        study = dict(values.get("study", {}))
+        bad = sorted(set(study) - set(_STUDY_KEYS))
+        if bad:
+            raise ConfigError(f"unknown key {bad[0]!r} in [study] of {source} (known: {', '.join(_STUDY_KEYS)})")
+        space = SearchSpace.from_mapping(values["space"]) if "space" in values else DEFAULT_SPACE
+        train_table = dict(values.get("train", {}))
+        if "model_args" in values:
+            if not isinstance(values["model_args"], Mapping):
+                raise ConfigError(f"[model_args] of {source} must be a table of NAME = VALUE, got "
+                                  f"{values['model_args']!r}")
+            train_table["model_args"] = {**values["model_args"], **train_table.get("model_args", {})}
+        train = TrainConfig.from_mapping(train_table, source=f"[train] of {source}")
+        stages_table = dict(values.get("coarse_to_fine", {}))
+        if study.get("strategy") == "coarse-to-fine" and "pruner" in study and "fine_pruner" not in stages_table:
+            stages_table["fine_pruner"] = study["pruner"]  # a pruner asked for is the fine stages'
+        stages = CoarseToFine.from_mapping(stages_table)
+        return cls(space=space, train=train, coarse_to_fine=stages, **_typed_study_fields(study))
+
+
+def load_spec_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML spec file into its tables."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read spec file (--spec {path}): {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"cannot parse spec file (--spec {path}): {exc}") from None
+
+
+def _typed_study_fields(study: dict[str, Any]) -> dict[str, Any]:
+    types = {"name": str, "strategy": str, "metric": str, "pruner": str, "pruner_warmup": int, "n_trials": int,
+             "timeout": float,
+             "seed": int, "grid_points": int, "lr_find": bool}
+    typed = {}
+    for key, value in study.items():
+        wanted = types[key]
+        if value is not None and not (isinstance(value, wanted) or (wanted is float and isinstance(value, int))):
+            raise ConfigError(f"{key} must be {wanted.__name__}, got {value!r}")
+        typed[key] = float(value) if wanted is float and value is not None else value
+    return typed
+
+
+def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")

@@ -1,0 +1,126 @@
+"""The pruners by name: what each builds, asha's rungs, and asha from the CLI, a spec and --batch."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.pruners import HyperbandPruner, MedianPruner, NopPruner, SuccessiveHalvingPruner
+from typer.testing import CliRunner
+
+from hpsearch.choices import PRUNERS
+from hpsearch.cli import app
+from hpsearch.search.pruners import make_pruner
+from hpsearch.search.spec import StudySpec, load_spec_file
+
+runner = CliRunner()
+ASHA_RUN = ["run", "--pruner", "asha", "--epochs", "3", "--storage", "memory", "--hidden", "32"]
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def outcome_counts(out: str) -> tuple[int, int]:
+    """(complete, pruned) from the progress line the run ends with."""
+    found = re.findall(r"(\d+) complete, (\d+) pruned, 0 failed", out)
+    assert found, out
+    complete, pruned = found[-1]
+    return int(complete), int(pruned)
+
+
+@pytest.mark.parametrize(("name", "kind"), [("median", MedianPruner), ("hyperband", HyperbandPruner),
+                                            ("asha", SuccessiveHalvingPruner), ("none", NopPruner)])
+def test_every_pruner_name_builds_its_optuna_pruner(name: str, kind: type) -> None:
+    assert name in PRUNERS
+    assert isinstance(make_pruner(name, epochs=3), kind)
+
+
+def test_asha_judges_a_trial_at_its_first_epoch_against_those_there_before_it() -> None:
+    study = optuna.create_study(pruner=make_pruner("asha", epochs=9))
+    first = study.ask()
+    first.report(1.0, 1)
+    assert not first.should_prune()  # alone at the rung: nothing to lose to, nothing waited for
+    second = study.ask()
+    second.report(2.0, 1)
+    assert second.should_prune()  # epoch 1 is a rung (min_resource=1, no "auto" wait for a finished trial)
+    third = study.ask()
+    third.report(0.5, 1)
+    assert not third.should_prune()
+    third.report(0.4, 2)
+    assert not third.should_prune()  # the next rung is epoch 3 (reduction_factor=3)
+
+
+def test_run_with_asha_from_the_cli_prunes_and_completes() -> None:
+    code, out, err = invoke(*ASHA_RUN, "--n-trials", "6")
+    assert code == 0, err
+    complete, pruned = outcome_counts(out)
+    assert complete + pruned == 6 and complete >= 1 and pruned >= 1
+    assert "best val_loss" in out
+
+
+def test_run_help_lists_asha() -> None:
+    result = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"})  # wide: the choices on one line
+    assert result.exit_code == 0 and "<median|hyperband|asha|none>" in result.stdout
+
+
+def test_batched_run_with_asha_tells_every_trial() -> None:
+    code, out, err = invoke(*ASHA_RUN, "--n-trials", "4", "--batch", "2", "--epochs", "2")
+    assert code == 0, err
+    complete, pruned = outcome_counts(out)
+    assert complete + pruned == 4 and complete >= 1
+
+
+def test_a_spec_with_asha_loads(tmp_path: Path) -> None:
+    path = tmp_path / "asha.toml"
+    path.write_text('[study]\nname = "a"\nstrategy = "random"\npruner = "asha"\nn_trials = 4\n')
+    spec = StudySpec.from_mapping(load_spec_file(path), source=str(path))
+    assert spec.pruner == "asha"
+    assert isinstance(make_pruner(spec.pruner, epochs=spec.train.epochs), SuccessiveHalvingPruner)
+
+
+def test_an_unknown_pruner_from_a_flag_or_a_spec_is_one_error_line_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[study]\npruner = "sha"\n')
+    for args, expected in [(["--pruner", "sha"], "'sha' is not one of 'median', 'hyperband', 'asha', 'none'"),
+                           (["--spec", str(path)], "pruner must be one of median, hyperband, asha, none, got 'sha'")]:
+        code, out, err = invoke("run", "--n-trials", "2", "--storage", "memory", *args)
+        assert code == 2, (args, out, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], (args, err)
+
+
+@pytest.mark.parametrize("name", ["median", "hyperband", "asha"])
+def test_no_trial_is_stopped_before_the_pruner_warmup(name: str) -> None:
+    """Trials far behind the others are let through the epochs before ``warmup``, and stopped at it (under
+    hyperband, those of the bracket whose first rung is the warmup; the study's name fixes the brackets)."""
+    study = optuna.create_study(study_name="warmup", pruner=make_pruner(name, epochs=9, warmup=3))
+    for _ in range(6):
+        good = study.ask()
+        for epoch in range(1, 10):
+            good.report(1.0 / epoch, epoch)
+            good.should_prune()
+        study.tell(good, 1.0 / 9)
+    stopped_at = []
+    for _ in range(4):
+        bad = study.ask()
+        decisions = []
+        for epoch in (1, 2, 3):
+            bad.report(100.0, epoch)
+            decisions.append(bad.should_prune())
+        stopped_at.append(decisions.index(True) + 1 if True in decisions else None)
+        study.tell(bad, state=optuna.trial.TrialState.PRUNED)
+    assert set(stopped_at) <= {3, None} and 3 in stopped_at
+
+
+def test_a_pruner_warmup_from_a_spec_is_checked_and_stored_only_when_given(tmp_path: Path) -> None:
+    path = tmp_path / "w.toml"
+    path.write_text('[study]\nname = "w"\npruner_warmup = 4\n')
+    assert StudySpec.from_mapping(load_spec_file(path)).to_dict()["study"]["pruner_warmup"] == 4
+    assert "pruner_warmup" not in StudySpec().to_dict()["study"]  # a study stored before it existed still matches
+    path.write_text('[study]\npruner_warmup = 0\n')
+    code, out, err = invoke("run", "--n-trials", "2", "--storage", "memory", "--spec", str(path))
+    assert code == 2 and err.strip() == "error: pruner_warmup must be >= 1 epoch, got 0", (out, err)

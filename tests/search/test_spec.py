@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from hpsearch.engine.config import TrainConfig
+from hpsearch.errors import ConfigError
+from hpsearch.search.space import ParamSpec, SearchSpace
+from hpsearch.search.spec import DEFAULT_TRIALS, StudySpec, load_spec_file
+
+STUDIES = sorted((Path(__file__).resolve().parents[2] / "studies").glob("*.toml"))
+
+
+def test_default_spec_searches_lr_and_weight_decay_on_log_scales() -> None:
+    spec = StudySpec()
+    assert spec.study_name == "digits-tpe" and spec.direction == "minimize"
+    assert spec.total_trials == DEFAULT_TRIALS
+    assert spec.space.distributions() == {"lr": FloatDistribution(1e-5, 1e-1, log=True),
+                                          "weight_decay": FloatDistribution(1e-5, 1e-1, log=True)}
+
+
+def test_spaces_map_to_optuna_distributions_and_grids() -> None:
+    space = SearchSpace.from_mapping({
+        "lr": {"low": 1e-4, "high": 1e-1, "log": True},
+        "batch_size": {"low": 32, "high": 256, "log": True},
+        "warmup": {"low": 0.0, "high": 0.2},
+        "schedule": {"choices": ["constant", "cosine"]},
+    })
+    assert space.distributions() == {
+        "lr": FloatDistribution(1e-4, 1e-1, log=True), "batch_size": IntDistribution(32, 256, log=True),
+        "warmup": FloatDistribution(0.0, 0.2), "schedule": CategoricalDistribution(["constant", "cosine"])}
+    grid = space.grid(4)
+    assert grid["lr"] == pytest.approx([1e-4, 1e-3, 1e-2, 1e-1])
+    assert grid["batch_size"] == [32, 64, 128, 256]
+    assert grid["warmup"] == pytest.approx([0.0, 0.2 / 3, 0.4 / 3, 0.2])
+    assert grid["schedule"] == ["constant", "cosine"]
+    assert StudySpec(strategy="grid", grid_points=4, space=space).total_trials == 4 * 4 * 4 * 2
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"low": 0.1, "high": 0.01, "log": True}, "space.lr: low must be < high, got low=0.1 high=0.01"),
+        ({"low": 0.0, "high": 0.1, "log": True}, "space.lr: a log-scale range needs low > 0, got low=0"),
+        ({"low": 0.1}, "space.lr: needs low and high"),
+        ({"low": 0.1, "high": 1, "step": 2}, "space.lr: unknown key 'step'"),
+        ({"low": "a", "high": 1}, "space.lr: low and high must be numbers"),
+    ],
+)
+def test_bad_ranges_name_the_parameter_and_values(values: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        SearchSpace.from_mapping({"lr": values})
+    assert message in str(caught.value)
+
+
+def test_only_training_hyperparameters_can_be_searched() -> None:
+    with pytest.raises(ConfigError, match=r"space\.dataset: cannot search 'dataset'"):
+        ParamSpec("dataset", choices=("digits",))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"strategy": "bayes"}, "strategy must be one of grid, random, tpe, coarse-to-fine, got 'bayes'"),
+        ({"pruner": "sha"}, "pruner must be one of median, hyperband, asha, none, got 'sha'"),
+        ({"metric": "f1"}, "metric must be one of val_loss, val_acc, got 'f1'"),
+        ({"n_trials": 0}, "n_trials must be >= 1, got 0"),
+        ({"timeout": -1.0}, "timeout must be > 0 seconds, got -1.0"),
+    ],
+)
+def test_bad_study_fields_are_named(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        StudySpec(**change)  # type: ignore[arg-type]
+    assert message in str(caught.value)
+
+
+def test_spec_files_reject_unknown_tables_and_keys(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown table \[model\]"):
+        StudySpec.from_mapping({"model": {}})
+    with pytest.raises(ConfigError, match="unknown key 'trials' in \\[study\\]"):
+        StudySpec.from_mapping({"study": {"trials": 3}})
+    with pytest.raises(ConfigError, match="unknown config key 'learning_rate' in \\[train\\]"):
+        StudySpec.from_mapping({"train": {"learning_rate": 3}})
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[study\n")
+    with pytest.raises(ConfigError, match="cannot parse spec file"):
+        load_spec_file(broken)
+
+
+def test_to_dict_round_trips() -> None:
+    spec = StudySpec(name="x", strategy="grid", train=TrainConfig(epochs=3),
+                     space=SearchSpace.from_mapping({"schedule": {"choices": ["constant", "wsd"]}}))
+    assert StudySpec.from_mapping(spec.to_dict()) == spec
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
+def test_example_specs_load(path: Path) -> None:
+    spec = StudySpec.from_mapping(load_spec_file(path), str(path))
+    assert spec.study_name == path.stem
+
+
+def test_the_textbook_example_is_the_textbook_setup() -> None:
+    spec = StudySpec.from_mapping(load_spec_file(next(p for p in STUDIES if p.stem == "textbook")))
+    assert spec.space.to_dict() == {"lr": {"low": 1e-5, "high": 1e-1, "log": True},
+                                    "weight_decay": {"low": 1e-4, "high": 1e-1, "log": True}}
+    assert spec.total_trials == 30 and spec.train.epochs == 5
+
+
+def test_model_args_tables_and_their_search_round_trip_through_the_stored_spec() -> None:
+    tables = {"study": {"strategy": "random", "n_trials": 3},
+              "model_args": {"width": 16},
+              "space": {"lr": {"low": 1e-4, "high": 1e-2, "log": True},
+                        "optimizer": {"choices": ["adamw", "sgd"]},
+                        "model_args": {"width": {"low": 8, "high": 32}, "act": {"choices": ["relu", "gelu"]}}},
+              "train": {"model": "mytask.py:net", "dataset": "mytask.py:load"}}
+    spec = StudySpec.from_mapping(tables)
+    assert spec.train.model_args == {"width": 16}
+    assert spec.space.distributions() == {
+        "optimizer": CategoricalDistribution(["adamw", "sgd"]), "lr": FloatDistribution(1e-4, 1e-2, log=True),
+        "model_args.width": IntDistribution(8, 32), "model_args.act": CategoricalDistribution(["relu", "gelu"])}
+    assert spec.study_name == "mytask-random"
+    assert StudySpec.from_mapping(spec.to_dict()) == spec.replace(name="mytask-random")
+
+
+def test_a_float_model_arg_range_is_searched_as_floats() -> None:
+    space = SearchSpace.from_mapping({"model_args": {"dropout": {"low": 0.0, "high": 0.5}}})
+    assert space.distributions() == {"model_args.dropout": FloatDistribution(0.0, 0.5)}
