@@ -5,10 +5,8 @@ and the training options are shared by ``train`` and ``run`` through a signature
 """
 
 import functools
-import gc
 import inspect
 import json
-import logging
 import math
 import os
 import shlex
@@ -27,6 +25,7 @@ from hpsearch.choices import Feed, Metric, Optimizer, Precision, Pruner, Schedul
 from hpsearch.engine.config import TrainConfig
 from hpsearch.engine.task import ADAM_BETAS
 from hpsearch.errors import HPSearchError
+from hpsearch.process import prepare_process
 from hpsearch.search.space import DEFAULT_SPACE
 from hpsearch.search.spec import DEFAULT_TRIALS, CoarseToFine, StudySpec
 from hpsearch.search.storages import DEFAULT_HEARTBEAT, DEFAULT_MAX_RETRIES, DEFAULT_STORAGE
@@ -449,6 +448,7 @@ def worker(
     inside its working directory and modules of packages named with --trust.
     """
     from hpsearch.presentation.progress import StudyProgress
+    from hpsearch.presentation.run import with_curve_writer
     from hpsearch.search.objective import TrialFiles
     from hpsearch.search.storages import open_storage
     from hpsearch.search.summary import load_family
@@ -459,7 +459,7 @@ def worker(
     _quiet_optuna()
     optuna_storage = open_storage(storage, heartbeat=heartbeat, max_retries=max_retries, durable=durable)
     first = load_family(study, optuna_storage)[0]
-    files = TrialFiles(checkpoint_dir, artifact_dir)
+    files = with_curve_writer(TrialFiles(checkpoint_dir, artifact_dir))
     files.prepare(study)
     with StudyProgress(console, stored_spec(first, optuna_storage), enabled=not quiet) as progress:
         last = join_study(study, optuna_storage, device=device, threads=threads,
@@ -474,15 +474,12 @@ def _train_config_and_data(path: Path | None, train_flags: dict[str, Any], seed:
     """The config of ``train``, ``lr-find`` and ``check``, and its data on its device, with the model checked on
     one batch (a wrong output shape is one error line before anything runs)."""
     from hpsearch.engine.config import TrainConfig, load_config_file
-    from hpsearch.engine.devices import resolve_device
-    from hpsearch.engine.task import check_task
-    from hpsearch.engine.training import config_data
+    from hpsearch.engine.task import load_checked
 
     values = load_config_file(path) if path is not None else {}  # a file (or export), flags over it
     train_config = TrainConfig.from_mapping(merge_train_tables(values, {**train_flags, **_given(seed=seed)}),
                                             source=str(path) if path else "flags")
-    data = config_data(train_config, resolve_device(train_config.device))
-    check_task(train_config, data)
+    data = load_checked(train_config)
     return train_config, data
 
 
@@ -618,18 +615,7 @@ def _command_line() -> str:
     return shlex.join(["hpsearch", *sys.argv[1:]])
 
 
-def _interrupt_on_sigterm(signum: int, frame: Any) -> None:
-    # SIGTERM (a scheduler, `kill`) ends a run like Ctrl-C: the trial is marked interrupted, not lost.
-    raise KeyboardInterrupt
-
-
 def main() -> None:
-    """Console-script entry point; library warnings go to stderr as ``warning: …`` lines.
-
-    What is imported so far (torch with it) is frozen out of the garbage collector's full passes: this process
-    keeps it to the end, and each pass would walk its 200,000 objects again (hpsearch.search.loop freezes more).
-    """
-    gc.freeze()
-    logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)
-    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    """Console-script entry point (hpsearch.process.prepare_process: warnings as lines, SIGTERM as Ctrl-C)."""
+    prepare_process()
     app()

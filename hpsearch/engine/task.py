@@ -27,7 +27,8 @@ from hpsearch.engine.models import MODELS
 from hpsearch.errors import ConfigError, TaskError
 
 __all__ = ["ADAM_BETAS", "ChanceLevel", "LossFunction", "build_loss", "build_model", "build_optimizer",
-           "chance_level", "check_precision", "check_task", "eval_loss", "is_classification", "load_task_data"]
+           "chance_level", "check_precision", "check_task", "eval_loss", "is_classification", "load_checked",
+           "load_task_data"]
 
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 ADAM_BETAS = (0.9, 0.999)  # torch's own, where a config leaves beta1 or beta2 unset
@@ -42,6 +43,16 @@ def load_task_data(config: TrainConfig, device: torch.device | None = None) -> T
                      val_fraction=config.val_fraction, device="cpu", targets=targets,
                      num_classes=config.num_classes)
     return place(data, device, config.feed, config.num_workers)
+
+
+def load_checked(config: TrainConfig, data: TaskData | None = None) -> TaskData:
+    """The data ``config`` names (or ``data``, placed as ``config`` says) on its device, with the model built and
+    one small batch run through it and the loss (check_task): the one way the CLI, a study and every worker load a
+    task, so a broken model or data is one error line before anything runs or is written."""
+    device = resolve_device(config.device)
+    data = load_task_data(config, device) if data is None else place(data, device, config.feed, config.num_workers)
+    check_task(config, data)
+    return data
 
 
 def build_model(config: TrainConfig, data: TaskData) -> nn.Module:

@@ -28,7 +28,7 @@ from hpsearch.engine.lr_finder import LRFinderResult
 from hpsearch.errors import HPSearchError
 
 __all__ = ["StageRange", "plot_history", "plot_importances", "plot_landscape", "plot_learning_curves",
-           "plot_lr_range_test", "plot_trial_curve", "save_figure"]
+           "plot_lr_range_test", "plot_trial_curve", "save_figure", "write_trial_curve"]
 
 _MARKERS = {"steepest": "tab:orange", "divergence": "tab:red", "valley": "tab:green"}
 
@@ -233,3 +233,9 @@ def save_figure(figure: Figure, path: str | Path) -> None:
         raise HPSearchError(f"folder does not exist (--plot {path})")
     figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
+
+
+def write_trial_curve(history: Sequence[Mapping[str, float]], title: str, path: str | Path) -> None:
+    """One trial's learning curve as a PNG at ``path``: the artifact writer the search layer is handed
+    (hpsearch.presentation.run.CURVE_WRITER names it)."""
+    save_figure(plot_trial_curve(history, title), path)

@@ -22,6 +22,7 @@ from hpsearch.engine.checkpoint import check_checkpoint_file
 from hpsearch.engine.config import TrainConfig
 from hpsearch.engine.data import TaskData
 from hpsearch.engine.diagnosis import diagnose
+from hpsearch.engine.entry_points import resolve
 from hpsearch.engine.training import EpochMetrics, TrainResult, train
 from hpsearch.errors import CheckpointError
 from hpsearch.search.budget import budget
@@ -44,10 +45,16 @@ TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 @dataclass(frozen=True)
 class TrialFiles:
     """Where trials write files: a checkpoint each epoch (``checkpoint_dir``), and on completion their
-    learning-curve PNG and final checkpoint as Optuna artifacts for optuna-dashboard (``artifact_dir``)."""
+    learning-curve PNG and final checkpoint as Optuna artifacts for optuna-dashboard (``artifact_dir``).
+
+    ``curve_writer`` draws the curve: an entry point (``module:attr``) of ``f(history, title, path)``, handed down
+    by the layer that draws (hpsearch.presentation's run_study and the CLI name theirs), as a name so that the
+    pool can hand it on to its worker processes; without one a trial stores its checkpoint alone.
+    """
 
     checkpoint_dir: Path | None = None
     artifact_dir: Path | None = None
+    curve_writer: str | None = None
 
     def prepare(self, study_name: str) -> None:
         """Before any trial: refuse a folder that is a file or a checkpoint hpsearch did not write, and
@@ -79,6 +86,7 @@ class Objective:
         self.data = data
         self.checkpoint_dir = files.checkpoint_dir
         self.artifacts = FileSystemArtifactStore(str(files.artifact_dir)) if files.artifact_dir else None
+        self.draw_curve = resolve(files.curve_writer, "curve_writer") if files.curve_writer else None
 
     def start(self, trial: optuna.Trial) -> tuple[TrainConfig, TrialRecord]:
         return start_trial(trial, self.spec, self.checkpoint_dir)
@@ -93,17 +101,12 @@ class Objective:
         """The learning curve and final checkpoint as artifacts: Optuna takes them only while the trial runs."""
         if self.artifacts is None:
             return
-        from hpsearch.presentation.figures import (  # matplotlib: only when artifacts are asked for
-            plot_trial_curve,
-            save_figure,
-        )
-
-        with tempfile.TemporaryDirectory() as scratch:
-            curve = Path(scratch) / CURVE_ARTIFACT
-            save_figure(plot_trial_curve(record.history or [], f"{trial.study.study_name}, trial {trial.number}"),
-                        curve)
-            upload_artifact(artifact_store=self.artifacts, file_path=str(curve), study_or_trial=trial,
-                            mimetype="image/png")
+        if self.draw_curve is not None:
+            with tempfile.TemporaryDirectory() as scratch:
+                curve = Path(scratch) / CURVE_ARTIFACT
+                self.draw_curve(record.history or [], f"{trial.study.study_name}, trial {trial.number}", curve)
+                upload_artifact(artifact_store=self.artifacts, file_path=str(curve), study_or_trial=trial,
+                                mimetype="image/png")
         if record.checkpoint is not None and Path(record.checkpoint).is_file():
             upload_artifact(artifact_store=self.artifacts, file_path=record.checkpoint, study_or_trial=trial,
                             mimetype="application/octet-stream")

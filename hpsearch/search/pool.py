@@ -1,9 +1,10 @@
 """``--jobs N``: run a stored study in N worker processes on one storage and follow it from here.
 
-Each worker is ``hpsearch worker STUDY`` in a process of its own (its own session, so a Ctrl-C
-reaches only this coordinator, which then stops the workers with SIGTERM: each marks its running
-trial interrupted and exits). CPU threads are split between the workers, and ``devices`` are
-handed out round-robin. Progress comes from polling the storage, the one place all workers write.
+Each worker is hpsearch.search.worker_process (the worker ``hpsearch worker STUDY`` runs, told its options as
+JSON rather than as CLI flags) in a process of its own (its own session, so a Ctrl-C reaches only this
+coordinator, which then stops the workers with SIGTERM: each marks its running trial interrupted and exits).
+CPU threads are split between the workers, and ``devices`` are handed out round-robin. Progress comes from
+polling the storage, the one place all workers write.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -25,6 +27,7 @@ from hpsearch.errors import HPSearchError
 from hpsearch.search.objective import NO_FILES, TrialFiles, interrupted
 from hpsearch.search.records import RECORD_ATTR, own_trials, read_trial
 from hpsearch.search.storages.optuna_private import drop_idle_connections, storage_of, trial_id
+from hpsearch.search.worker import WorkerOptions
 
 __all__ = ["WorkerPool"]
 
@@ -71,26 +74,27 @@ class WorkerPool:
         _follow(study, seen, callbacks)
         _check_exits(workers)
 
+    def worker_options(self, study_name: str, index: int, timeout: float | None = None) -> WorkerOptions:
+        """What worker ``index`` is told: this pool's storage and files, its share of the CPU threads, its device."""
+        return WorkerOptions(
+            study=study_name, storage=self.storage, heartbeat=self.heartbeat, max_retries=self.max_retries,
+            durable=self.durable, checkpoint_dir=_text(self.files.checkpoint_dir),
+            artifact_dir=_text(self.files.artifact_dir), curve_writer=self.files.curve_writer,
+            device=self.devices[index % len(self.devices)] if self.devices else None,
+            threads=max(1, (os.cpu_count() or 1) // self.jobs), index=index, timeout=timeout, trust=self.trust,
+            batch=self.batch)
+
     def worker_command(self, study_name: str, index: int, timeout: float | None = None) -> list[str]:
-        """The ``hpsearch worker`` command line of worker ``index``."""
-        command = [sys.executable, "-m", "hpsearch", "worker", study_name, "--storage", self.storage, "--quiet",
-                   "--index", str(index), "--threads", str(max(1, (os.cpu_count() or 1) // self.jobs))]
-        if self.devices:
-            command += ["--device", self.devices[index % len(self.devices)]]
-        for trusted in self.trust:
-            command += ["--trust", trusted]
-        if self.durable:
-            command.append("--durable")
-        for flag, value in (("--heartbeat", self.heartbeat), ("--max-retries", self.max_retries),
-                            ("--checkpoint-dir", self.files.checkpoint_dir),
-                            ("--artifact-dir", self.files.artifact_dir), ("--timeout", timeout),
-                            ("--batch", self.batch)):
-            if value is not None:
-                command += [flag, str(value)]
-        return command
+        """The command line of worker ``index``: the search layer's worker process, hpsearch.search.worker_process."""
+        return [sys.executable, "-m", "hpsearch.search.worker_process",
+                self.worker_options(study_name, index, timeout).to_json()]
 
     def _start(self, study_name: str, index: int, timeout: float | None) -> subprocess.Popen[bytes]:
         return subprocess.Popen(self.worker_command(study_name, index, timeout), start_new_session=True)
+
+
+def _text(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
 
 
 def _follow(study: optuna.Study, seen: set[int], callbacks: Sequence[TrialCallback]) -> None:

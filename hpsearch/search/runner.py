@@ -18,12 +18,12 @@ from optuna.trial import FrozenTrial
 
 from hpsearch._version import __version__
 from hpsearch.engine.checks import FAIL, QUICK_CHECKS, run_checks
-from hpsearch.engine.data import TaskData, place
+from hpsearch.engine.data import TaskData
 from hpsearch.engine.devices import resolve_device
 from hpsearch.engine.entry_points import in_process_only
 from hpsearch.engine.lr_finder import LRFinderResult, lr_range_test
-from hpsearch.engine.task import check_task, is_classification
-from hpsearch.engine.training import check_batch_size, config_data
+from hpsearch.engine.task import is_classification, load_checked
+from hpsearch.engine.training import check_batch_size
 from hpsearch.errors import ConfigError
 from hpsearch.search.batched_study import check_batchable, check_files_unbatched, optimize_batched, resolve_batch
 from hpsearch.search.budget import finished_trials
@@ -86,10 +86,8 @@ def run_study(
     if batch is not None:
         check_batchable(spec, 1)  # the space and model first: nothing is loaded or written for a refused batch
         check_files_unbatched(files)
-    data = config_data(spec.train, device) if data is None else place(data, device, spec.train.feed,
-                                                                         spec.train.num_workers)
+    data = load_checked(spec.train, data)
     _check_batch_sizes(spec, data)
-    check_task(spec.train, data)
     if spec.metric == "val_acc" and not is_classification(spec.train, data):
         raise ConfigError(f"metric val_acc needs a classification task; loss {spec.train.loss!r} on dataset "
                           f"{data.name!r} is a regression: use --metric val_loss")

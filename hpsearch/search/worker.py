@@ -7,10 +7,14 @@ around the trials (dead workers' trials, the budget, waiting for the last ones),
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import optuna
 import torch
@@ -18,8 +22,7 @@ from optuna.storages import BaseStorage
 
 from hpsearch.engine.data import TaskData
 from hpsearch.engine.devices import resolve_device
-from hpsearch.engine.task import check_task
-from hpsearch.engine.training import config_data
+from hpsearch.engine.task import load_checked
 from hpsearch.errors import ConfigError
 from hpsearch.search.batched_study import check_files_unbatched, optimize_batched, resolve_batch
 from hpsearch.search.loop import WAIT_POLL, run_trials
@@ -35,12 +38,12 @@ from hpsearch.search.objective import (
 from hpsearch.search.records import read_record
 from hpsearch.search.setup import prepare_study
 from hpsearch.search.spec import StudySpec
-from hpsearch.search.storages import describe_storage
+from hpsearch.search.storages import describe_storage, open_storage
 from hpsearch.search.storages.beats import beating
 from hpsearch.search.summary import load_family
 from hpsearch.search.trust import check_trusted
 
-__all__ = ["OneTrialSteps", "join_study", "optimize_to_budget", "stored_spec"]
+__all__ = ["OneTrialSteps", "WorkerOptions", "join_study", "optimize_to_budget", "run_worker", "stored_spec"]
 
 logger = logging.getLogger(__name__)
 
@@ -132,8 +135,7 @@ def join_study(name: str, storage: BaseStorage, *, device: str | None = None, th
         if device is not None:
             spec = spec.replace(train=spec.train.replace(device=device))
         if data is None:
-            data = config_data(spec.train, resolve_device(spec.train.device))
-            check_task(spec.train, data)
+            data = load_checked(spec.train)
         left = deadline - time.monotonic() if deadline is not None else None
         if batch is None:
             optimize_to_budget(study, spec, data, callbacks=callbacks, timeout=left, files=files, worker=worker)
@@ -168,3 +170,49 @@ def _next_stage(study: optuna.Study, storage: BaseStorage) -> optuna.Study | Non
             return stages[family["stage"]]
         time.sleep(WAIT_POLL)
     return None
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """What one worker process needs, as the pool hands it over (JSON on its command line): the study and its
+    storage with the heartbeat settings the run shares, the trials' files, and this worker's own device, threads,
+    number (which seeds its sampler apart), time limit, trusted entry points and batch."""
+
+    study: str
+    storage: str
+    heartbeat: int | None = None
+    max_retries: int | None = None
+    durable: bool = False
+    checkpoint_dir: str | None = None
+    artifact_dir: str | None = None
+    curve_writer: str | None = None
+    device: str | None = None
+    threads: int | None = None
+    index: int | None = None
+    timeout: float | None = None
+    trust: tuple[str, ...] = ()
+    batch: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> WorkerOptions:
+        values = json.loads(text)
+        return cls(**{**values, "trust": tuple(values.get("trust", ()))})
+
+    def files(self) -> TrialFiles:
+        return TrialFiles(Path(self.checkpoint_dir) if self.checkpoint_dir else None,
+                          Path(self.artifact_dir) if self.artifact_dir else None, self.curve_writer)
+
+
+def run_worker(options: WorkerOptions, callbacks: Sequence[TrialCallback] = ()) -> optuna.Study:
+    """Open the storage as ``options`` say and work on the study until it holds its budget (join_study)."""
+    settings = {key: value for key, value in (("heartbeat", options.heartbeat), ("max_retries", options.max_retries))
+                if value is not None}
+    storage = open_storage(options.storage, durable=options.durable, **settings)
+    files = options.files()
+    files.prepare(options.study)
+    return join_study(options.study, storage, device=options.device, threads=options.threads, files=files,
+                      callbacks=callbacks, worker=options.index, timeout=options.timeout, trust=options.trust,
+                      batch=options.batch)
