@@ -90,6 +90,14 @@ def test_each_threshold_sits_between_a_curve_just_inside_and_one_just_outside(
     assert diagnose(history, "completed", chance).label == label
 
 
+def test_the_floors_are_shares_of_the_chance_loss_when_it_is_known() -> None:
+    """A fast learner's first epoch (0.8) is far below where learning starts (log 10 = 2.3): a gap of 0.05 after it
+    memorized its data is 6% of the first epoch's loss but 2% of the chance loss, noise of a model that generalizes."""
+    fast = curve([0.8, 0.1, 0.03, 0.01], [0.2, 0.08, 0.06, 0.06], [0.95, 0.98, 0.99, 0.99])
+    assert diagnose(fast, "completed").label == "OVERFITTING"
+    assert diagnose(fast, "completed", TEN_CLASSES).label == "OK"
+
+
 def test_the_chance_level_comes_from_the_task(digits: Data) -> None:
     classes = torch.bincount(digits.y_train, minlength=10).double() / digits.n_train
     level = chance_level(TrainConfig(), digits)
