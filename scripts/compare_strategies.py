@@ -34,7 +34,8 @@ import numpy as np
 import optuna
 from scipy.stats import bootstrap, mannwhitneyu
 
-from hpsearch import StudySpec, TrainConfig, load_data, lr_finder, run_study
+from hpsearch import StudySpec, TrainConfig, load_data, run_study
+from hpsearch.engine import lr_finder
 from hpsearch.engine.data import TaskData
 from hpsearch.engine.lr_finder import lr_range_test
 from hpsearch.errors import HPSearchError

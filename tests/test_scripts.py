@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hpsearch.engine.diagnosis import LABELS
+
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
 
@@ -28,8 +30,11 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
     ("bench_rdb_reads.py", ["--rounds", "1", "--trials", "4"],
      r"SQLite storage cost per trial, LocalTrialsCache against Optuna's cache: -?\d+\.\d\dx"),
     ("diagnosis_accuracy.py", ["--quick", "--tasks", "digits"],
-     r"lowest label precision or recall: \d+% \(goal >= 90%\); update/weight check quiet at the best lr on \d of 1 "
-     r"tasks, warning at 10x on \d of 1"),
+     # a row per label (runs, given, precision, recall), one per task and optimizer for the check, the key line
+     r"(?ms)" + "".join(rf"^\s+{label}\s+\d+\s+\d+\s+(\d+%|-)\s+(\d+%|-)\s.*" for label in LABELS)
+     + r"^\s+digits\s+adamw\s.*^\s+digits\s+sgd\s.*"
+     r"lowest label precision or recall: \d+% \(goal >= 90%\); update/weight check quiet at the best lr in \d of 2 "
+     r"task/optimizer cases, warning at 10x in \d of 2"),
 ])
 def test_a_benchmark_prints_its_table_and_key_ratio(script: str, args: list[str], key_ratio: str,
                                                     tmp_path: Path) -> None:

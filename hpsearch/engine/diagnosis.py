@@ -4,8 +4,10 @@ stored trials' labels into counts and advice on the ranges).
 Labels, first rule that fires wins: DIVERGING (the run blew up, or its training loss climbs well
 above its best), STUCK (training loss barely moved, or the run ended at the chance level: a training
 loss no better than predicting the class shares, or a validation accuracy no better than predicting
-one class, whatever it fell from), OSCILLATING (training loss went up again in several epochs),
-OVERFITTING (validation loss rose well above its best while training loss kept falling), else OK.
+one class, whatever it fell from), OSCILLATING (training loss went up again in several epochs, by
+more than noise), OVERFITTING (validation loss rose well above its best, by more than noise, while
+training loss kept falling; or the training data is memorized, its loss near zero, while the
+validation loss stays well above it), else OK.
 Each comes with the rule and the numbers that fired it. The chance rule needs the task's chance level
 (hpsearch.engine.task.chance_level); without it (a custom loss, a history alone) that rule is skipped.
 """
@@ -28,8 +30,22 @@ __all__ = ["LABELS", "Diagnosis", "diagnose"]
 LABELS = ("DIVERGING", "STUCK", "OSCILLATING", "OVERFITTING", "OK")
 STUCK_IMPROVEMENT = 0.05  # training loss fell by less than this share of its first value
 CLIMB_FACTOR = 1.5  # the last training loss over its best: diverging
-OSCILLATION_RISE = 0.05  # an epoch whose training loss rose by more than this share counts as a rise
-OVERFIT_FACTOR = 1.2  # the last validation loss over its best, with training loss still falling
+# The floors below are shares of the loss's scale: the chance loss when known (what an untrained model scores), else
+# the first epoch's mean training loss. An epoch whose training loss rose by more than OSCILLATION_RISE of itself and
+# by more than OSCILLATION_FLOOR of the scale counts as a rise: an lr that overshoots makes the loss jump on its own
+# scale, while a loss already ~0 (a memorized training set, 0.0020 -> 0.0022) moves 5% from batch noise alone.
+OSCILLATION_RISE, OSCILLATION_FLOOR = 0.05, 0.01
+# Overfitting: the last validation loss over OVERFIT_FACTOR x its best, and above it by more than OVERFIT_FLOOR of
+# the scale, while training loss kept falling. The floor keeps the label for a rise that matters against what the
+# run learned: a validation loss of 0.07 that ends at 0.09 while the accuracy still climbs is the epoch-to-epoch
+# noise of a few hundred validation samples, not a model that stopped generalizing.
+OVERFIT_FACTOR, OVERFIT_FLOOR = 1.2, 0.05
+# Overfitting is also the textbook gap (Goodfellow et al., Deep Learning, 5.2): a model that memorized its training
+# data, the last training loss under MEMORIZED of the scale, while the validation loss stays above it by more than
+# OVERFIT_FLOOR of the scale. A small training set trained long shows this without the validation loss climbing
+# (with Adam the gradients vanish once the training loss is ~0); a run that fits its data and generalizes (a CNN on
+# digits: training loss 0.006, validation 0.027, chance log(10) = 2.3) has a gap of noise.
+MEMORIZED = 0.02
 # At the chance level: a last training loss above (1 - CHANCE_LOSS_SHARE) x the chance loss, or a last validation
 # accuracy within CHANCE_ACCURACY_SHARE of the way from the chance accuracy to 100%.
 CHANCE_LOSS_SHARE, CHANCE_ACCURACY_SHARE = 0.05, 0.1
@@ -64,15 +80,31 @@ def diagnose(history: Sequence[Mapping[str, float | None]], status: str = Status
     at_chance = _at_chance(train[-1], _series(history, "val_acc")[-1], chance)
     if at_chance:
         return Diagnosis("STUCK", at_chance)
-    rises = sum(after > (1 + OSCILLATION_RISE) * before for before, after in pairwise(train))
+    # The floors below measure a change against where learning starts: the chance loss when known (what an untrained
+    # model scores), else the first epoch's mean training loss (lower than that for a run that learns fast).
+    scale = chance.loss if chance is not None and chance.loss else train[0]
+    rises = sum(after > (1 + OSCILLATION_RISE) * before and after - before > OSCILLATION_FLOOR * scale
+                for before, after in pairwise(train))
     if rises >= 2:
-        return Diagnosis("OSCILLATING", f"training loss rose by over {OSCILLATION_RISE:.0%} in {rises} of "
-                                        f"{len(train) - 1} epochs")
-    best_val = min(val)
-    if val[-1] > OVERFIT_FACTOR * best_val and train[-1] < train[val.index(best_val)]:
-        return Diagnosis("OVERFITTING", f"validation loss rose to {val[-1]:.3g} from its best {best_val:.3g} at "
-                                        f"epoch {val.index(best_val) + 1} while training loss kept falling")
+        return Diagnosis("OSCILLATING", f"training loss rose by over {OSCILLATION_RISE:.0%} (and over "
+                                        f"{OSCILLATION_FLOOR * scale:.3g}) in {rises} of {len(train) - 1} epochs")
+    overfitting = _overfitting(train, val, scale)
+    if overfitting:
+        return Diagnosis("OVERFITTING", overfitting)
     return Diagnosis("OK", "loss fell steadily")
+
+
+def _overfitting(train: list[float], val: list[float], scale: float) -> str | None:
+    """Why a run overfits, from its losses and the ``scale`` its floors are measured against, or None."""
+    best_val = min(val)
+    if train[-1] < MEMORIZED * scale and val[-1] - train[-1] > OVERFIT_FLOOR * scale:
+        return (f"training loss fell to {train[-1]:.3g}, under {MEMORIZED:.0%} of {scale:.3g} (memorized), while "
+                f"validation loss stayed at {val[-1]:.3g}")
+    if (val[-1] > OVERFIT_FACTOR * best_val and val[-1] - best_val > OVERFIT_FLOOR * scale
+            and train[-1] < train[val.index(best_val)]):
+        return (f"validation loss rose to {val[-1]:.3g} from its best {best_val:.3g} at epoch "
+                f"{val.index(best_val) + 1} while training loss kept falling")
+    return None
 
 
 def _series(history: Sequence[Mapping[str, float | None]], key: str) -> list[float]:

@@ -85,12 +85,15 @@ def test_update_ratio_warns_far_from_its_healthy_size(lr: float, digits: Data) -
 CNN_DIGITS = TrainConfig(model="examples/cnn_digits.py:net", dataset="examples/cnn_digits.py:load", batch_size=64)
 
 
-@pytest.mark.parametrize(("lr", "outcome"), [(3e-3, PASS), (3e-2, WARN)])
+@pytest.mark.parametrize(("optimizer", "lr", "outcome"), [
+    ("adamw", 3e-3, PASS), ("adamw", 3e-2, WARN), ("sgd", 0.1, PASS), ("sgd", 1.0, WARN)])
 def test_update_ratio_is_quiet_at_the_readme_cnns_best_lr_and_warns_ten_times_above(
-        lr: float, outcome: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The README's example: a search's best lrs on it are 2e-3 to 6e-3 (AdamW); ten times that overshoots."""
+        optimizer: str, lr: float, outcome: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's example: a search's best lrs on it are 2e-3 to 6e-3 with AdamW, 0.1 with SGD (momentum 0.9,
+    scripts/diagnosis_accuracy.py); ten times that overshoots."""
     monkeypatch.chdir(Path(__file__).resolve().parents[2])
-    config = CNN_DIGITS.replace(lr=lr)
+    sgd = {"momentum": 0.9, "weight_decay": 0.0} if optimizer == "sgd" else {}
+    config = CNN_DIGITS.replace(lr=lr, optimizer=optimizer, **sgd)
     result = check_update_ratio(config, load_task_data(config))
     assert result.outcome == outcome, result.measured
     assert "conv weights" in result.measured and "linear weights" in result.measured

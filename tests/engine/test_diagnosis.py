@@ -61,20 +61,42 @@ def test_a_run_that_fell_to_the_chance_level_is_stuck_whatever_it_fell_from(
     # OSCILLATION_RISE 0.05: two rises of 6% / 4%
     (curve([3.0, 2.0, 2.12, 1.5, 1.59, 1.0]), None, "OSCILLATING"),
     (curve([3.0, 2.0, 2.08, 1.5, 1.56, 1.0]), None, "OK"),
+    # OSCILLATION_FLOOR 0.01: two rises of 7-9% of themselves that are 0.035 / 0.025 against a first loss of 3
+    (curve([3.0, 0.5, 0.535, 0.4, 0.435, 0.3]), None, "OSCILLATING"),
+    (curve([3.0, 0.4, 0.425, 0.3, 0.325, 0.2]), None, "OK"),
     # OVERFIT_FACTOR 1.2: validation loss 1.25x / 1.15x its best while training loss falls
     (curve([2.0, 1.0, 0.5, 0.2], [2.0, 1.0, 1.1, 1.25]), None, "OVERFITTING"),
     (curve([2.0, 1.0, 0.5, 0.2], [2.0, 1.0, 1.1, 1.15]), None, "OK"),
+    # OVERFIT_FLOOR 0.05: validation loss 1.3x / 2.1x its best 0.1, up 0.03 / 0.11 against a first loss of 2
+    (curve([2.0, 1.0, 0.5, 0.2], [2.0, 0.1, 0.11, 0.13]), None, "OK"),
+    (curve([2.0, 1.0, 0.5, 0.2], [2.0, 0.1, 0.15, 0.21]), None, "OVERFITTING"),
+    # MEMORIZED 0.02: training loss ends at 1.5% / 2.5% of its first 2.0 with validation loss flat at 0.5
+    (curve([2.0, 0.5, 0.1, 0.03], [2.0, 0.5, 0.5, 0.5]), None, "OVERFITTING"),
+    (curve([2.0, 0.5, 0.1, 0.05], [2.0, 0.5, 0.5, 0.5]), None, "OK"),
+    # ... and the validation loss above it by 0.11 / 0.09 against the first loss's floor of 0.1 (OVERFIT_FLOOR)
+    (curve([2.0, 0.5, 0.1, 0.03], [2.0, 0.5, 0.2, 0.14]), None, "OVERFITTING"),
+    (curve([2.0, 0.5, 0.1, 0.03], [2.0, 0.5, 0.2, 0.12]), None, "OK"),
     # CHANCE_LOSS_SHARE 0.05: the last training loss 4% / 6% under log(3)
     (curve([2.0, 0.96 * math.log(3)], acc=[0.9, 0.9]), THREE_CLASSES, "STUCK"),
     (curve([2.0, 0.94 * math.log(3)], acc=[0.9, 0.9]), THREE_CLASSES, "OK"),
     # CHANCE_ACCURACY_SHARE 0.1: accuracy 18% / 20% on 10 classes (ceiling 19%)
     (curve([2.0, 1.0], acc=[0.15, 0.18]), TEN_CLASSES, "STUCK"),
     (curve([2.0, 1.0], acc=[0.15, 0.20]), TEN_CLASSES, "OK"),
-], ids=["stuck-in", "stuck-out", "climb-in", "climb-out", "oscillation-in", "oscillation-out", "overfit-in",
-        "overfit-out", "chance-loss-in", "chance-loss-out", "chance-accuracy-in", "chance-accuracy-out"])
+], ids=["stuck-in", "stuck-out", "climb-in", "climb-out", "oscillation-in", "oscillation-out",
+        "oscillation-floor-in", "oscillation-floor-out", "overfit-in", "overfit-out", "overfit-floor-out",
+        "overfit-floor-in", "memorized-in", "memorized-out", "gap-in", "gap-out", "chance-loss-in", "chance-loss-out",
+        "chance-accuracy-in", "chance-accuracy-out"])
 def test_each_threshold_sits_between_a_curve_just_inside_and_one_just_outside(
         history: list[dict[str, float | None]], chance: ChanceLevel | None, label: str) -> None:
     assert diagnose(history, "completed", chance).label == label
+
+
+def test_the_floors_are_shares_of_the_chance_loss_when_it_is_known() -> None:
+    """A fast learner's first epoch (0.8) is far below where learning starts (log 10 = 2.3): a gap of 0.05 after it
+    memorized its data is 6% of the first epoch's loss but 2% of the chance loss, noise of a model that generalizes."""
+    fast = curve([0.8, 0.1, 0.03, 0.01], [0.2, 0.08, 0.06, 0.06], [0.95, 0.98, 0.99, 0.99])
+    assert diagnose(fast, "completed").label == "OVERFITTING"
+    assert diagnose(fast, "completed", TEN_CLASSES).label == "OK"
 
 
 def test_the_chance_level_comes_from_the_task(digits: Data) -> None:
