@@ -7,7 +7,7 @@ import logging
 import signal
 from typing import Any
 
-__all__ = ["prepare_process"]
+__all__ = ["prepare_process", "quiet_optuna"]
 
 
 def prepare_process() -> None:
@@ -25,3 +25,10 @@ def prepare_process() -> None:
 
 def _interrupt_on_sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+def quiet_optuna() -> None:
+    """Optuna's per-trial info lines off: hpsearch's progress and tables say what happened."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)

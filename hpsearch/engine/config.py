@@ -18,7 +18,7 @@ from hpsearch.engine.entry_points import as_entry_point, is_entry_point
 from hpsearch.engine.models import MODELS
 from hpsearch.errors import ConfigError
 
-__all__ = ["TrainConfig", "applicable_settings", "load_config_file", "parse_model_arg"]
+__all__ = ["TrainConfig", "applicable_settings", "load_config_file", "merge_train_tables", "parse_model_arg"]
 
 
 
@@ -69,6 +69,14 @@ class TrainConfig:
             object.__setattr__(self, name, as_entry_point(getattr(self, name), name))
         object.__setattr__(self, "model_args", dict(self.model_args))
         _validate(self)
+
+    @classmethod
+    def from_sources(cls, config_file: str | Path | None = None, **overrides: Any) -> TrainConfig:
+        """A config from a JSON or TOML file of settings (or an export) with ``overrides`` over it (None: not given;
+        ``model_args`` merged key by key): what ``train``, ``lr-find`` and ``check`` do with ``--config`` and flags."""
+        values = load_config_file(config_file) if config_file is not None else {}
+        given = {key: value for key, value in overrides.items() if value is not None}
+        return cls.from_mapping(merge_train_tables(values, given), source=str(config_file) if config_file else "flags")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], source: str = "config") -> TrainConfig:
@@ -126,6 +134,14 @@ def applicable_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     schedule or optimizer settings of another schedule or optimizer. What a person is shown; the stored and the
     exported config stay complete, so that they reproduce the run on their own and can be edited into another."""
     return {key: value for key, value in config.items() if _APPLIES.get(key, lambda c: True)(config)}
+
+
+def merge_train_tables(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base``, model_args merged key by key rather than replaced."""
+    merged = {**base, **override}
+    if isinstance(base.get("model_args"), dict) and "model_args" in override:
+        merged["model_args"] = {**base["model_args"], **override["model_args"]}
+    return merged
 
 
 def parse_model_arg(text: str) -> tuple[str, Any]:

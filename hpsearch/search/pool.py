@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -26,6 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpsearch.errors import HPSearchError
 from hpsearch.search.objective import NO_FILES, TrialFiles, interrupted
 from hpsearch.search.records import RECORD_ATTR, own_trials, read_trial
+from hpsearch.search.storages import DEFAULT_STORAGE
 from hpsearch.search.storages.optuna_private import drop_idle_connections, storage_of, trial_id
 from hpsearch.search.worker import WorkerOptions
 
@@ -73,6 +75,15 @@ class WorkerPool:
             raise
         _follow(study, seen, callbacks)
         _check_exits(workers)
+
+    @classmethod
+    def for_run(cls, storage: str | None, jobs: int, devices: str | None, **settings: Any) -> WorkerPool | None:
+        """The pool ``run --jobs N --devices a,b`` asks for (``settings``: the other fields); None for one process
+        on its own device."""
+        device_list = tuple(d.strip() for d in devices.split(",") if d.strip()) if devices else ()
+        if jobs == 1 and not device_list:
+            return None
+        return cls(storage=storage or DEFAULT_STORAGE, jobs=jobs, devices=device_list, **settings)
 
     def worker_options(self, study_name: str, index: int, timeout: float | None = None) -> WorkerOptions:
         """What worker ``index`` is told: this pool's storage and files, its share of the CPU threads, its device."""

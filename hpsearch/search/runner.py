@@ -40,11 +40,12 @@ from hpsearch.search.pool import WorkerPool
 from hpsearch.search.records import StudyRecord, is_carried, own_trials, read_record, write_record
 from hpsearch.search.spec import StudySpec
 from hpsearch.search.storages import describe_storage, open_storage
+from hpsearch.search.summary import find_family
 from hpsearch.search.trust import entry_point_trust
 from hpsearch.search.worker import optimize_to_budget
 
 __all__ = ["PreflightError", "StudyMismatchError", "finished_in_family", "finished_trials", "resume_tables",
-           "run_study"]
+           "run_study", "stored_tables"]
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +177,18 @@ def resume_tables(name: str, family: Sequence[optuna.Study]) -> dict[str, Any]:
     else:
         tables = {table: dict(values) for table, values in (record.spec or {}).items()}
     tables.get("study", {}).pop("timeout", None)
+    return tables
+
+
+def stored_tables(name: str | None, storage: BaseStorage, *, pruner_given: bool = False) -> dict[str, Any]:
+    """The tables ``hpsearch run --study NAME`` without a spec file starts from (resume_tables of the stored study;
+    none for a new one). A pruner given is a coarse-to-fine family's fine pruner, as on a first run: the stored
+    fine pruner gives way to it."""
+    if name is None:
+        return {}
+    tables = resume_tables(name, find_family(name, storage))
+    if pruner_given:
+        tables.get("coarse_to_fine", {}).pop("fine_pruner", None)
     return tables
 
 

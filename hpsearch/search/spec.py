@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hpsearch.choices import METRICS, PRUNERS, STRATEGIES
-from hpsearch.engine.config import TrainConfig
+from hpsearch.engine.config import TrainConfig, merge_train_tables
 from hpsearch.engine.entry_points import is_entry_point
 from hpsearch.errors import ConfigError
 from hpsearch.search.space import DEFAULT_SPACE, SearchSpace
@@ -174,6 +174,26 @@ class StudySpec:
         if self.strategy == "coarse-to-fine":
             tables["coarse_to_fine"] = dataclasses.asdict(self.coarse_to_fine)
         return tables
+
+    @classmethod
+    def from_sources(cls, spec_file: str | Path | Mapping[str, Any] | None = None, *,
+                     train: Mapping[str, Any] | None = None, lr_range: tuple[float, float] | None = None,
+                     wd_range: tuple[float, float] | None = None, **study: Any) -> StudySpec:
+        """A spec from a TOML spec file (or its tables, such as a stored study's) with flags over it, as ``hpsearch
+        run`` builds it: ``study`` holds [study] keys (name, strategy, n_trials, …), ``train`` [train] keys
+        (model_args merged key by key; ``seed`` goes to both), None meaning not given; a range changes that one
+        parameter of the file's space, or of the default one, and the rest is still searched."""
+        tables = load_spec_file(spec_file) if isinstance(spec_file, str | Path) else dict(spec_file or {})
+        given = {key: value for key, value in study.items() if value is not None}
+        seed = {"seed": given["seed"]} if "seed" in given else {}
+        train_table = merge_train_tables(tables.get("train", {}), {**(train or {}), **seed})
+        space_table = dict(tables["space"]) if "space" in tables else DEFAULT_SPACE.to_dict()
+        for name, bounds in (("lr", lr_range), ("weight_decay", wd_range)):
+            if bounds is not None:
+                space_table[name] = {"low": bounds[0], "high": bounds[1], "log": True}
+        return cls.from_mapping({**tables, "study": {**tables.get("study", {}), **given}, "train": train_table,
+                                 **({"space": space_table} if space_table else {})},
+                                source=str(spec_file) if isinstance(spec_file, str | Path) else "flags")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], source: str = "spec") -> StudySpec:

@@ -206,11 +206,14 @@ class WorkerOptions:
                           Path(self.artifact_dir) if self.artifact_dir else None, self.curve_writer)
 
 
-def run_worker(options: WorkerOptions, callbacks: Sequence[TrialCallback] = ()) -> optuna.Study:
-    """Open the storage as ``options`` say and work on the study until it holds its budget (join_study)."""
-    settings = {key: value for key, value in (("heartbeat", options.heartbeat), ("max_retries", options.max_retries))
-                if value is not None}
-    storage = open_storage(options.storage, durable=options.durable, **settings)
+def run_worker(options: WorkerOptions, callbacks: Sequence[TrialCallback] = (), storage: BaseStorage | None = None,
+               ) -> optuna.Study:
+    """Work on the study ``options`` name until it holds its budget (join_study), on ``storage`` when the caller
+    opened it already, else on the storage as ``options`` say."""
+    if storage is None:
+        settings = {key: value for key, value in (("heartbeat", options.heartbeat),
+                                                  ("max_retries", options.max_retries)) if value is not None}
+        storage = open_storage(options.storage or None, durable=options.durable, **settings)
     files = options.files()
     files.prepare(options.study)
     return join_study(options.study, storage, device=options.device, threads=options.threads, files=files,

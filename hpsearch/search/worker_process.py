@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from hpsearch.errors import HPSearchError
-from hpsearch.process import prepare_process
+from hpsearch.process import prepare_process, quiet_optuna
 
 __all__ = ["main"]
 
@@ -18,11 +18,9 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     """Run the worker that ``argv[0]`` (WorkerOptions as JSON) describes; the exit code."""
     prepare_process()
-    import optuna
-
+    quiet_optuna()
     from hpsearch.search.worker import WorkerOptions, run_worker
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         run_worker(WorkerOptions.from_json((argv if argv is not None else sys.argv[1:])[0]))
     except HPSearchError as exc:

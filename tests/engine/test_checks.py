@@ -20,7 +20,7 @@ from hpsearch.engine.config import TrainConfig
 from hpsearch.engine.data import Data
 from hpsearch.engine.models import MLP, MODELS
 from hpsearch.engine.task import load_task_data
-from hpsearch.presentation.progress import print_checks
+from hpsearch.presentation.tables import print_checks
 
 HEALTHY = TrainConfig(lr=1e-4, hidden=(64, 32))
 
