@@ -162,6 +162,18 @@ def help_rows(command: str) -> dict[str, str]:
     return {match.group(1): line for line in done.stdout.splitlines() if (match := re.match(r"│ (--[a-z0-9-]+)", line))}
 
 
+COMMANDS = ["train", "lr-find", "check", "run", "worker", "studies", "show", "export", "report", "dashboard"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_flags_show_no_type_in_help_and_values_do(command: str) -> None:
+    """As Typer's examples read: --json, --quiet and --help take no value, so they show no <bool>."""
+    rows = help_rows(command)
+    flags = [flag for flag in ("--help", "--json", "--quiet", "--durable") if flag in rows]
+    assert flags and all("<bool>" not in rows[flag] for flag in flags), {flag: rows[flag] for flag in flags}
+    assert any(re.search(r"<(str|int|float|path)>", row) for row in rows.values()), rows
+
+
 @pytest.mark.parametrize(("command", "flag", "default"), HELP_DEFAULTS, ids=[f"{c} {f}" for c, f, _ in HELP_DEFAULTS])
 def test_help_shows_the_default_a_left_out_flag_stands_for(command: str, flag: str, default: str) -> None:
     assert re.search(rf"\[default: {re.escape(default)}[];]", help_rows(command)[flag]), help_rows(command)[flag]

@@ -127,3 +127,30 @@ def test_model_args_tables_and_their_search_round_trip_through_the_stored_spec()
 def test_a_float_model_arg_range_is_searched_as_floats() -> None:
     space = SearchSpace.from_mapping({"model_args": {"dropout": {"low": 0.0, "high": 0.5}}})
     assert space.distributions() == {"model_args.dropout": FloatDistribution(0.0, 0.5)}
+
+
+TEXTBOOK = Path(__file__).resolve().parents[2] / "studies" / "textbook.toml"
+
+
+def test_from_sources_puts_the_flags_over_the_file_as_run_does() -> None:
+    spec = StudySpec.from_sources(TEXTBOOK, train={"epochs": 2, "model_args": {"width": 8}}, lr_range=(1e-4, 1e-2),
+                                  n_trials=6, seed=3, strategy=None)
+    assert (spec.study_name, spec.strategy, spec.n_trials, spec.seed) == ("textbook", "tpe", 6, 3)
+    assert (spec.train.epochs, spec.train.batch_size, spec.train.seed) == (2, 128, 3)  # the seed goes to both
+    ranges = {param.name: (param.low, param.high) for param in spec.space.params}
+    assert ranges == {"lr": (1e-4, 1e-2), "weight_decay": (1e-4, 1e-1)}  # the file's other range is kept
+
+
+def test_from_sources_merges_model_args_key_by_key_and_takes_stored_tables() -> None:
+    stored = {"study": {"name": "kept", "n_trials": 4}, "train": {"model_args": {"width": 8, "depth": 2}}}
+    spec = StudySpec.from_sources(stored, train={"model_args": {"width": 16}})
+    assert spec.study_name == "kept" and spec.n_trials == 4
+    assert spec.train.model_args == {"width": 16, "depth": 2}
+    assert StudySpec.from_sources() == StudySpec()
+
+
+def test_train_config_from_sources_reads_the_file_under_the_flags(tmp_path: Path) -> None:
+    settings = tmp_path / "best.json"
+    settings.write_text('{"lr": 0.01, "epochs": 4, "model_args": {"width": 8, "depth": 2}}')
+    config = TrainConfig.from_sources(settings, lr=0.003, seed=None, model_args={"width": 16})
+    assert (config.lr, config.epochs, config.model_args) == (0.003, 4, {"width": 16, "depth": 2})
