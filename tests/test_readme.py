@@ -86,6 +86,13 @@ def test_readme_opens_with_the_install_and_the_test_command() -> None:
     assert "pytest" in blocks[1]
 
 
+def test_readme_says_how_a_machine_without_a_gpu_avoids_the_cuda_build() -> None:
+    """From PyPI, pip takes torch's CUDA build (a venv of ~6 GB); the CPU-only index is named before the install."""
+    text = README.read_text()
+    cpu_index = text.find("--index-url https://download.pytorch.org/whl/cpu")
+    assert 0 <= cpu_index < text.find("Install the development tools"), "README must name the CPU-only torch install"
+
+
 def test_the_docs_show_commands_and_mark_the_skipped_ones() -> None:
     """The parser finds the docs' commands, and a skip-ci mark is read as one (not run, not lost)."""
     commands = all_doc_commands()
