@@ -9,7 +9,6 @@ import shlex
 import sys
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperCommand, TyperGroup
 
@@ -41,7 +40,7 @@ class _OneLineErrors(TyperGroup):
             typer.echo(f"error: interrupted; resume with: {_command_line()}", err=True)
         sys.exit(result if isinstance(result, int) else 0)
 
-    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+    def get_help_option(self, ctx: Any) -> Any:
         return _bare(super().get_help_option(ctx))
 
 
@@ -55,7 +54,7 @@ class _Command(TyperCommand):
             if getattr(param, "is_flag", False):
                 _bare(param)
 
-    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+    def get_help_option(self, ctx: Any) -> Any:
         return _bare(super().get_help_option(ctx))
 
 
