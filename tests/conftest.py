@@ -7,11 +7,14 @@ import os
 import sqlite3
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
+from hpsearch.engine import training
 from hpsearch.engine.data import Data
 from hpsearch.engine.datasets import load_data
 
@@ -20,6 +23,37 @@ from hpsearch.engine.datasets import load_data
 def digits() -> Data:
     """scikit-learn's digits, split and normalized as the default dataset is."""
     return load_data("digits")
+
+
+@dataclass
+class TrainedEpochs:
+    """What ``train`` really trains: the weights each trained epoch starts from and the data it reads, so a resume
+    shows which epochs it ran and from which weights (restored epochs reach the reporter too, untrained)."""
+
+    starting_weights: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    data: list[type] = field(default_factory=list)
+    interrupt_at: int | None = None  # the trained epoch (counted over the test) at which to raise KeyboardInterrupt
+
+    @property
+    def count(self) -> int:
+        return len(self.starting_weights)
+
+
+@pytest.fixture
+def trained_epochs(monkeypatch: pytest.MonkeyPatch) -> TrainedEpochs:
+    """Records every epoch ``train`` trains in this test (see TrainedEpochs)."""
+    seen = TrainedEpochs()
+    run_epoch = training._run_epoch
+
+    def recorded(stepper: Any, scheduler: object, data: object, *args: object) -> object:
+        if seen.interrupt_at == seen.count + 1:
+            raise KeyboardInterrupt  # what Ctrl-C raises in the middle of an epoch, after the last checkpoint
+        seen.starting_weights.append({k: v.clone() for k, v in stepper.model.state_dict().items()})
+        seen.data.append(type(data))
+        return run_epoch(stepper, scheduler, data, *args)
+
+    monkeypatch.setattr(training, "_run_epoch", recorded)
+    return seen
 
 
 POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432"

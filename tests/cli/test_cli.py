@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+from conftest import TrainedEpochs
 from typer.testing import CliRunner
 
 from hpsearch.cli import app
@@ -55,13 +56,36 @@ def test_config_file_is_read_and_flags_override_it(tmp_path: Path) -> None:
     assert config["epochs"] == 1 and config["hidden"] == [16] and config["lr"] == 0.002
 
 
-def test_same_command_with_a_checkpoint_resumes(tmp_path: Path) -> None:
+def test_same_command_with_a_checkpoint_resumes(tmp_path: Path, trained_epochs: TrainedEpochs) -> None:
     checkpoint = tmp_path / "run.ckpt"
     args = ["train", "--epochs", "2", "--hidden", "16", "--checkpoint", str(checkpoint), "--json"]
     first = json.loads(invoke(*args)[1])
     assert checkpoint.exists()
     again = json.loads(invoke(*args)[1])
     assert again["history"] == first["history"]
+    assert first["resumed_from"] == 0 and again["resumed_from"] == 2 and trained_epochs.count == 2
+
+
+def test_the_same_command_after_an_interrupted_run_trains_only_its_remaining_epochs(
+    tmp_path: Path, trained_epochs: TrainedEpochs
+) -> None:
+    checkpoint = tmp_path / "run.ckpt"
+    args = ["train", "--epochs", "4", "--hidden", "16", "--checkpoint", str(checkpoint), "--json"]
+    trained_epochs.interrupt_at = 3  # Ctrl-C during epoch 3, with epoch 2 checkpointed
+    code, out, _ = invoke(*args)
+    assert code != 0 and out == "" and checkpoint.exists() and trained_epochs.count == 2
+    trained_epochs.interrupt_at = None
+
+    code, out, err = invoke(*args)
+    assert code == 0, err
+    resumed = json.loads(out)
+    assert trained_epochs.count == 4  # epochs 3 and 4 only
+    uninterrupted = json.loads(invoke(*args[:-3], "--json")[1])
+    assert resumed["resumed_from"] == 2 and uninterrupted["resumed_from"] == 0
+    assert resumed["status"] == "completed" and resumed["epochs"] == 4
+    assert [m["epoch"] for m in resumed["history"]] == [1, 2, 3, 4]
+    assert [m["val_loss"] for m in resumed["history"]] == [m["val_loss"] for m in uninterrupted["history"]]
+    assert [m["train_loss"] for m in resumed["history"]] == [m["train_loss"] for m in uninterrupted["history"]]
 
 
 def write_npz(path: Path, **arrays: np.ndarray) -> str:

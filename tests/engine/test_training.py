@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TrainedEpochs
 
 from hpsearch.engine.config import TrainConfig
-from hpsearch.engine.data import Data
+from hpsearch.engine.data import Data, StreamData
 from hpsearch.engine.models import MLP
 from hpsearch.engine.step import Stepper
 from hpsearch.engine.task import build_optimizer
@@ -16,6 +17,11 @@ from hpsearch.engine.training import EpochMetrics, train
 from hpsearch.errors import CheckpointError, ConfigError
 
 CPU = torch.device("cpu")
+
+
+def killed_at_epoch_2(epoch: int, metrics: EpochMetrics) -> None:
+    if epoch == 2:
+        raise KeyboardInterrupt
 
 
 def test_lr_1e3_reaches_95_percent_on_digits_within_20_epochs(digits: Data) -> None:
@@ -116,10 +122,6 @@ def test_resume_from_a_mid_run_checkpoint_equals_the_uninterrupted_run(
     config = TrainConfig(epochs=4, schedule=schedule, step_size=1, clip=1.0)
     path = tmp_path / "run.ckpt"
 
-    def killed_at_epoch_2(epoch: int, metrics: EpochMetrics) -> None:
-        if epoch == 2:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
         train(config, digits, checkpoint=path, reporter=killed_at_epoch_2)
     resumed = train(config, digits, checkpoint=path)
@@ -129,6 +131,35 @@ def test_resume_from_a_mid_run_checkpoint_equals_the_uninterrupted_run(
     assert [m.val_loss for m in resumed.history] == [m.val_loss for m in uninterrupted.history]
     for a, b in zip(resumed.model.state_dict().values(), uninterrupted.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+    assert resumed.resumed_from == 2 and uninterrupted.resumed_from == 0
+
+
+@pytest.mark.parametrize("feed", ["device", "stream"])
+def test_a_resumed_run_trains_only_the_epochs_after_its_checkpoint_from_its_weights(
+    feed: str, digits: Data, tmp_path: Path, trained_epochs: TrainedEpochs
+) -> None:
+    config = TrainConfig(epochs=4, hidden=(32,), feed=feed)
+    path = tmp_path / "run.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        train(config, digits, checkpoint=path, reporter=killed_at_epoch_2)
+    assert trained_epochs.count == 2
+    saved = torch.load(path, weights_only=True)
+    assert saved["epoch"] == 2
+
+    reported: list[tuple[int, int]] = []  # (epoch reported, epochs trained so far in this run)
+    resumed = train(config, digits, checkpoint=path,
+                    reporter=lambda epoch, metrics: reported.append((epoch, trained_epochs.count - 2)))
+    uninterrupted = train(config, digits)
+
+    assert resumed.resumed_from == 2 and resumed.to_dict()["resumed_from"] == 2
+    assert reported == [(1, 0), (2, 0), (3, 1), (4, 2)]  # epochs 1-2 restored, 3-4 trained
+    assert trained_epochs.count == 2 + 2 + 4
+    assert set(trained_epochs.data) == {StreamData if feed == "stream" else Data}
+    for name, weight in trained_epochs.starting_weights[2].items():  # epoch 3 of the resumed run
+        assert torch.equal(weight, saved["model"][name]), name
+    assert resumed.history[2].train_loss == uninterrupted.history[2].train_loss
+    assert resumed.history[2].train_loss != uninterrupted.history[0].train_loss  # what fresh weights would give
+    assert [m.val_loss for m in resumed.history] == [m.val_loss for m in uninterrupted.history]
 
 
 def test_a_checkpoint_of_another_config_is_refused(digits: Data, tmp_path: Path) -> None:
@@ -140,11 +171,14 @@ def test_a_checkpoint_of_another_config_is_refused(digits: Data, tmp_path: Path)
     assert path.read_bytes() == saved
 
 
-def test_a_finished_checkpoint_returns_its_history_without_training(digits: Data, tmp_path: Path) -> None:
+def test_a_finished_checkpoint_returns_its_history_without_training(digits: Data, tmp_path: Path,
+                                                                     trained_epochs: TrainedEpochs) -> None:
     path = tmp_path / "run.ckpt"
     first = train(TrainConfig(epochs=2), digits, checkpoint=path)
+    assert trained_epochs.count == 2
     again = train(TrainConfig(epochs=2), digits, checkpoint=path)
     assert again.history == first.history
+    assert again.resumed_from == 2 and trained_epochs.count == 2
 
 
 def test_batch_larger_than_the_data_is_a_config_error(digits: Data) -> None:
