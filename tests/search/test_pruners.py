@@ -1,4 +1,5 @@
-"""The pruners by name: what each builds, asha's rungs, and asha from the CLI, a spec and --batch."""
+"""The pruners by name: what each builds, asha's rungs, that each stops trials in a study, and asha from the CLI, a
+spec and --batch."""
 
 from __future__ import annotations
 
@@ -8,14 +9,23 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.pruners import HyperbandPruner, MedianPruner, NopPruner, SuccessiveHalvingPruner
+from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from hpsearch.choices import PRUNERS
 from hpsearch.cli import app
+from hpsearch.engine.config import TrainConfig
+from hpsearch.engine.data import Data
 from hpsearch.search.pruners import make_pruner
+from hpsearch.search.records import read_trial
+from hpsearch.search.runner import run_study
+from hpsearch.search.space import SearchSpace
 from hpsearch.search.spec import StudySpec, load_spec_file
 
 runner = CliRunner()
+# On digits no lr up to 1e-2 diverges, and those near 1e-5 learn slowly: every stopped trial is the pruner's doing.
+SLOW_TO_FAST = SearchSpace.from_mapping({"lr": {"low": 1e-5, "high": 1e-2, "log": True}})
+BUDGET = 6
 ASHA_RUN = ["run", "--pruner", "asha", "--epochs", "3", "--storage", "memory", "--hidden", "32"]
 
 
@@ -52,6 +62,29 @@ def test_asha_judges_a_trial_at_its_first_epoch_against_those_there_before_it() 
     assert not third.should_prune()
     third.report(0.4, 2)
     assert not third.should_prune()  # the next rung is epoch 3 (reduction_factor=3)
+
+
+@pytest.mark.parametrize(("name", "batch"), [
+    pytest.param("median", None, id="median-one-at-a-time", marks=pytest.mark.slow),  # 15 s: most trials complete
+    pytest.param("median", 4, id="median-batched"),
+    pytest.param("hyperband", None, id="hyperband-one-at-a-time"),
+    pytest.param("hyperband", 4, id="hyperband-batched"),
+    pytest.param("asha", None, id="asha-one-at-a-time"),
+    pytest.param("asha", 4, id="asha-batched"),
+])
+def test_each_pruner_stops_slow_learners_before_the_budget_where_nothing_diverges(name: str, batch: int | None,
+                                                                                  digits: Data) -> None:
+    spec = StudySpec(strategy="random", n_trials=12, pruner=name, space=SLOW_TO_FAST,
+                     train=TrainConfig(epochs=BUDGET, hidden=(32,)))
+    study = run_study(spec, "memory", data=digits, batch=batch)
+    assert {read_trial(trial).status for trial in study.trials} == {"completed", "pruned"}  # none diverged
+    pruned = study.get_trials(states=(TrialState.PRUNED,))
+    assert pruned, f"{name} stopped no trial"
+    for trial in pruned:
+        record = read_trial(trial)
+        epochs = len(record.history)
+        assert epochs < BUDGET and record.reason == f"pruned at epoch {epochs}"
+        assert sorted(trial.intermediate_values) == list(range(1, epochs + 1))
 
 
 def test_run_with_asha_from_the_cli_prunes_and_completes() -> None:
