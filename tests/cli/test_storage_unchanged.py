@@ -66,7 +66,7 @@ def bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
     }
 
 
-CASES = sorted(bad_inputs(Path("/tmp")))
+CASES = sorted(bad_inputs(Path("unused")))  # the test ids; each test builds its cases again in its own tmp_path
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
@@ -130,6 +130,7 @@ def test_the_stored_study_is_in_the_dump_and_a_good_run_changes_it(storage: str)
 @pytest.mark.parametrize("case", CASES)
 def test_a_bad_input_gives_one_error_line_and_leaves_the_storage_unchanged(case: str, storage: str,
                                                                           tmp_path: Path) -> None:
+    """Refused (exit 2, one line) with the storage's logical dump as it was, read anew after the command."""
     args, expected = bad_inputs(tmp_path)[case]
     before = logical_dump(storage)
     code, out, err = invoke(*RUN, "--storage", storage, *args)
