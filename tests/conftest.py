@@ -60,9 +60,9 @@ POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432"
 
 
 @contextlib.contextmanager
-def fresh_postgres_database() -> Iterator[str]:
-    """A new PostgreSQL database, dropped on exit; skip when the server is down, except on CI
-    (CI=true), where a missing server is a failure."""
+def fresh_postgres_database(template: str | None = None) -> Iterator[str]:
+    """A new PostgreSQL database (a copy of the database ``template`` when given), dropped on exit; skip when
+    the server is down, except on CI (CI=true), where a missing server is a failure."""
     import psycopg
 
     name = f"hpsearch_test_{uuid.uuid4().hex[:12]}"
@@ -73,7 +73,7 @@ def fresh_postgres_database() -> Iterator[str]:
             raise
         pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({str(exc).strip().splitlines()[0]})")
     with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
         try:
             yield f"{POSTGRES_SERVER}/{name}"
         finally:

@@ -14,6 +14,7 @@ import numpy as np
 import optuna
 import pytest
 from conftest import TrainedEpochs
+from storage_dump import logical_dump
 from typer.testing import CliRunner
 
 from hpsearch.cli import app
@@ -365,7 +366,7 @@ def test_bad_study_inputs_give_one_error_line_and_leave_the_storage_unchanged(tm
     assert invoke("run", "--strategy", "random", "--study", "kept", "--n-trials", "2", "--storage", storage,
                   *STUDY_ARGS)[0] == 0
     assert not (tmp_path / "hp.db-wal").exists()  # its storage closed with the run: the log is in the file
-    before = db.read_bytes()
+    before, dump = db.read_bytes(), logical_dump(storage)
     cases = [
         (["--lr-range", "0.1", "0.01"], "space.lr: low must be < high, got low=0.1 high=0.01"),
         (["--wd-range", "0", "0.1"], "space.weight_decay: a log-scale range needs low > 0, got low=0"),
@@ -389,6 +390,7 @@ def test_bad_study_inputs_give_one_error_line_and_leave_the_storage_unchanged(tm
         assert code == 2, (args, out, err)
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], (args, err)
+        assert logical_dump(storage) == dump, args  # read anew, so a write still in SQLite's log shows here
         assert db.read_bytes() == before, args
     code, _, err = invoke("export", "nope", "--storage", storage)
     assert code == 2 and err.strip() == "error: no study named 'nope' in this storage (studies: kept)"
@@ -397,6 +399,7 @@ def test_bad_study_inputs_give_one_error_line_and_leave_the_storage_unchanged(tm
     code, out, err = invoke("run", "--study", "kept", "--strategy", "random", "--lr-range", "1e-3", "1e-2",
                             "--storage", storage, *shown)
     assert code == 2 and err.startswith("error: ") and out.strip() == "", out
+    assert logical_dump(storage) == dump
 
 
 def test_run_coarse_to_fine_and_export_across_its_stages(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from storage_dump import logical_dump
 
 from hpsearch.engine.config import TrainConfig
 from hpsearch.engine.data import Data
@@ -147,12 +148,15 @@ def test_same_spec_and_seed_give_the_same_trials_and_values(digits: Data) -> Non
 def test_a_different_space_under_the_same_name_is_refused_and_nothing_changes(tmp_path: Path, digits: Data) -> None:
     spec = StudySpec(name="mine", strategy="random", n_trials=2, train=FAST)
     run_study(spec, sqlite(tmp_path), data=digits)
+    before = logical_dump(sqlite(tmp_path))
     other = spec.replace(n_trials=4, space=SearchSpace.from_mapping({"lr": {"low": 1e-3, "high": 1e-1, "log": True}}))
     with pytest.raises(StudyMismatchError, match="choose a new --study name"):
         run_study(other, sqlite(tmp_path), data=digits)
+    assert logical_dump(sqlite(tmp_path)) == before
     with pytest.raises(StudyMismatchError, match=r"train\.epochs=3, not 4"):
         run_study(spec.replace(train=FAST.replace(epochs=4)), sqlite(tmp_path), data=digits)
     assert len(optuna.load_study(study_name="mine", storage=sqlite(tmp_path)).trials) == 2
+    assert logical_dump(sqlite(tmp_path)) == before
 
 
 def test_a_batch_larger_than_the_data_is_refused_before_the_study_exists(tmp_path: Path, digits: Data) -> None:

@@ -17,6 +17,7 @@ import optuna
 import pytest
 from conftest import cut_a_read_short
 from optuna.trial import FrozenTrial, TrialState
+from storage_dump import logical_dump
 
 from hpsearch.engine.config import TrainConfig
 from hpsearch.engine.training import train
@@ -262,6 +263,8 @@ def test_bad_worker_inputs_give_one_error_line_exit_2_and_write_nothing(tmp_path
         assert message in lines[0], (command, lines[0])
     assert sorted(path for path in tmp_path.rglob("*") if not path.name.startswith("hp.db")) == before
     assert trials_of("digits-random", f"sqlite:///{tmp_path / 'hp.db'}") == []
+    # No study at all, read anew: hp.db may exist (a refusal after opening the storage), but holds nothing.
+    assert not (tmp_path / "hp.db").exists() or logical_dump(f"sqlite:///{tmp_path / 'hp.db'}") == {}
 
 
 def test_a_wrong_postgresql_database_is_refused_and_nothing_is_created(postgres_url: str) -> None:
