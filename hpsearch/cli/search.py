@@ -105,7 +105,7 @@ def worker(study: StudyArgument, storage: StorageOption = None, device: DeviceOp
         raise typer.BadParameter(f"must be >= 1, got {threads}", param_hint="--threads")
     quiet_optuna()
     options = WorkerOptions(
-        study, storage or "", heartbeat=heartbeat, max_retries=max_retries, durable=durable,
+        study, storage, heartbeat=heartbeat, max_retries=max_retries, durable=durable,
         checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,
         artifact_dir=str(artifact_dir) if artifact_dir else None, curve_writer=CURVE_WRITER if artifact_dir else None,
         device=device, threads=threads, index=index, timeout=timeout, trust=tuple(trust or ()), batch=batch)

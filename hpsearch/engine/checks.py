@@ -47,6 +47,7 @@ OVERFIT_EXAMPLES, OVERFIT_STEPS, OVERFIT_LR, OVERFIT_TARGET = 8, 300, 1e-2, 0.05
 # best lr (3.2e-4) is 10x below digits' and 10x it still trains (val_loss 0.60 against 0.56); there its ratio, 0.05,
 # is digits' at its best lr (the same output layer at the same lr), so no band on the ratio tells the two apart.
 UPDATE_STEPS = 10
+CONV, LINEAR, OTHERS = "conv weights", "linear weights", "biases and norm scales"  # the kinds judged apart
 WEIGHTS_LOW, WEIGHTS_HIGH = 3e-4, 0.15  # conv and linear weights
 SGD_WEIGHTS_HIGH = 0.35  # conv and linear weights under SGD
 OTHERS_HIGH = 0.5  # biases and norm scales (no floor: a norm scale of 1 barely moves at any good lr)
@@ -222,9 +223,6 @@ def check_update_ratio(config: TrainConfig, data: TaskData) -> CheckResult:
                        f"weights {WEIGHTS_LOW:g} to {weights_high:g}, {OTHERS} <= {OTHERS_HIGH:g}",
                        "too small: the lr barely moves the weights; too large: it overshoots and may diverge or "
                        "collapse", "search an lr range around this one (see hpsearch lr-find)")
-
-
-CONV, LINEAR, OTHERS = "conv weights", "linear weights", "biases and norm scales"
 
 
 def _update_ratios(config: TrainConfig, data: TaskData) -> dict[str, tuple[str, float]]:

@@ -80,8 +80,6 @@ def diagnose(history: Sequence[Mapping[str, float | None]], status: str = Status
     at_chance = _at_chance(train[-1], _series(history, "val_acc")[-1], chance)
     if at_chance:
         return Diagnosis("STUCK", at_chance)
-    # The floors below measure a change against where learning starts: the chance loss when known (what an untrained
-    # model scores), else the first epoch's mean training loss (lower than that for a run that learns fast).
     scale = chance.loss if chance is not None and chance.loss else train[0]
     rises = sum(after > (1 + OSCILLATION_RISE) * before and after - before > OSCILLATION_FLOOR * scale
                 for before, after in pairwise(train))

@@ -24,7 +24,7 @@ __all__ = ["family_counts", "family_table", "learned_warmup_lines", "stored_lr_t
            "study_note", "trial_note"]
 
 # The settings a trial's note shows beside its params: what tells runs apart at a glance (the whole config stays in
-# the trial's ``hpsearch`` user attr). ``hidden`` only for the built-in mlp, whose widths it is.
+# the trial's ``hpsearch`` user attr); of them, those that apply (``hidden`` only for the built-in mlp).
 _NOTE_SETTINGS = ("dataset", "model", "hidden", "model_args", "loss", "optimizer", "epochs", "batch_size", "lr",
                   "weight_decay", "schedule", "clip", "seed")
 _NOTE_COLUMNS = {"epoch": "d", "train_loss": ".4g", "val_loss": ".4g", "val_acc": ".4f", "lr": ".3g",
@@ -132,9 +132,9 @@ def trial_note(trial: FrozenTrial, metric: str) -> str:
         lines.append(f"Diagnosis: **{stored.diagnosis['label']}** ({stored.diagnosis['rule']})")
     if trial.params:
         lines.append("Params: " + ", ".join(f"`{name}={_short(value)}`" for name, value in trial.params.items()))
-    config = stored.config or {}
+    config = applicable_settings(stored.config or {})
     settings = [f"{key} `{_short(config[key])}`" for key in _NOTE_SETTINGS if config.get(key) not in (None, {})
-                and key not in trial.params and (key != "hidden" or config.get("model") == "mlp")]
+                and key not in trial.params]
     if settings:
         lines.append("Settings: " + ", ".join(settings))
     if stored.history:

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hpsearch.engine.training import EpochMetrics
-from hpsearch.search.budget import finished_trials
+from hpsearch.search.budget import finished_in_family, finished_trials
 from hpsearch.search.records import own_trials
 from hpsearch.search.spec import StudySpec
 from hpsearch.search.summary import find_family
@@ -107,8 +107,7 @@ class StudyProgress:
         """The bar of a run of ``spec`` on ``storage``, from the trials its study (or family) holds already; none to
         show when it holds them all (the run then runs nothing)."""
         stored = find_family(spec.study_name, storage)
-        held = sum(len(finished_trials(study)) for study in stored)
-        return cls(console, spec, enabled=enabled and held < spec.total_trials, stored=stored)
+        return cls(console, spec, enabled=enabled and finished_in_family(stored) < spec.total_trials, stored=stored)
 
     def __enter__(self) -> StudyProgress:
         self._progress.__enter__()

@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial
 from hpsearch.presentation.dashboard import write_notes, write_trial_note
 from hpsearch.presentation.notes import study_diagnosis
 from hpsearch.search import runner
+from hpsearch.search.budget import finished_in_family
 from hpsearch.search.pool import WorkerPool
 from hpsearch.search.spec import StudySpec
 from hpsearch.search.storages import open_storage
@@ -71,7 +72,7 @@ def run_study(spec: StudySpec, storage: str | BaseStorage | None = None, **optio
             options[name] = with_curve_writer(options[name])
     if not isinstance(storage, InMemoryStorage):  # each trial's note as it finishes, for a dashboard watching
         options["callbacks"] = [functools.partial(write_trial_note, metric=spec.metric), *options.get("callbacks", ())]
-    held_before = runner.finished_in_family(find_family(spec.study_name, storage))
+    held_before = finished_in_family(find_family(spec.study_name, storage))
     study = runner.run_study(spec, storage, **options)
     if not isinstance(storage, InMemoryStorage):
         write_notes(spec.study_name, storage)

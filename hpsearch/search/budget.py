@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import optuna
@@ -19,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpsearch.search.records import RECORD_ATTR, own_trials, read_trial
 from hpsearch.status import Status
 
-__all__ = ["INTERRUPTED", "Budget", "budget", "finished_trials", "requeue_interrupted"]
+__all__ = ["INTERRUPTED", "Budget", "budget", "finished_in_family", "finished_trials", "requeue_interrupted"]
 
 INTERRUPTED = Status.INTERRUPTED  # the name earlier code imports
 
@@ -44,6 +45,11 @@ def budget(study: optuna.Study, before: int | None = None) -> Budget:
 def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
     """Trials that count toward the budget: complete, pruned, or failed by an error and not retried."""
     return _counted(own_trials(study))
+
+
+def finished_in_family(family: Sequence[optuna.Study]) -> int:
+    """Trials that count toward the budget over a study or the stages of a coarse-to-fine family."""
+    return sum(len(finished_trials(study)) for study in family)
 
 
 def requeue_interrupted(study: optuna.Study) -> int:

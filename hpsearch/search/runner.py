@@ -44,8 +44,7 @@ from hpsearch.search.summary import find_family
 from hpsearch.search.trust import entry_point_trust
 from hpsearch.search.worker import optimize_to_budget
 
-__all__ = ["PreflightError", "StudyMismatchError", "finished_in_family", "finished_trials", "resume_tables",
-           "run_study", "stored_tables"]
+__all__ = ["PreflightError", "StudyMismatchError", "finished_trials", "run_study", "stored_tables"]
 
 logger = logging.getLogger(__name__)
 
@@ -159,13 +158,16 @@ def _run_coarse_to_fine(spec: StudySpec, run: _Execution) -> optuna.Study:
     return study
 
 
-def resume_tables(name: str, family: Sequence[optuna.Study]) -> dict[str, Any]:
-    """The spec tables a re-run of the stored study (or coarse-to-fine family) ``name`` starts from, so that
-    ``hpsearch run --study NAME`` alone goes on with the search as it was asked; empty when there is none.
+def stored_tables(name: str | None, storage: BaseStorage | None, *, pruner_given: bool = False,
+                  ) -> dict[str, Any]:
+    """The spec tables ``hpsearch run --study NAME`` without a spec file starts from, so that it goes on with the
+    stored study (or coarse-to-fine family) as it was asked; empty for a new study.
 
     A family's own spec is stored with each stage; its ``n_trials`` grows by the trials a larger total added to
     the last stage (the stages' own budgets sum to it). The timeout is left out: it limited the run that gave it,
-    not the study."""
+    not the study. A pruner given is a coarse-to-fine family's fine pruner, as on a first run: the stored fine
+    pruner gives way to it."""
+    family = find_family(name, storage) if name is not None and storage is not None else []
     if not family:
         return {}
     record = read_record(family[0])
@@ -177,24 +179,9 @@ def resume_tables(name: str, family: Sequence[optuna.Study]) -> dict[str, Any]:
     else:
         tables = {table: dict(values) for table, values in (record.spec or {}).items()}
     tables.get("study", {}).pop("timeout", None)
-    return tables
-
-
-def stored_tables(name: str | None, storage: BaseStorage, *, pruner_given: bool = False) -> dict[str, Any]:
-    """The tables ``hpsearch run --study NAME`` without a spec file starts from (resume_tables of the stored study;
-    none for a new one). A pruner given is a coarse-to-fine family's fine pruner, as on a first run: the stored
-    fine pruner gives way to it."""
-    if name is None:
-        return {}
-    tables = resume_tables(name, find_family(name, storage))
     if pruner_given:
         tables.get("coarse_to_fine", {}).pop("fine_pruner", None)
     return tables
-
-
-def finished_in_family(family: Sequence[optuna.Study]) -> int:
-    """Trials that count toward the budget over a study or the stages of a coarse-to-fine family."""
-    return sum(len(finished_trials(study)) for study in family)
 
 
 def _stored_record(study_name: str, storage: BaseStorage) -> StudyRecord | None:

@@ -179,7 +179,7 @@ class WorkerOptions:
     number (which seeds its sampler apart), time limit, trusted entry points and batch."""
 
     study: str
-    storage: str
+    storage: str | None = None  # None: the default storage
     heartbeat: int | None = None
     max_retries: int | None = None
     durable: bool = False
@@ -213,7 +213,7 @@ def run_worker(options: WorkerOptions, callbacks: Sequence[TrialCallback] = (), 
     if storage is None:
         settings = {key: value for key, value in (("heartbeat", options.heartbeat),
                                                   ("max_retries", options.max_retries)) if value is not None}
-        storage = open_storage(options.storage or None, durable=options.durable, **settings)
+        storage = open_storage(options.storage, durable=options.durable, **settings)
     files = options.files()
     files.prepare(options.study)
     return join_study(options.study, storage, device=options.device, threads=options.threads, files=files,
