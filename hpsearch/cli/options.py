@@ -15,11 +15,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from hpsearch.choices import Feed, Metric, Optimizer, Precision, Pruner, Schedule, Strategy
+from hpsearch.choices import Direction, Feed, Metric, Optimizer, Precision, Pruner, Schedule, Strategy
 from hpsearch.engine.config import TrainConfig
 from hpsearch.engine.task import ADAM_BETAS
 from hpsearch.search.space import DEFAULT_SPACE
-from hpsearch.search.spec import DEFAULT_TRIALS, CoarseToFine, StudySpec
+from hpsearch.search.spec import DEFAULT_METRIC, DEFAULT_TRIALS, OBJECTIVE_METRIC, CoarseToFine, StudySpec
 from hpsearch.search.storages import DEFAULT_STORAGE
 
 # Piped (not a terminal, no COLUMNS), rich would cut tables and wrap lines at 80 columns: wide and unwrapped
@@ -210,7 +210,12 @@ StudyOption = Annotated[str | None, _option("Study name; default <dataset>-<stra
 NTrialsOption = Annotated[int | None, _option("Finished trials the study should hold (a re-run resumes).",
                                               default=_trials_default())]
 MetricOption = Annotated[Metric | None, _option("val_loss (minimized) or val_acc (maximized).",
-                                                default=StudySpec.metric)]
+                                                default=f"{DEFAULT_METRIC}; with --objective {OBJECTIVE_METRIC}")]
+ObjectiveOption = Annotated[str | None, _option(
+    "Your Optuna objective fn(trial) -> float as file.py:fn or module:fn, run unchanged as each trial: it suggests "
+    "its own params, reports and prunes itself (a spec's [space] declares them for grid and coarse-to-fine).")]
+DirectionOption = Annotated[Direction | None, _option("Whether the objective's value is minimized or maximized.",
+                                                      default="the metric's; minimize for --objective")]
 PrunerOption = Annotated[Pruner | None, _option("Optuna pruner that stops bad trials early.",
                                                 default=_pruner_default())]
 PrunerWarmupOption = Annotated[int | None, _option(

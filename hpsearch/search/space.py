@@ -13,7 +13,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 
 from hpsearch.errors import ConfigError
 
-__all__ = ["DEFAULT_SPACE", "SEARCHABLE", "ParamSpec", "SearchSpace"]
+__all__ = ["DEFAULT_SPACE", "NO_SPACE", "SEARCHABLE", "ParamSpec", "SearchSpace"]
 
 # TrainConfig fields a study may vary, with the type each takes; and any of the model factory's
 # arguments as ``model_args.NAME`` (an int range when both bounds are integers, else a float one).
@@ -41,11 +41,17 @@ class ParamSpec:
     # A model argument's range is searched as ints when its bounds were written as ints (the fields' own
     # types say it for TrainConfig fields); kept by every copy, a narrowed stage's included.
     integer: bool = field(default=False, compare=False, repr=False)
+    # A parameter of the user's Optuna objective, named as its own suggest calls name it: any name, typed by its
+    # range alone (hpsearch.search.user_objective).
+    own: bool = field(default=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         where = f"space.{self.name}"
-        if self.name not in SEARCHABLE and not (self.name.startswith(MODEL_ARGS)
-                                                and self.name[len(MODEL_ARGS):].isidentifier()):
+        if self.own:
+            if not self.name:
+                raise ConfigError(f"{where}: a parameter needs a name")
+        elif self.name not in SEARCHABLE and not (self.name.startswith(MODEL_ARGS)
+                                                  and self.name[len(MODEL_ARGS):].isidentifier()):
             raise ConfigError(f"{where}: cannot search {self.name!r}; searchable: {', '.join(SEARCHABLE)} and "
                               f"[space.model_args] NAME (the model factory's arguments)")
         if self.choices is not None:
@@ -62,15 +68,16 @@ class ParamSpec:
     @property
     def kind(self) -> type:
         """The value's type: the TrainConfig field's, or for a model argument int when both bounds are."""
-        if self.name in SEARCHABLE:
+        if self.name in SEARCHABLE and not self.own:
             return SEARCHABLE[self.name]
         if self.choices is not None:
             return object
         return int if self.integer else float
 
     @classmethod
-    def from_mapping(cls, name: str, values: Mapping[str, Any]) -> ParamSpec:
-        """From a spec table such as ``{low = 1e-5, high = 1e-1, log = true}`` or ``{choices = [...]}``."""
+    def from_mapping(cls, name: str, values: Mapping[str, Any], own: bool = False) -> ParamSpec:
+        """From a spec table such as ``{low = 1e-5, high = 1e-1, log = true}`` or ``{choices = [...]}``; ``own``: a
+        parameter of the user's objective."""
         unknown = sorted(set(values) - {"low", "high", "log", "choices"})
         if unknown:
             raise ConfigError(f"space.{name}: unknown key {unknown[0]!r} (known: low, high, log, choices)")
@@ -79,7 +86,7 @@ class ParamSpec:
         try:
             return cls(name=name, low=_number(values.get("low")), high=_number(values.get("high")),
                        log=bool(values.get("log", False)), choices=tuple(choices) if choices is not None else None,
-                       integer=ints)
+                       integer=ints, own=own)
         except (TypeError, ValueError):
             raise ConfigError(f"space.{name}: low and high must be numbers, got {dict(values)}") from None
 
@@ -144,12 +151,13 @@ class SearchSpace:
     params: tuple[ParamSpec, ...]
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Mapping[str, Any]]) -> SearchSpace:
-        """From ``[space]``; its ``[space.model_args]`` table searches the model factory's arguments."""
+    def from_mapping(cls, values: Mapping[str, Mapping[str, Any]], own: bool = False) -> SearchSpace:
+        """From ``[space]``; its ``[space.model_args]`` table searches the model factory's arguments. ``own``: the
+        parameters of the user's Optuna objective, by the names its suggest calls give them."""
         flat: dict[str, Mapping[str, Any]] = {}
         for name, spec in values.items():
-            if name == "model_args" and isinstance(spec, Mapping) and all(isinstance(v, Mapping)
-                                                                          for v in spec.values()):
+            if not own and name == "model_args" and isinstance(spec, Mapping) and all(isinstance(v, Mapping)
+                                                                                      for v in spec.values()):
                 flat.update({f"{MODEL_ARGS}{arg}": arg_spec for arg, arg_spec in spec.items()})
             elif not isinstance(spec, Mapping):
                 raise ConfigError(f"space.{name}: needs a table such as {{low = 1e-4, high = 1e-1, log = true}} "
@@ -159,7 +167,7 @@ class SearchSpace:
         if not flat:
             raise ConfigError("space: a study needs at least one parameter to search")
         ordered = sorted(flat, key=lambda n: n != "optimizer")  # the optimizer first: others depend on it
-        return cls(tuple(ParamSpec.from_mapping(name, flat[name]) for name in ordered))
+        return cls(tuple(ParamSpec.from_mapping(name, flat[name], own=own) for name in ordered))
 
     def suggest(self, trial: optuna.Trial, optimizer: str) -> dict[str, Any]:
         """Every parameter's value for ``trial``; optimizer-specific ones only where the trial's optimizer (the
@@ -195,3 +203,5 @@ class SearchSpace:
 
 
 DEFAULT_SPACE = SearchSpace((ParamSpec("lr", 1e-5, 1e-1, log=True), ParamSpec("weight_decay", 1e-5, 1e-1, log=True)))
+# The space of a user's objective that declares none: its own suggest calls define it as it runs.
+NO_SPACE = SearchSpace(())

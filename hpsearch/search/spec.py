@@ -1,7 +1,8 @@
 """StudySpec: what a study searches, how, for how long, over which fixed training settings.
 
 Loaded from a TOML file with ``[study]``, ``[space]`` and ``[train]`` tables, then overridden by
-command-line flags; validated once here, so the runner can trust it.
+command-line flags; validated once here, so the runner can trust it. A study's trials run hpsearch's training loop
+on ``[train]``, or with ``objective`` the user's own Optuna objective, which suggests, reports and prunes itself.
 """
 
 from __future__ import annotations
@@ -14,17 +15,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hpsearch.choices import METRICS, PRUNERS, STRATEGIES
+from hpsearch.choices import DIRECTIONS, METRICS, PRUNERS, STRATEGIES
 from hpsearch.engine.config import TrainConfig, merge_train_tables
-from hpsearch.engine.entry_points import is_entry_point
+from hpsearch.engine.entry_points import as_entry_point, is_entry_point
 from hpsearch.errors import ConfigError
-from hpsearch.search.space import DEFAULT_SPACE, SearchSpace
+from hpsearch.search.space import DEFAULT_SPACE, NO_SPACE, SearchSpace
 
-__all__ = ["DEFAULT_TRIALS", "METRICS", "PRUNERS", "STRATEGIES", "CoarseToFine", "StudySpec", "load_spec_file"]
+__all__ = ["DEFAULT_METRIC", "DEFAULT_TRIALS", "METRICS", "OBJECTIVE_METRIC", "PRUNERS", "STRATEGIES", "CoarseToFine",
+           "StudySpec", "load_spec_file"]
 
 DEFAULT_TRIALS = 30
+DEFAULT_METRIC = "val_loss"
+OBJECTIVE_METRIC = "value"  # what an objective's returned value is called unless the spec names it
 _STUDY_KEYS = ("name", "strategy", "metric", "pruner", "pruner_warmup", "n_trials", "timeout", "seed", "grid_points",
-               "lr_find")
+               "lr_find", "objective", "direction")
+# Strategies that need the objective's space declared ([space]): a grid lists its points, coarse-to-fine narrows it.
+_DECLARED_SPACE_STRATEGIES = ("grid", "coarse-to-fine")
 
 
 @dataclass(frozen=True)
@@ -93,11 +99,16 @@ class CoarseToFine:
 
 @dataclass(frozen=True)
 class StudySpec:
-    """A validated study description; ``train`` holds the settings every trial shares."""
+    """A validated study description; ``train`` holds the settings every trial of hpsearch's loop shares.
+
+    With ``objective`` (an entry point ``file.py:fn`` or ``module:fn``, or the callable itself from Python) each
+    trial is the user's Optuna objective ``fn(trial) -> float`` instead, unchanged; ``metric`` then only names its
+    value (``value`` unless given), ``direction`` says which way is better (minimize unless given), and ``space``
+    holds what the spec declares of the objective's parameters (none unless given: the objective defines them)."""
 
     name: str | None = None
     strategy: str = "tpe"
-    metric: str = "val_loss"
+    metric: str | None = None  # None: val_loss, or for an objective "value"
     pruner: str = "median"
     pruner_warmup: int | None = None  # epochs every trial trains before its pruner may stop it; None: 1,
     # or for median the trusted epoch of the study's complete trials (pruners.make_pruner)
@@ -106,14 +117,30 @@ class StudySpec:
     seed: int = 0
     grid_points: int = 5
     lr_find: bool = False
-    space: SearchSpace = DEFAULT_SPACE
+    objective: str | None = None
+    direction: str | None = None  # None: the metric's (minimize for an objective, as Optuna's default)
+    space: SearchSpace | None = None  # None: DEFAULT_SPACE, or for an objective NO_SPACE
     train: TrainConfig = field(default_factory=TrainConfig)
     coarse_to_fine: CoarseToFine = field(default_factory=CoarseToFine)
 
     def __post_init__(self) -> None:
+        if self.objective is not None:
+            object.__setattr__(self, "objective", as_entry_point(self.objective, "objective"))
+        own = self.objective is not None
+        object.__setattr__(self, "metric", self.metric or (OBJECTIVE_METRIC if own else DEFAULT_METRIC))
+        object.__setattr__(self, "direction", self.direction or METRICS.get(self.metric, "minimize"))
+        if self.space is None:
+            object.__setattr__(self, "space", NO_SPACE if own else DEFAULT_SPACE)
         _one_of("strategy", self.strategy, STRATEGIES)
         _one_of("pruner", self.pruner, PRUNERS)
-        _one_of("metric", self.metric, tuple(METRICS))
+        _one_of("direction", self.direction, DIRECTIONS)
+        if own:
+            self._check_objective()
+        else:
+            _one_of("metric", self.metric, tuple(METRICS))
+            if self.direction != METRICS[self.metric]:
+                raise ConfigError(f"direction must be {METRICS[self.metric]} for metric {self.metric}, got "
+                                  f"{self.direction!r}")
         if self.n_trials is not None and self.n_trials < 1:
             raise ConfigError(f"n_trials must be >= 1, got {self.n_trials}")
         stages = self.coarse_to_fine.stages
@@ -131,11 +158,32 @@ class StudySpec:
         if self.name is not None and not self.name.strip():
             raise ConfigError(f"study name must not be empty, got {self.name!r}")
 
+    def _check_objective(self) -> None:
+        """What a study of the user's objective cannot do: an objective trains itself, and suggests its own
+        parameters, which a grid and coarse-to-fine need declared."""
+        assert self.objective is not None and self.space is not None  # set by __post_init__
+        if not is_entry_point(self.objective):
+            raise ConfigError(f"objective must be an entry point (path/to/file.py:fn or package.module:fn) or a "
+                              f"callable, got {self.objective!r}")
+        if not self.metric.strip():
+            raise ConfigError(f"metric must name the objective's value, got {self.metric!r}")
+        if self.strategy in _DECLARED_SPACE_STRATEGIES and not self.space.params:
+            raise ConfigError(f"strategy {self.strategy} with objective {self.objective!r} needs the objective's "
+                              f"parameters declared: a spec's [space] (--spec FILE), e.g. n_layers = {{low = 1, "
+                              f"high = 3}}")
+        if self.lr_find:
+            raise ConfigError(f"lr_find runs hpsearch's training loop; objective {self.objective!r} trains itself")
+
     @property
     def study_name(self) -> str:
-        """The given name, else ``<dataset>-<strategy>`` so that different searches do not collide."""
+        """The given name, else ``<dataset>-<strategy>`` (an objective's module for the dataset) so that different
+        searches do not collide."""
         if self.name:
             return self.name
+        if self.objective is not None:
+            where, _, attr = self.objective.rpartition(":")
+            module = Path(where).stem if where.endswith(".py") else where.rpartition(".")[2]
+            return f"{attr.rpartition('.')[2] if module == '__main__' else module}-{self.strategy}"
         dataset = self.train.dataset
         if dataset.startswith("npz:"):
             dataset = Path(dataset[4:]).stem
@@ -143,10 +191,6 @@ class StudySpec:
             where = dataset.rpartition(":")[0]
             dataset = Path(where).stem if where.endswith(".py") else where.rpartition(".")[2]
         return f"{dataset.partition(':')[0]}-{self.strategy}"
-
-    @property
-    def direction(self) -> str:
-        return METRICS[self.metric]
 
     @property
     def total_trials(self) -> int:
@@ -170,6 +214,8 @@ class StudySpec:
         """The spec as the tables of a spec file (what is stored with the study)."""
         study = {key: getattr(self, key) for key in _STUDY_KEYS if getattr(self, key) is not None}
         study["name"] = self.study_name
+        if self.objective is None:  # the metric's own direction, as studies stored before directions were
+            study.pop("direction")
         tables = {"study": study, "space": self.space.to_dict(), "train": self.train.to_dict()}
         if self.strategy == "coarse-to-fine":
             tables["coarse_to_fine"] = dataclasses.asdict(self.coarse_to_fine)
@@ -185,9 +231,15 @@ class StudySpec:
         parameter of the file's space, or of the default one, and the rest is still searched."""
         tables = load_spec_file(spec_file) if isinstance(spec_file, str | Path) else dict(spec_file or {})
         given = {key: value for key, value in study.items() if value is not None}
+        objective = given.get("objective", tables.get("study", {}).get("objective"))
+        if objective is not None and train:
+            flag = "--" + next(iter(train)).replace("_", "-")
+            raise ConfigError(f"{flag} sets hpsearch's training loop; objective {objective!r} trains itself (its own "
+                              f"settings are its code's)")
         seed = {"seed": given["seed"]} if "seed" in given else {}
         train_table = merge_train_tables(tables.get("train", {}), {**(train or {}), **seed})
-        space_table = dict(tables["space"]) if "space" in tables else DEFAULT_SPACE.to_dict()
+        default_space = {} if objective is not None else DEFAULT_SPACE.to_dict()  # an objective's own, unless declared
+        space_table = dict(tables["space"]) if "space" in tables else default_space
         for name, bounds in (("lr", lr_range), ("weight_decay", wd_range)):
             if bounds is not None:
                 space_table[name] = {"low": bounds[0], "high": bounds[1], "log": True}
@@ -207,7 +259,11 @@ class StudySpec:
         bad = sorted(set(study) - set(_STUDY_KEYS))
         if bad:
             raise ConfigError(f"unknown key {bad[0]!r} in [study] of {source} (known: {', '.join(_STUDY_KEYS)})")
-        space = SearchSpace.from_mapping(values["space"]) if "space" in values else DEFAULT_SPACE
+        own = study.get("objective") is not None
+        if values.get("space") or (not own and "space" in values):
+            space: SearchSpace | None = SearchSpace.from_mapping(values["space"], own=own)
+        else:
+            space = None  # the default space; for an objective, none declared
         train_table = dict(values.get("train", {}))
         if "model_args" in values:
             if not isinstance(values["model_args"], Mapping):
@@ -235,8 +291,7 @@ def load_spec_file(path: str | Path) -> dict[str, Any]:
 
 def _typed_study_fields(study: dict[str, Any]) -> dict[str, Any]:
     types = {"name": str, "strategy": str, "metric": str, "pruner": str, "pruner_warmup": int, "n_trials": int,
-             "timeout": float,
-             "seed": int, "grid_points": int, "lr_find": bool}
+             "timeout": float, "seed": int, "grid_points": int, "lr_find": bool, "objective": str, "direction": str}
     typed = {}
     for key, value in study.items():
         wanted = types[key]
