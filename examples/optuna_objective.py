@@ -21,7 +21,7 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn, optim
-from torch.nn import functional as F  # noqa: N812 (as Optuna's example imports it)
+from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 BATCHSIZE = 128

@@ -63,8 +63,9 @@ def load_objective(entry_point: str) -> Objective:
     try:
         signature.bind(None)
     except TypeError:
-        raise EntryPointError(f"objective {entry_point!r}: {getattr(objective, '__name__', 'it')}{signature} does "
-                              f"not take a trial; an Optuna objective is fn(trial) -> float") from None
+        shown = f"{getattr(objective, '__name__', 'it')}({', '.join(signature.parameters)})"
+        raise EntryPointError(f"objective {entry_point!r}: {shown} does not take a trial; an Optuna objective is "
+                              f"fn(trial) -> float") from None
     return objective
 
 
