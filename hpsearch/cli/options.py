@@ -213,7 +213,7 @@ MetricOption = Annotated[Metric | None, _option("val_loss (minimized) or val_acc
                                                 default=f"{DEFAULT_METRIC}; with --objective {OBJECTIVE_METRIC}")]
 ObjectiveOption = Annotated[str | None, _option(
     "Your Optuna objective fn(trial) -> float as file.py:fn or module:fn, run unchanged as each trial: it suggests "
-    "its own params, reports and prunes itself (a spec's [space] declares them for grid and coarse-to-fine).")]
+    "its own params, reports and prunes itself (a spec's \\[space] declares them for grid and coarse-to-fine).")]
 DirectionOption = Annotated[Direction | None, _option("Whether the objective's value is minimized or maximized.",
                                                       default="the metric's; minimize for --objective")]
 PrunerOption = Annotated[Pruner | None, _option("Optuna pruner that stops bad trials early.",
