@@ -195,3 +195,16 @@ def test_a_worker_refuses_an_objective_it_does_not_trust_before_any_trial_and_ru
     trusted = hpsearch("worker", "shared", "--trust", "objmodule", *more, cwd=work, pythonpath=work)
     assert trusted.returncode == 0, trusted.stderr
     assert [t.state for t in trials_of(storage, "shared")] == [TrialState.COMPLETE] * 3
+
+
+def test_a_stored_objective_study_goes_on_by_its_name_alone(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(work)
+    storage = f"sqlite:///{work / 'hp.db'}"
+    code, _, err = invoke("run", "--objective", "objectives.py:square", "--direction", "maximize", "--n-trials", "2",
+                          "--study", "again", "--storage", storage, "--quiet")
+    assert code == 0, err
+    code, out, err = invoke("run", "--study", "again", "--n-trials", "4", "--storage", storage, "--quiet")
+    assert code == 0, err
+    trials = trials_of(storage, "again")
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    assert f"best value {max(t.value for t in trials):.4g}" in out  # still maximized, still its value

@@ -187,6 +187,7 @@ def test_an_objectives_spec_names_its_value_and_direction_and_round_trips_with_i
     assert StudySpec.from_mapping(spec.to_dict()) == spec.replace(name="train-tpe")
     undeclared = StudySpec.from_sources(None, objective=OBJECTIVE, name="own")
     assert undeclared.space.params == () and StudySpec.from_mapping(undeclared.to_dict()) == undeclared
+    assert StudySpec.from_sources({"study": {"objective": OBJECTIVE}}).space.params == ()  # a spec file's
 
 
 def test_a_study_of_hpsearchs_loop_stores_no_direction_of_its_own() -> None:
