@@ -249,6 +249,25 @@ def test_run_studies_show_export_and_train_again(tmp_path: Path) -> None:
     assert json.loads(out)["val_loss"] == record["value"]
 
 
+
+def test_export_after_a_jobs_study_trains_its_best_trial_again_to_the_same_value(tmp_path: Path) -> None:
+    """Two worker processes ran the trials (one CPU thread each); train --config here gives the stored value."""
+    storage = f"sqlite:///{tmp_path / 'hp.db'}"
+    code, _, err = invoke("run", "--strategy", "random", "--n-trials", "3", "--jobs", "2", "--no-check", "--study",
+                          "jobs", "--storage", storage, *STUDY_ARGS)
+    assert code == 0, err
+    best = optuna.load_study(study_name="jobs", storage=storage).best_trial
+    exported = tmp_path / "best.json"
+    assert invoke("export", "jobs", "--out", str(exported), "--storage", storage)[0] == 0
+    record = json.loads(exported.read_text())
+    assert (record["trial"], record["value"], record["params"]) == (best.number, best.value, best.params)
+    code, out, err = invoke("train", "--config", str(exported), "--json")
+    assert code == 0, err
+    trained = json.loads(out)
+    assert trained["val_loss"] == best.value
+    assert {name: trained["config"][name] for name in best.params} == best.params
+    assert trained["config"] == record["config"]
+
 WIDE_SPEC = """
 [space]
 lr = {low = 1e-4, high = 1e-2, log = true}
