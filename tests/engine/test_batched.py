@@ -78,7 +78,10 @@ def test_a_failing_stack_stops_the_epoch_and_says_why(digits: Data) -> None:
 
     def counted(*args: object) -> object:
         calls.append(1)
-        time.sleep(0.02)  # slow enough that the failure is seen long before this stack's epoch would end
+        if len(calls) == 1:
+            # The healthy stack's first step ends only once the failure has reached the trainer, however fast either
+            # thread runs: from then on it must stop at its next step. (The timeout keeps a broken halt from hanging.)
+            trainer._halt.wait(timeout=30)
         return step(*args)
 
     def broken(*args: object) -> object:
@@ -89,6 +92,7 @@ def test_a_failing_stack_stops_the_epoch_and_says_why(digits: Data) -> None:
     with pytest.raises(RuntimeError, match="out of memory"):
         trainer.run_epoch()
     assert len(calls) < math.ceil(digits.n_train / 128)  # the healthy stack stopped before its epoch's end
+    assert len(calls) <= 1  # at the step after the failure (none, when the failure came before its first)
     assert torch.get_num_threads() == threads
 
 
