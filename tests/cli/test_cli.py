@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+import torch
 from conftest import TrainedEpochs
 from storage_dump import logical_dump
 from typer.testing import CliRunner
@@ -94,48 +95,55 @@ def write_npz(path: Path, **arrays: np.ndarray) -> str:
     return f"npz:{path}"
 
 
-def bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
-    """Each bad input and a part of the one line it must produce."""
-    config_with_unknown_key = tmp / "unknown.json"
-    config_with_unknown_key.write_text('{"learning_rate": 0.1}')
-    unreadable = tmp / "broken.json"
-    unreadable.write_text("{not json")
-    missing_keys = write_npz(tmp / "keys.npz", features=np.zeros((4, 2)))
-    mismatched = write_npz(tmp / "lengths.npz", x=np.zeros((4, 2)), y=np.zeros(3))
-    with_nan = write_npz(tmp / "nan.npz", x=np.full((10, 2), np.nan), y=np.arange(10) % 2)
-    return [
-        (["--lr", "0"], "lr must be > 0, got 0.0"),
-        (["--lr", "-1e-3"], "lr must be > 0, got -0.001"),
-        (["--weight-decay", "-0.1"], "weight_decay must be >= 0, got -0.1"),
-        (["--epochs", "0"], "epochs must be >= 1, got 0"),
-        (["--batch-size", "0"], "batch_size must be >= 1, got 0"),
-        (["--batch-size", "100000"], "batch_size must be at most the 1438 training samples of digits, got 100000"),
-        (["--dataset", "cifar"], "dataset must be one of"),
-        (["--schedule", "linear"], "'--schedule': Value error, 'linear' is not one of 'constant', 'step', 'cosine', "
-                                   "'warmup-cosine', 'wsd'"),
-        (["--device", "tpu"], "device must be auto, cpu, cuda, cuda:N or mps, got 'tpu'"),
-        (["--device", "cuda:7"], "device 'cuda:7' is not available"),
-        (["--dataset", "mnist", "--data-dir", str(tmp / "nothing")], f"--data-dir {tmp / 'nothing'}"),
-        (["--dataset", "mnist"], "needs --data-dir"),
-        (["--dataset", missing_keys], "needs keys x and y"),
-        (["--dataset", mismatched], "x has 4 rows but y has 3"),
-        (["--dataset", with_nan], "contains NaN or infinite values"),
-        (["--config", str(tmp / "absent.toml")], "cannot read config file (--config"),
-        (["--config", str(unreadable)], "cannot parse config file (--config"),
-        (["--config", str(config_with_unknown_key)], "unknown config key 'learning_rate'"),
-        (["--lr", "abc"], "Invalid value for '--lr'"),
-        (["--bogus"], "No such option: --bogus"),
-    ]
+def write_bad_files(tmp: Path) -> None:
+    """The files the bad inputs name: configs that cannot be read as one, datasets that cannot be used."""
+    (tmp / "unknown.json").write_text('{"learning_rate": 0.1}')
+    (tmp / "broken.json").write_text("{not json")
+    write_npz(tmp / "keys.npz", features=np.zeros((4, 2)))
+    write_npz(tmp / "lengths.npz", x=np.zeros((4, 2)), y=np.zeros(3))
+    write_npz(tmp / "nan.npz", x=np.full((10, 2), np.nan), y=np.arange(10) % 2)
 
 
-def test_every_bad_input_gives_one_error_line_and_exit_2(tmp_path: Path) -> None:
-    for args, expected in bad_inputs(tmp_path):
-        code, out, err = invoke("train", "--epochs", "1", *args)
-        assert code == 2, (args, out, err)
-        lines = err.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: "), (args, err)
-        assert expected in lines[0], (args, lines[0])
-        assert "Traceback" not in out + err
+def bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
+    """Each bad input by its test id, and a part of the one line it must produce (files from write_bad_files)."""
+    absent_gpu = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU this machine has, whatever it has
+    return {
+        "lr-zero": (["--lr", "0"], "lr must be > 0, got 0.0"),
+        "lr-negative": (["--lr", "-1e-3"], "lr must be > 0, got -0.001"),
+        "weight-decay-negative": (["--weight-decay", "-0.1"], "weight_decay must be >= 0, got -0.1"),
+        "epochs-zero": (["--epochs", "0"], "epochs must be >= 1, got 0"),
+        "batch-size-zero": (["--batch-size", "0"], "batch_size must be >= 1, got 0"),
+        "batch-size-too-large": (["--batch-size", "100000"],
+                                 "batch_size must be at most the 1438 training samples of digits, got 100000"),
+        "dataset-unknown": (["--dataset", "cifar"], "dataset must be one of"),
+        "schedule-unknown": (["--schedule", "linear"], "'--schedule': Value error, 'linear' is not one of 'constant', "
+                                                       "'step', 'cosine', 'warmup-cosine', 'wsd'"),
+        "device-unknown": (["--device", "tpu"], "device must be auto, cpu, cuda, cuda:N or mps, got 'tpu'"),
+        "device-absent": (["--device", absent_gpu], f"device '{absent_gpu}' is not available"),
+        "data-dir-missing": (["--dataset", "mnist", "--data-dir", str(tmp / "nothing")],
+                             f"--data-dir {tmp / 'nothing'}"),
+        "dataset-needs-data-dir": (["--dataset", "mnist"], "needs --data-dir"),
+        "npz-keys-missing": (["--dataset", f"npz:{tmp / 'keys.npz'}"], "needs keys x and y"),
+        "npz-lengths-differ": (["--dataset", f"npz:{tmp / 'lengths.npz'}"], "x has 4 rows but y has 3"),
+        "npz-nan": (["--dataset", f"npz:{tmp / 'nan.npz'}"], "contains NaN or infinite values"),
+        "config-missing": (["--config", str(tmp / "absent.toml")], "cannot read config file (--config"),
+        "config-unparsable": (["--config", str(tmp / "broken.json")], "cannot parse config file (--config"),
+        "config-key-unknown": (["--config", str(tmp / "unknown.json")], "unknown config key 'learning_rate'"),
+        "lr-not-a-number": (["--lr", "abc"], "Invalid value for '--lr'"),
+        "option-unknown": (["--bogus"], "No such option: --bogus"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(bad_inputs(Path("unused"))))  # the ids; each test builds its cases anew
+def test_every_bad_input_gives_one_error_line_and_exit_2(case: str, tmp_path: Path) -> None:
+    write_bad_files(tmp_path)
+    args, expected = bad_inputs(tmp_path)[case]
+    code, out, err = invoke("train", "--epochs", "1", *args)
+    assert code == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert expected in lines[0], lines[0]
+    assert "Traceback" not in out + err
 
 
 @pytest.mark.parametrize("entry", ["console-script", "module"])
