@@ -254,7 +254,10 @@ def test_a_worker_waits_for_a_dead_worker_s_trial_and_runs_its_retry(batch: int 
     assert time.monotonic() - started >= GRACE_BEATS - 1  # it waited for the dead trial to go stale
     assert [t.state for t in trials].count(TrialState.FAIL) == 1 and trials[0].state == TrialState.FAIL
     assert sum(t.state == TrialState.COMPLETE and bool(read_trial(t).history) for t in trials) == 3
-    assert trials[-1].system_attrs["failed_trial"] == 0  # the last one run is the dead trial's retry
+    # the dead trial's retry ran, once: last when the worker's own trials were quick, earlier on a loaded machine
+    # where the dead trial went stale while they trained
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
 
 
 def test_the_elementwise_adamw_matches_too(digits: Data) -> None:
