@@ -87,7 +87,7 @@ _TRAIN_OPTIONS: dict[str, tuple[Any, str, str]] = {
 # Flags are None when left out ("not given"), so that a config file, a spec and a stored spec keep their
 # precedence; --help shows what a left-out flag stands for, read from the dataclasses, as text only.
 # What a TrainConfig field's None stands for:
-_UNSET_MEANS = {"subset": "all", "num_classes": "from the labels", "momentum": "0", "clip": "off",
+_UNSET_MEANS = {"subset": "all", "num_classes": "from the labels", "momentum": "0", "clip": "off", "metrics": "none",
                 "beta1": format(ADAM_BETAS[0], "g"), "beta2": format(ADAM_BETAS[1], "g")}
 
 

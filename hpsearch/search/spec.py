@@ -183,8 +183,9 @@ class StudySpec:
                      train: Mapping[str, Any] | None = None, lr_range: tuple[float, float] | None = None,
                      wd_range: tuple[float, float] | None = None, **study: Any) -> StudySpec:
         """A spec from a TOML spec file (or its tables, such as a stored study's) with flags over it, as ``hpsearch
-        run`` builds it: ``study`` holds [study] keys (name, strategy, n_trials, …), ``train`` [train] keys
-        (model_args merged key by key; ``seed`` goes to both), None meaning not given; a range changes that one
+        run`` builds it: ``study`` holds [study] keys (name, strategy, n_trials, …; a metric given without a
+        direction takes its own, not the file's), ``train`` [train] keys (model_args merged key by key; ``seed``
+        goes to both), None meaning not given; a range changes that one
         parameter of the file's space, or of the default one, and the rest is still searched."""
         tables = load_spec_file(spec_file) if isinstance(spec_file, str | Path) else dict(spec_file or {})
         given = {key: value for key, value in study.items() if value is not None}
@@ -194,7 +195,10 @@ class StudySpec:
         for name, bounds in (("lr", lr_range), ("weight_decay", wd_range)):
             if bounds is not None:
                 space_table[name] = {"low": bounds[0], "high": bounds[1], "log": True}
-        return cls.from_mapping({**tables, "study": {**tables.get("study", {}), **given}, "train": train_table,
+        base = dict(tables.get("study", {}))
+        if "metric" in given and "direction" not in given:
+            base.pop("direction", None)  # the file's direction was its metric's
+        return cls.from_mapping({**tables, "study": {**base, **given}, "train": train_table,
                                  **({"space": space_table} if space_table else {})},
                                 source=str(spec_file) if isinstance(spec_file, str | Path) else "flags")
 
