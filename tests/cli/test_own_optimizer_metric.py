@@ -4,11 +4,13 @@ examples run, show / report / export say the metric, and each bad input is one e
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import optuna
 import pytest
+from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from hpsearch.cli import app
@@ -124,3 +126,17 @@ def test_bad_input_is_one_error_line_and_stores_nothing(flags: list[str], messag
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
     assert "Traceback" not in out + err
     assert optuna.get_all_study_names(storage) == []
+
+
+def test_worker_processes_build_the_users_optimizer_and_report_the_users_metric(folder: Path) -> None:
+    storage = f"sqlite:///{folder / 'hp.db'}"
+    code, out, err = invoke("run", "--strategy", "random", "--n-trials", "4", "--epochs", "2", "--hidden", "16",
+                            "--pruner", "none", "--optimizer", "useroptim.py:rmsprop", "--metrics",
+                            "useroptim.py:macro_f1", "--metric", "macro_f1", "--direction", "maximize", "--jobs", "2",
+                            "--study", "jobs", "--storage", storage, "--quiet")
+    assert code == 0, out + err
+    study = optuna.load_study(study_name="jobs", storage=open_storage(storage))
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == 4
+    assert all(not (read_trial(t).worker or "").endswith(f":{os.getpid()}") for t in trials)  # another process's
+    assert [t.value for t in trials] == [read_trial(t).history[-1]["user_metrics"]["macro_f1"] for t in trials]
