@@ -45,6 +45,19 @@ def test_each_epoch_keeps_the_users_metrics_in_its_json(digits: Data) -> None:
     assert train(F1.replace(metrics=None, epochs=1), digits).to_dict()["history"][0]["user_metrics"] == {}
 
 
+def test_an_optimizer_factory_and_a_metrics_function_from_python_train_in_process(digits: Data) -> None:
+    def sgd(params: list[torch.nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+
+    def error_rate(outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        return {"error_rate": float((outputs.argmax(dim=1) != targets).float().mean())}
+
+    config = TrainConfig(optimizer=sgd, metrics=error_rate, lr=0.05, epochs=2, hidden=(32,))
+    assert config.optimizer.endswith("sgd") and config.metrics.endswith("error_rate")
+    final = train(config, digits).history[-1]
+    assert final.user_metrics["error_rate"] == pytest.approx(1 - final.val_acc)
+
+
 def test_the_reported_metrics_are_the_built_in_ones_and_the_users(digits: Data) -> None:
     assert reported_metrics(F1, digits) == ("val_loss", "val_acc", "macro_f1", "samples")
     assert reported_metrics(F1.replace(metrics=None), digits) == ("val_loss", "val_acc")
