@@ -130,6 +130,7 @@ def test_bad_input_is_one_error_line_and_stores_nothing(flags: list[str], messag
     assert optuna.get_all_study_names(storage) == []
 
 
+@pytest.mark.slow  # two worker processes start: about 15 s
 def test_worker_processes_build_the_users_optimizer_and_report_the_users_metric(folder: Path) -> None:
     storage = f"sqlite:///{folder / 'hp.db'}"
     code, out, err = invoke("run", "--strategy", "random", "--n-trials", "4", "--epochs", "2", "--hidden", "16",
