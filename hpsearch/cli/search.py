@@ -12,6 +12,7 @@ from hpsearch.cli.options import (
     CheckpointDirOption,
     DeviceOption,
     DevicesOption,
+    DirectionOption,
     DurableOption,
     GridPointsOption,
     HeartbeatOption,
@@ -48,7 +49,8 @@ __all__ = ["run", "worker"]
 @with_train_options
 def run(train_flags: dict[str, Any], strategy: StrategyOption = None, study: StudyOption = None,
         storage: StorageOption = None, n_trials: NTrialsOption = None, timeout: TimeoutOption = None,
-        metric: MetricOption = None, pruner: PrunerOption = None, pruner_warmup: PrunerWarmupOption = None,
+        metric: MetricOption = None, direction: DirectionOption = None, pruner: PrunerOption = None,
+        pruner_warmup: PrunerWarmupOption = None,
         seed: RunSeedOption = None, lr_range: LrRangeOption = None, wd_range: WdRangeOption = None,
         grid_points: GridPointsOption = None, lr_find: LrFindOption = None, spec: SpecOption = None,
         batch: BatchOption = None, jobs: JobsOption = 1, devices: DevicesOption = None,
@@ -71,7 +73,7 @@ def run(train_flags: dict[str, Any], strategy: StrategyOption = None, study: Stu
     study_spec = StudySpec.from_sources(
         spec if spec is not None else stored_tables(study, opened, pruner_given=pruner is not None),
         train=train_flags, lr_range=lr_range, wd_range=wd_range, name=study, strategy=strategy, n_trials=n_trials,
-        timeout=timeout, metric=metric, pruner=pruner, pruner_warmup=pruner_warmup, seed=seed,
+        timeout=timeout, metric=metric, direction=direction, pruner=pruner, pruner_warmup=pruner_warmup, seed=seed,
         grid_points=grid_points, lr_find=lr_find)
     optuna_storage = opened or connect()
     files = TrialFiles(checkpoint_dir, artifact_folder(storage, artifact_dir) if artifacts else None)

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hpsearch.choices import METRICS, PRUNERS, STRATEGIES
-from hpsearch.engine.config import TrainConfig, merge_train_tables
+from hpsearch.choices import DIRECTIONS, METRICS, PRUNERS, STRATEGIES
+from hpsearch.engine.config import ARG_TABLES, TrainConfig, merge_train_tables
 from hpsearch.engine.entry_points import is_entry_point
 from hpsearch.errors import ConfigError
 from hpsearch.search.space import DEFAULT_SPACE, SearchSpace
@@ -23,8 +23,8 @@ from hpsearch.search.space import DEFAULT_SPACE, SearchSpace
 __all__ = ["DEFAULT_TRIALS", "METRICS", "PRUNERS", "STRATEGIES", "CoarseToFine", "StudySpec", "load_spec_file"]
 
 DEFAULT_TRIALS = 30
-_STUDY_KEYS = ("name", "strategy", "metric", "pruner", "pruner_warmup", "n_trials", "timeout", "seed", "grid_points",
-               "lr_find")
+_STUDY_KEYS = ("name", "strategy", "metric", "direction", "pruner", "pruner_warmup", "n_trials", "timeout", "seed",
+               "grid_points", "lr_find")
 
 
 @dataclass(frozen=True)
@@ -93,11 +93,16 @@ class CoarseToFine:
 
 @dataclass(frozen=True)
 class StudySpec:
-    """A validated study description; ``train`` holds the settings every trial shares."""
+    """A validated study description; ``train`` holds the settings every trial shares.
+
+    ``metric`` is val_loss, val_acc or a name the user's metrics function reports; ``direction`` is the built-in
+    metric's own when left out, and must be given for the user's.
+    """
 
     name: str | None = None
     strategy: str = "tpe"
     metric: str = "val_loss"
+    direction: str | None = None  # None: the built-in metric's own, filled in on creation
     pruner: str = "median"
     pruner_warmup: int | None = None  # epochs every trial trains before its pruner may stop it; None: 1,
     # or for median the trusted epoch of the study's complete trials (pruners.make_pruner)
@@ -113,7 +118,9 @@ class StudySpec:
     def __post_init__(self) -> None:
         _one_of("strategy", self.strategy, STRATEGIES)
         _one_of("pruner", self.pruner, PRUNERS)
-        _one_of("metric", self.metric, tuple(METRICS))
+        _check_metric(self.metric, self.direction)
+        if self.direction is None:
+            object.__setattr__(self, "direction", METRICS[self.metric])
         if self.n_trials is not None and self.n_trials < 1:
             raise ConfigError(f"n_trials must be >= 1, got {self.n_trials}")
         stages = self.coarse_to_fine.stages
@@ -143,10 +150,6 @@ class StudySpec:
             where = dataset.rpartition(":")[0]
             dataset = Path(where).stem if where.endswith(".py") else where.rpartition(".")[2]
         return f"{dataset.partition(':')[0]}-{self.strategy}"
-
-    @property
-    def direction(self) -> str:
-        return METRICS[self.metric]
 
     @property
     def total_trials(self) -> int:
@@ -180,8 +183,9 @@ class StudySpec:
                      train: Mapping[str, Any] | None = None, lr_range: tuple[float, float] | None = None,
                      wd_range: tuple[float, float] | None = None, **study: Any) -> StudySpec:
         """A spec from a TOML spec file (or its tables, such as a stored study's) with flags over it, as ``hpsearch
-        run`` builds it: ``study`` holds [study] keys (name, strategy, n_trials, …), ``train`` [train] keys
-        (model_args merged key by key; ``seed`` goes to both), None meaning not given; a range changes that one
+        run`` builds it: ``study`` holds [study] keys (name, strategy, n_trials, …; a metric given without a
+        direction takes its own, not the file's), ``train`` [train] keys (model_args merged key by key; ``seed``
+        goes to both), None meaning not given; a range changes that one
         parameter of the file's space, or of the default one, and the rest is still searched."""
         tables = load_spec_file(spec_file) if isinstance(spec_file, str | Path) else dict(spec_file or {})
         given = {key: value for key, value in study.items() if value is not None}
@@ -191,29 +195,33 @@ class StudySpec:
         for name, bounds in (("lr", lr_range), ("weight_decay", wd_range)):
             if bounds is not None:
                 space_table[name] = {"low": bounds[0], "high": bounds[1], "log": True}
-        return cls.from_mapping({**tables, "study": {**tables.get("study", {}), **given}, "train": train_table,
+        base = dict(tables.get("study", {}))
+        if "metric" in given and "direction" not in given:
+            base.pop("direction", None)  # the file's direction was its metric's
+        return cls.from_mapping({**tables, "study": {**base, **given}, "train": train_table,
                                  **({"space": space_table} if space_table else {})},
                                 source=str(spec_file) if isinstance(spec_file, str | Path) else "flags")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], source: str = "spec") -> StudySpec:
         """From the tables of a spec file; any unknown table or key is an error naming it. ``[model_args]``
-        holds the model factory's arguments (the same as ``model_args`` in ``[train]``)."""
-        unknown = sorted(set(values) - {"study", "space", "train", "coarse_to_fine", "model_args"})
+        holds the model factory's arguments (the same as ``model_args`` in ``[train]``), ``[optimizer_args]`` the
+        optimizer factory's."""
+        known = ("study", "space", "train", *ARG_TABLES, "coarse_to_fine")
+        unknown = sorted(set(values) - set(known))
         if unknown:
-            raise ConfigError(f"unknown table [{unknown[0]}] in {source} (known: study, space, train, model_args, "
-                              f"coarse_to_fine)")
+            raise ConfigError(f"unknown table [{unknown[0]}] in {source} (known: {', '.join(known)})")
         study = dict(values.get("study", {}))
         bad = sorted(set(study) - set(_STUDY_KEYS))
         if bad:
             raise ConfigError(f"unknown key {bad[0]!r} in [study] of {source} (known: {', '.join(_STUDY_KEYS)})")
         space = SearchSpace.from_mapping(values["space"]) if "space" in values else DEFAULT_SPACE
         train_table = dict(values.get("train", {}))
-        if "model_args" in values:
-            if not isinstance(values["model_args"], Mapping):
-                raise ConfigError(f"[model_args] of {source} must be a table of NAME = VALUE, got "
-                                  f"{values['model_args']!r}")
-            train_table["model_args"] = {**values["model_args"], **train_table.get("model_args", {})}
+        for table in ARG_TABLES:
+            if table in values:
+                if not isinstance(values[table], Mapping):
+                    raise ConfigError(f"[{table}] of {source} must be a table of NAME = VALUE, got {values[table]!r}")
+                train_table[table] = {**values[table], **train_table.get(table, {})}
         train = TrainConfig.from_mapping(train_table, source=f"[train] of {source}")
         stages_table = dict(values.get("coarse_to_fine", {}))
         if study.get("strategy") == "coarse-to-fine" and "pruner" in study and "fine_pruner" not in stages_table:
@@ -234,7 +242,8 @@ def load_spec_file(path: str | Path) -> dict[str, Any]:
 
 
 def _typed_study_fields(study: dict[str, Any]) -> dict[str, Any]:
-    types = {"name": str, "strategy": str, "metric": str, "pruner": str, "pruner_warmup": int, "n_trials": int,
+    types = {"name": str, "strategy": str, "metric": str, "direction": str, "pruner": str, "pruner_warmup": int,
+             "n_trials": int,
              "timeout": float,
              "seed": int, "grid_points": int, "lr_find": bool}
     typed = {}
@@ -244,6 +253,19 @@ def _typed_study_fields(study: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"{key} must be {wanted.__name__}, got {value!r}")
         typed[key] = float(value) if wanted is float and value is not None else value
     return typed
+
+
+def _check_metric(metric: str, direction: str | None) -> None:
+    """A metric is named; the user's comes with a direction, a built-in one keeps its own."""
+    if not isinstance(metric, str) or not metric.strip():
+        raise ConfigError(f"metric must be val_loss, val_acc or a name your metrics function reports, got {metric!r}")
+    if direction is not None:
+        _one_of("direction", direction, DIRECTIONS)
+    if metric in METRICS and direction not in (None, METRICS[metric]):
+        raise ConfigError(f"direction must be {METRICS[metric]} for metric {metric}, got {direction!r}")
+    if metric not in METRICS and direction is None:
+        raise ConfigError(f"direction must be given for metric {metric!r}, which is not built in (val_loss, "
+                          f"val_acc): --direction maximize or minimize")
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:

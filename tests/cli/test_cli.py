@@ -213,7 +213,7 @@ def test_help_shows_the_default_a_left_out_flag_stands_for(command: str, flag: s
 
 
 @pytest.mark.parametrize("name", sorted(f.name for f in dataclasses.fields(TrainConfig)
-                                        if f.name not in ("data_dir", "model_args", "seed")))
+                                        if f.name not in ("data_dir", "model_args", "optimizer_args", "seed")))
 def test_every_training_flag_shows_a_default(name: str) -> None:
     assert "[default: " in help_rows("train")["--" + name.replace("_", "-")]
 
@@ -400,7 +400,7 @@ def test_bad_study_inputs_give_one_error_line_and_leave_the_storage_unchanged(tm
         (["--strategy", "bayes"], "'--strategy': Value error, 'bayes' is not one of 'grid', 'random', 'tpe', "
                                   "'coarse-to-fine'"),
         (["--pruner", "sha"], "'--pruner': Value error, 'sha' is not one of 'median', 'hyperband', 'asha', 'none'"),
-        (["--metric", "f1"], "'--metric': Value error, 'f1' is not one of 'val_loss', 'val_acc'"),
+        (["--metric", "f1"], "direction must be given for metric 'f1', which is not built in (val_loss, val_acc)"),
         (["--n-trials", "0"], "n_trials must be >= 1, got 0"),
         (["--pruner-warmup", "0"], "pruner_warmup must be >= 1 epoch, got 0"),
         (["--strategy", "coarse-to-fine", "--n-trials", "2"],

@@ -65,7 +65,10 @@ def test_only_training_hyperparameters_can_be_searched() -> None:
     [
         ({"strategy": "bayes"}, "strategy must be one of grid, random, tpe, coarse-to-fine, got 'bayes'"),
         ({"pruner": "sha"}, "pruner must be one of median, hyperband, asha, none, got 'sha'"),
-        ({"metric": "f1"}, "metric must be one of val_loss, val_acc, got 'f1'"),
+        ({"metric": "f1"}, "direction must be given for metric 'f1', which is not built in"),
+        ({"metric": "f1", "direction": "up"}, "direction must be one of minimize, maximize, got 'up'"),
+        ({"metric": "val_loss", "direction": "maximize"}, "direction must be minimize for metric val_loss"),
+        ({"metric": " "}, "metric must be val_loss, val_acc or a name your metrics function reports"),
         ({"n_trials": 0}, "n_trials must be >= 1, got 0"),
         ({"timeout": -1.0}, "timeout must be > 0 seconds, got -1.0"),
     ],
