@@ -1,4 +1,5 @@
-"""Shared fixtures: small real datasets, loaded once per session, and a PostgreSQL database per test."""
+"""Shared fixtures: small real datasets, loaded once per session, and a database of its own per test on each server
+(PostgreSQL, MySQL, Redis)."""
 
 from __future__ import annotations
 
@@ -85,6 +86,69 @@ def postgres_url() -> Iterator[str]:
     """A PostgreSQL database of this test's own."""
     with fresh_postgres_database() as url:
         yield url
+
+
+MYSQL_SERVER = "mysql://root@127.0.0.1:3306"
+
+
+@contextlib.contextmanager
+def fresh_mysql_database() -> Iterator[str]:
+    """A new MySQL (MariaDB) database, dropped on exit; skip when the server or its driver is missing, except on CI
+    (CI=true), where that is a failure."""
+    try:
+        import pymysql
+
+        admin = pymysql.connect(host="127.0.0.1", port=3306, user="root", connect_timeout=5, autocommit=True)
+    except Exception as exc:  # ImportError (no driver) or pymysql's OperationalError (no server)
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"no MySQL on 127.0.0.1:3306 ({str(exc).strip().splitlines()[0]})")
+    name = f"hpsearch_test_{uuid.uuid4().hex[:12]}"
+    with admin, admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE `{name}`")
+        try:
+            yield f"{MYSQL_SERVER}/{name}"
+        finally:  # as PostgreSQL's DROP DATABASE … WITH (FORCE): a connection still open must not hold the drop up
+            cursor.execute("SELECT id FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID()",
+                           (name,))
+            for (connection,) in cursor.fetchall():
+                with contextlib.suppress(pymysql.err.OperationalError):  # it ended meanwhile
+                    cursor.execute(f"KILL {int(connection)}")
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+REDIS_SERVER = "redis://127.0.0.1:6379"
+# Held in a Redis database while a test uses it; it expires in case the test is killed before it lets go.
+REDIS_LEASE = "hpsearch-test:lease"
+
+
+@contextlib.contextmanager
+def fresh_redis_database() -> Iterator[str]:
+    """An empty Redis database of this test's own (numbers 1 to 15; 0 is left to others), found empty and leased by
+    a key, its keys deleted on exit; skip when the server or its client is missing, except on CI (CI=true).
+
+    Optuna's Redis journal keeps its log under fixed keys, so two studies' journals need two databases."""
+    try:
+        import redis
+
+        redis.Redis.from_url(REDIS_SERVER, socket_connect_timeout=5).ping()
+    except Exception as exc:  # ImportError (no client) or redis's ConnectionError (no server)
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"no Redis on 127.0.0.1:6379 ({str(exc).strip().splitlines()[0]})")
+    token = uuid.uuid4().hex
+    for number in range(1, 16):
+        client = redis.Redis.from_url(f"{REDIS_SERVER}/{number}")
+        if client.set(REDIS_LEASE, token, nx=True, ex=600):
+            if client.dbsize() == 1:
+                break
+            client.delete(REDIS_LEASE)  # another's keys are there: not ours to use
+    else:
+        pytest.fail("no empty Redis database among numbers 1 to 15")
+    try:
+        yield f"{REDIS_SERVER}/{number}"
+    finally:
+        client.delete(*[key for key in client.scan_iter() if key != REDIS_LEASE.encode()], REDIS_LEASE)
 
 
 def cut_a_read_short(engine: Any, database: Path, held: list[Any]) -> None:

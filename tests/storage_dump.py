@@ -31,7 +31,7 @@ def logical_dump(url: str) -> dict[str, Any]:
             "directions": [_direction(d) for d in study.directions],
             "user_attrs": _plain(study.user_attrs),
             "system_attrs": _plain(study.system_attrs),
-            "trials": [_trial(trial) for trial in _trials(storage, study.study_name)],
+            "trials": [dump_trial(trial) for trial in _trials(storage, study.study_name)],
         } for study in storage.get_all_studies()}
     finally:
         engine = getattr(storage, "engine", None)
@@ -55,7 +55,8 @@ def _trials(storage: BaseStorage, name: str) -> list[FrozenTrial]:
     return storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False)
 
 
-def _trial(trial: FrozenTrial) -> dict[str, Any]:
+def dump_trial(trial: FrozenTrial) -> dict[str, Any]:
+    """One trial as plain values: what logical_dump holds of it."""
     return _plain({
         "number": trial.number,
         "state": trial.state.name,

@@ -72,3 +72,28 @@ def test_the_comparison_lets_each_warning_through_once_until_told_to_forget(capl
     once.seen.clear()
     logger.warning("never diverged")
     assert [r.getMessage() for r in caplog.records] == ["never diverged", "never fell", "never diverged"]
+
+
+MUTMUT_RESULTS = """\
+    hpsearch.engine.diagnosis.x_diagnose__mutmut_1: killed
+    hpsearch.engine.diagnosis.x_diagnose__mutmut_2: survived
+    hpsearch.engine.diagnosis.x_diagnose__mutmut_3: timeout
+    hpsearch.engine.diagnosis.xǁDiagnosisǁ__str____mutmut_1: no tests
+    hpsearch.search.pruners.x_make_pruner__mutmut_1: killed
+    hpsearch.search.pruners.x_make_pruner__mutmut_2: skipped
+"""
+
+
+@pytest.mark.parametrize(("goal", "returncode"), [(60, 0), (61, 1)], ids=["at-the-goal", "below-the-goal"])
+def test_the_mutation_table_counts_caught_mutants_per_module_and_names_the_survivors(goal: int,
+                                                                                      returncode: int) -> None:
+    done = subprocess.run([sys.executable, str(SCRIPTS / "mutation_table.py"), "--goal", str(goal)],
+                          input=MUTMUT_RESULTS, capture_output=True, text=True, check=False)
+    assert done.returncode == returncode, done.stderr
+    # diagnosis: 2 caught (killed, timeout) of 4 judged; pruners: 1 of 1, the skipped one not judged; 3 of 5 in all
+    assert re.search(r"^hpsearch\.engine\.diagnosis\s+4\s+2\s+1\s+1\s+50\.0%$", done.stdout, re.MULTILINE)
+    assert re.search(r"^hpsearch\.search\.pruners\s+2\s+1\s+0\s+0\s+100\.0%$", done.stdout, re.MULTILINE)
+    survivors = re.findall(r"^  (\S+)  \((.+)\)$", done.stdout, re.MULTILINE)
+    assert survivors == [("hpsearch.engine.diagnosis.x_diagnose__mutmut_2", "survived"),
+                         ("hpsearch.engine.diagnosis.xǁDiagnosisǁ__str____mutmut_1", "no tests")]
+    assert f"mutation score: 60.0% of 6 mutants caught (goal >= {goal}%)" in done.stdout

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from hpsearch.choices import Direction, Feed, Metric, Optimizer, Precision, Pruner, Schedule, Strategy
+from hpsearch.choices import Direction, Feed, Precision, Pruner, Schedule, Strategy
 from hpsearch.engine.config import TrainConfig
 from hpsearch.engine.task import ADAM_BETAS
 from hpsearch.search.space import DEFAULT_SPACE
@@ -60,7 +60,10 @@ _TRAIN_OPTIONS: dict[str, tuple[Any, str, str]] = {
     "label_smoothing": (float, "Label smoothing of cross-entropy.", _MODEL),
     "epochs": (int, "Passes over the training data.", _OPTIM),
     "batch_size": (int, "Samples per optimizer step.", _OPTIM),
-    "optimizer": (Optimizer, "The torch optimizer.", _OPTIM),
+    "optimizer": (str, "adamw, adam, sgd, or your factory f(params, lr, weight_decay, **optimizer_args) -> "
+                       "torch.optim.Optimizer as module:attr or file.py:attr.", _OPTIM),
+    "optimizer_arg": (list, "NAME=VALUE passed to your optimizer factory (repeatable; int, float, bool or string).",
+                      _OPTIM),
     "lr": (float, "Peak learning rate.", _OPTIM),
     "weight_decay": (float, "Weight decay (decoupled for AdamW, L2 for Adam and SGD).", _OPTIM),
     "momentum": (float, "SGD's momentum.", _OPTIM),
@@ -75,6 +78,8 @@ _TRAIN_OPTIONS: dict[str, tuple[Any, str, str]] = {
     "gamma": (float, "Step-schedule decay factor.", _OPTIM),
     "decay_fraction": (float, "Share of steps in the wsd final decay.", _OPTIM),
     "clip": (float, "Clip the global gradient norm to this value.", _OPTIM),
+    "metrics": (str, "Your f(outputs, targets) -> dict of name to number, on the whole validation set each epoch, "
+                     "as module:attr or file.py:attr.", _MODEL),
     "device": (str, "auto, cpu, cuda, cuda:N or mps.", _RUN),
 }
 
@@ -82,7 +87,7 @@ _TRAIN_OPTIONS: dict[str, tuple[Any, str, str]] = {
 # Flags are None when left out ("not given"), so that a config file, a spec and a stored spec keep their
 # precedence; --help shows what a left-out flag stands for, read from the dataclasses, as text only.
 # What a TrainConfig field's None stands for:
-_UNSET_MEANS = {"subset": "all", "num_classes": "from the labels", "momentum": "0", "clip": "off",
+_UNSET_MEANS = {"subset": "all", "num_classes": "from the labels", "momentum": "0", "clip": "off", "metrics": "none",
                 "beta1": format(ADAM_BETAS[0], "g"), "beta2": format(ADAM_BETAS[1], "g")}
 
 
@@ -146,13 +151,14 @@ def with_train_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
-        from hpsearch.engine.config import parse_model_arg
+        from hpsearch.engine.config import parse_arg
 
         flags = {name: kwargs.pop(name) for name in _TRAIN_OPTIONS if kwargs.get(name) not in (None, [])}
         for name in _TRAIN_OPTIONS:
             kwargs.pop(name, None)
-        if "model_arg" in flags:  # --model-arg NAME=VALUE, repeated: one model_args table
-            flags["model_args"] = dict(parse_model_arg(text) for text in flags.pop("model_arg"))
+        for flag in ("model_arg", "optimizer_arg"):  # --model-arg NAME=VALUE, repeated: one model_args table
+            if flag in flags:
+                flags[f"{flag}s"] = dict(parse_arg(text, flag.replace("_", "-")) for text in flags.pop(flag))
         return command(train_flags=flags, **kwargs)
 
     wrapper.__signature__ = inspect.Signature([*own, *extra])  # type: ignore[attr-defined]
@@ -209,13 +215,15 @@ StrategyOption = Annotated[Strategy | None, _option("How trials are chosen.", de
 StudyOption = Annotated[str | None, _option("Study name; default <dataset>-<strategy>.")]
 NTrialsOption = Annotated[int | None, _option("Finished trials the study should hold (a re-run resumes).",
                                               default=_trials_default())]
-MetricOption = Annotated[Metric | None, _option("val_loss (minimized) or val_acc (maximized).",
-                                                default=f"{DEFAULT_METRIC}; with --objective {OBJECTIVE_METRIC}")]
 ObjectiveOption = Annotated[str | None, _option(
     "Your Optuna objective fn(trial) -> float as file.py:fn or module:fn, run unchanged as each trial: it suggests "
     "its own params, reports and prunes itself (a spec's \\[space] declares them for grid and coarse-to-fine).")]
-DirectionOption = Annotated[Direction | None, _option("Whether the objective's value is minimized or maximized.",
-                                                      default="the metric's; minimize for --objective")]
+MetricOption = Annotated[str | None, _option(
+    "val_loss (minimized), val_acc (maximized) or a name your --metrics reports (with --direction); with "
+    "--objective, the name of its value.", default=f"{DEFAULT_METRIC}; with --objective {OBJECTIVE_METRIC}")]
+DirectionOption = Annotated[Direction | None, _option(
+    "Whether --metric (or --objective's value) is maximized or minimized; needed for a metric of your --metrics.",
+    default="the built-in metric's own; minimize for --objective")]
 PrunerOption = Annotated[Pruner | None, _option("Optuna pruner that stops bad trials early.",
                                                 default=_pruner_default())]
 PrunerWarmupOption = Annotated[int | None, _option(

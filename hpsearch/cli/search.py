@@ -50,7 +50,7 @@ __all__ = ["run", "worker"]
 @with_train_options
 def run(train_flags: dict[str, Any], strategy: StrategyOption = None, study: StudyOption = None,
         storage: StorageOption = None, n_trials: NTrialsOption = None, timeout: TimeoutOption = None,
-        objective: ObjectiveOption = None, direction: DirectionOption = None, metric: MetricOption = None,
+        objective: ObjectiveOption = None, metric: MetricOption = None, direction: DirectionOption = None,
         pruner: PrunerOption = None, pruner_warmup: PrunerWarmupOption = None,
         seed: RunSeedOption = None, lr_range: LrRangeOption = None, wd_range: WdRangeOption = None,
         grid_points: GridPointsOption = None, lr_find: LrFindOption = None, spec: SpecOption = None,
@@ -75,7 +75,7 @@ def run(train_flags: dict[str, Any], strategy: StrategyOption = None, study: Stu
     study_spec = StudySpec.from_sources(
         spec if spec is not None else stored_tables(study, opened, pruner_given=pruner is not None),
         train=train_flags, lr_range=lr_range, wd_range=wd_range, name=study, strategy=strategy, n_trials=n_trials,
-        timeout=timeout, objective=objective, direction=direction, metric=metric, pruner=pruner,
+        timeout=timeout, objective=objective, metric=metric, direction=direction, pruner=pruner,
         pruner_warmup=pruner_warmup, seed=seed, grid_points=grid_points, lr_find=lr_find)
     optuna_storage = opened or connect()
     files = TrialFiles(checkpoint_dir, artifact_folder(storage, artifact_dir) if artifacts else None)

@@ -42,8 +42,10 @@ def train(train_flags: dict[str, Any], config: ConfigOption = None, seed: SeedOp
     with EpochTable(console) as table:
         result = run_training(train_config, data, checkpoint=checkpoint, reporter=table.add)
     accuracy = "" if math.isnan(result.val_acc) else f"val_acc {result.val_acc:.4f}, "  # NaN: a regression
+    user_metrics = result.final.user_metrics if result.final else {}
+    yours = "".join(f", {name} {value:.4g}" for name, value in user_metrics.items())
     console.print(f"{result.status}: {len(result.history)}/{train_config.epochs} epochs in {result.seconds:.1f}s "
-                  f"on {result.device}; {accuracy}val_loss {result.val_loss:.4g}"
+                  f"on {result.device}; {accuracy}val_loss {result.val_loss:.4g}{yours}"
                   + (f" ({result.reason})" if result.reason else ""))
 
 

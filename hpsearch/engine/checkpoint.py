@@ -64,7 +64,8 @@ def load_checkpoint(path: str | Path, config: TrainConfig, model: nn.Module, opt
                     scaler: torch.amp.GradScaler | None = None) -> Checkpoint:
     """Restore every state in place from ``path``; refuse a checkpoint of another configuration."""
     state = _read(path)
-    saved, current = state["config"], config.to_dict()
+    # A field the checkpoint lacks came after it was written: its run had the field's default.
+    saved, current = {**TrainConfig().to_dict(), **state["config"]}, config.to_dict()
     for key in current:
         if key not in _RESUMABLE_ACROSS and saved.get(key) != current[key]:
             raise CheckpointError(f"checkpoint {path} was made with {key}={saved.get(key)!r}, not {current[key]!r}; "

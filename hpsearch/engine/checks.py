@@ -184,8 +184,8 @@ def check_overfit(config: TrainConfig, data: TaskData) -> CheckResult:
     with no known scale, to OVERFIT_TARGET of where it started)."""
     model = _model(config, data)
     x, y = data.head(OVERFIT_EXAMPLES)
-    adam = config.replace(optimizer="adam", lr=OVERFIT_LR, weight_decay=0.0, momentum=None, nesterov=False,
-                          beta1=None, beta2=None, label_smoothing=0.0)
+    adam = config.replace(optimizer="adam", optimizer_args={}, lr=OVERFIT_LR, weight_decay=0.0, momentum=None,
+                          nesterov=False, beta1=None, beta2=None, label_smoothing=0.0)
     stepper = Stepper(model, adam, data.device)
     relative = config.loss != "cross-entropy"
     loss, steps, target = math.inf, 0, OVERFIT_TARGET
@@ -215,7 +215,8 @@ def check_update_ratio(config: TrainConfig, data: TaskData) -> CheckResult:
     problems = [kind for kind, (ratio, _) in kinds.items()
                 if ratio > (OTHERS_HIGH if kind == OTHERS else weights_high)
                 or (kind != OTHERS and ratio < WEIGHTS_LOW)]
-    scale = "~lr per coordinate" if config.optimizer in ("adam", "adamw") else "lr x gradient"
+    scale = ("~lr per coordinate" if config.optimizer in ("adam", "adamw") else "lr x gradient"
+             if config.optimizer == "sgd" else "by its own rule")
     measured = ", ".join(f"{kind} {ratio:.2g} ({name})" for kind, (ratio, name) in kinds.items())
     return CheckResult("update/weight ratio", WARN if problems else PASS,
                        f"largest step/weight per step at lr {config.lr:g} ({config.optimizer} moves {scale}): "

@@ -18,7 +18,13 @@ from hpsearch.engine.entry_points import as_entry_point, is_entry_point
 from hpsearch.engine.models import MODELS
 from hpsearch.errors import ConfigError
 
-__all__ = ["TrainConfig", "applicable_settings", "load_config_file", "merge_train_tables", "parse_model_arg"]
+__all__ = ["ARG_TABLES", "ENTRY_POINT_FIELDS", "TrainConfig", "applicable_settings", "load_config_file",
+           "merge_train_tables", "parse_arg"]
+
+# The fields that name code, a built-in's name or the user's entry point (a callable from Python held as one).
+ENTRY_POINT_FIELDS = ("dataset", "model", "loss", "optimizer", "metrics")
+# The keyword-argument tables of the user's factories: fixed in a table of this name, searched as NAME.ARG.
+ARG_TABLES = ("model_args", "optimizer_args")
 
 
 
@@ -43,6 +49,7 @@ class TrainConfig:
     loss: str = "cross-entropy"
     label_smoothing: float = 0.0
     optimizer: str = "adamw"
+    optimizer_args: dict[str, Any] = dataclasses.field(default_factory=dict)
     momentum: float | None = None
     nesterov: bool = False
     beta1: float | None = None
@@ -59,21 +66,25 @@ class TrainConfig:
     gamma: float = 0.1
     decay_fraction: float = 0.2
     clip: float | None = None
+    metrics: str | None = None
     seed: int = 0
     device: str = "auto"
 
     def __post_init__(self) -> None:
         # A callable from Python is held as its entry-point string (hpsearch.engine.entry_points), so that a
         # config is always plain data that a storage can hold and a worker can read.
-        for name in ("dataset", "model", "loss"):
-            object.__setattr__(self, name, as_entry_point(getattr(self, name), name))
-        object.__setattr__(self, "model_args", dict(self.model_args))
+        for name in ENTRY_POINT_FIELDS:
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, as_entry_point(getattr(self, name), name))
+        for table in ARG_TABLES:
+            object.__setattr__(self, table, dict(getattr(self, table)))
         _validate(self)
 
     @classmethod
     def from_sources(cls, config_file: str | Path | None = None, **overrides: Any) -> TrainConfig:
         """A config from a JSON or TOML file of settings (or an export) with ``overrides`` over it (None: not given;
-        ``model_args`` merged key by key): what ``train``, ``lr-find`` and ``check`` do with ``--config`` and flags."""
+        ``model_args`` and ``optimizer_args`` merged key by key): what ``train``, ``lr-find`` and ``check`` do with
+        ``--config`` and flags."""
         values = load_config_file(config_file) if config_file is not None else {}
         given = {key: value for key, value in overrides.items() if value is not None}
         return cls.from_mapping(merge_train_tables(values, given), source=str(config_file) if config_file else "flags")
@@ -95,7 +106,8 @@ class TrainConfig:
         """Plain JSON-ready values (tuples become lists)."""
         values = dataclasses.asdict(self)
         values["hidden"] = list(self.hidden)
-        values["model_args"] = {key: list(v) if isinstance(v, tuple) else v for key, v in self.model_args.items()}
+        for table in ARG_TABLES:
+            values[table] = {key: list(v) if isinstance(v, tuple) else v for key, v in getattr(self, table).items()}
         return values
 
     def model_kwargs(self) -> dict[str, Any]:
@@ -109,6 +121,8 @@ def _setting(config: Mapping[str, Any], name: str) -> Any:
     return config.get(name, getattr(TrainConfig, name, None))
 
 
+_ADAMS = ("adamw", "adam")
+
 # When a setting applies to a run; one not listed always does.
 _APPLIES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "hidden": lambda c: _setting(c, "model") == "mlp",
@@ -118,8 +132,10 @@ _APPLIES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "label_smoothing": lambda c: _setting(c, "loss") == "cross-entropy",
     "momentum": lambda c: _setting(c, "optimizer") == "sgd",
     "nesterov": lambda c: _setting(c, "optimizer") == "sgd",
-    "beta1": lambda c: _setting(c, "optimizer") != "sgd",
-    "beta2": lambda c: _setting(c, "optimizer") != "sgd",
+    "beta1": lambda c: _setting(c, "optimizer") in _ADAMS,
+    "beta2": lambda c: _setting(c, "optimizer") in _ADAMS,
+    "optimizer_args": lambda c: _setting(c, "optimizer") not in OPTIMIZERS,
+    "metrics": lambda c: _setting(c, "metrics") is not None,
     "warmup": lambda c: _setting(c, "schedule") in ("warmup-cosine", "wsd"),
     "min_lr_ratio": lambda c: _setting(c, "schedule") in ("cosine", "warmup-cosine", "wsd"),
     "step_size": lambda c: _setting(c, "schedule") == "step",
@@ -137,19 +153,21 @@ def applicable_settings(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def merge_train_tables(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """``override`` over ``base``, model_args merged key by key rather than replaced."""
+    """``override`` over ``base``, model_args and optimizer_args merged key by key rather than replaced."""
     merged = {**base, **override}
-    if isinstance(base.get("model_args"), dict) and "model_args" in override:
-        merged["model_args"] = {**base["model_args"], **override["model_args"]}
+    for table in ARG_TABLES:
+        if isinstance(base.get(table), dict) and table in override:
+            merged[table] = {**base[table], **override[table]}
     return merged
 
 
-def parse_model_arg(text: str) -> tuple[str, Any]:
-    """``NAME=VALUE`` from ``--model-arg``, the value read as an int, float, bool or else a string."""
+def parse_arg(text: str, flag: str = "model-arg") -> tuple[str, Any]:
+    """``NAME=VALUE`` from ``--model-arg`` (or ``flag``, such as ``optimizer-arg``), the value read as an int,
+    float, bool or else a string."""
     name, sep, raw = text.partition("=")
     name = name.strip()
     if not sep or not name.isidentifier():
-        raise ConfigError(f"model-arg must be NAME=VALUE with NAME a Python identifier, got {text!r}")
+        raise ConfigError(f"{flag} must be NAME=VALUE with NAME a Python identifier, got {text!r}")
     raw = raw.strip()
     if raw.lower() in ("true", "false"):
         return name, raw.lower() == "true"
@@ -226,29 +244,20 @@ def _validate(config: TrainConfig) -> None:
              f"one of {', '.join(MODELS)} or an entry point (package.module:attr, path/to/file.py:attr)")
     _require(config.loss in LOSSES or is_entry_point(config.loss), "loss", config.loss,
              f"one of {', '.join(LOSSES)} or an entry point f(output, target) -> scalar tensor")
-    _require(config.optimizer in OPTIMIZERS, "optimizer", config.optimizer, f"one of {', '.join(OPTIMIZERS)}")
+    _validate_optimizer(config)
+    _require(config.metrics is None or is_entry_point(config.metrics), "metrics", config.metrics,
+             "an entry point f(outputs, targets) -> dict of name to number (module:attr, file.py:attr)")
     _require(config.precision in PRECISIONS, "precision", config.precision, f"one of {', '.join(PRECISIONS)}")
     _require(config.feed in FEEDS, "feed", config.feed, f"one of {', '.join(FEEDS)}")
     _require(config.num_workers >= 0, "num_workers", config.num_workers, ">= 0")
     _require(config.num_classes is None or config.num_classes >= 1, "num_classes", config.num_classes, ">= 1")
-    _require(all(isinstance(key, str) and key.isidentifier() for key in config.model_args), "model_args",
-             config.model_args, "a table of keyword arguments named like Python identifiers")
+    for table in ARG_TABLES:
+        _require(all(isinstance(key, str) and key.isidentifier() for key in getattr(config, table)), table,
+                 getattr(config, table), "a table of keyword arguments named like Python identifiers")
     _require(_finite(config.label_smoothing) and 0 <= config.label_smoothing < 1, "label_smoothing",
              config.label_smoothing, "in [0, 1)")
     _require(config.label_smoothing == 0 or config.loss == "cross-entropy", "label_smoothing",
              config.label_smoothing, f"0 with loss {config.loss!r} (it smooths cross-entropy's targets)")
-    sgd = config.optimizer == "sgd"
-    _require(config.momentum is None or sgd, "momentum", config.momentum,
-             f"unset with optimizer {config.optimizer!r}, which has no momentum (use beta1; or optimizer sgd)")
-    _require(config.momentum is None or (_finite(config.momentum) and 0 <= config.momentum < 1), "momentum",
-             config.momentum, "in [0, 1)")
-    _require(not config.nesterov or sgd, "nesterov", config.nesterov, f"false with optimizer {config.optimizer!r}")
-    _require(not config.nesterov or (config.momentum or 0) > 0, "nesterov", config.nesterov,
-             "false unless momentum > 0 (torch's SGD needs momentum for Nesterov)")
-    for beta in ("beta1", "beta2"):
-        value = getattr(config, beta)
-        _require(value is None or not sgd, beta, value, "unset with optimizer 'sgd' (use momentum)")
-        _require(value is None or (_finite(value) and 0 <= value < 1), beta, value, "in [0, 1)")
     _require(config.schedule in SCHEDULES, "schedule", config.schedule, f"one of {', '.join(SCHEDULES)}")
     _require(config.subset is None or config.subset >= 1, "subset", config.subset, ">= 1")
     _require(_finite(config.val_fraction) and 0 < config.val_fraction < 1, "val_fraction", config.val_fraction,
@@ -268,6 +277,32 @@ def _validate(config: TrainConfig) -> None:
              config.decay_fraction, "in (0, 1]")
     _require(config.clip is None or (_finite(config.clip) and config.clip > 0), "clip", config.clip, "> 0")
     _require(config.seed >= 0, "seed", config.seed, ">= 0")
+
+
+def _validate_optimizer(config: TrainConfig) -> None:
+    """The optimizer's name or entry point, and the settings only some optimizers take: momentum and nesterov
+    SGD's, beta1 and beta2 Adam's and AdamW's, optimizer_args the user's factory's."""
+    builtin, sgd = config.optimizer in OPTIMIZERS, config.optimizer == "sgd"
+    _require(builtin or is_entry_point(config.optimizer), "optimizer", config.optimizer,
+             f"one of {', '.join(OPTIMIZERS)} or an entry point f(params, lr, weight_decay, **optimizer_args) -> "
+             f"torch.optim.Optimizer")
+    yours = f"unset with optimizer {config.optimizer!r} (give your factory's own arguments in optimizer_args)"
+    _require(not config.optimizer_args or not builtin, "optimizer_args", config.optimizer_args,
+             f"empty with the built-in optimizer {config.optimizer!r}, whose settings are its own fields (momentum, "
+             f"nesterov, beta1, beta2); optimizer_args go to your optimizer factory")
+    _require(config.momentum is None or sgd, "momentum", config.momentum,
+             f"unset with optimizer {config.optimizer!r}, which has no momentum (use beta1; or optimizer sgd)"
+             if builtin else yours)
+    _require(config.momentum is None or (_finite(config.momentum) and 0 <= config.momentum < 1), "momentum",
+             config.momentum, "in [0, 1)")
+    _require(not config.nesterov or sgd, "nesterov", config.nesterov, f"false with optimizer {config.optimizer!r}")
+    _require(not config.nesterov or (config.momentum or 0) > 0, "nesterov", config.nesterov,
+             "false unless momentum > 0 (torch's SGD needs momentum for Nesterov)")
+    for beta in ("beta1", "beta2"):
+        value = getattr(config, beta)
+        _require(value is None or not sgd, beta, value, "unset with optimizer 'sgd' (use momentum)")
+        _require(value is None or builtin, beta, value, yours)
+        _require(value is None or (_finite(value) and 0 <= value < 1), beta, value, "in [0, 1)")
 
 
 def _finite(value: float) -> bool:

@@ -1,13 +1,15 @@
 """What went wrong, in plain words: the label of one run from its curves (hpsearch.search.advice turns the
 stored trials' labels into counts and advice on the ranges).
 
-Labels, first rule that fires wins: DIVERGING (the run blew up, or its training loss climbs well
-above its best), STUCK (training loss barely moved, or the run ended at the chance level: a training
-loss no better than predicting the class shares, or a validation accuracy no better than predicting
-one class, whatever it fell from), OSCILLATING (training loss went up again in several epochs, by
-more than noise), OVERFITTING (validation loss rose well above its best, by more than noise, while
-training loss kept falling; or the training data is memorized, its loss near zero, while the
-validation loss stays well above it), else OK.
+Labels, tried in this order, the first rule that fires wins: DIVERGING (the run blew up, or its training
+loss climbs well above its best), STUCK (training loss barely moved, or the run ended at the chance level:
+a training loss no better than predicting the class shares, or a validation accuracy no better than
+predicting one class, whatever it fell from), OSCILLATING (training loss went up again in several epochs,
+by more than noise), OVERFITTING (the training data is memorized, its loss near zero, while the validation
+loss stays well above it; or validation loss rose well above its best, by more than noise, while training
+loss kept falling), else OK. So a curve with two problems gets the earlier label (one that climbs and
+overfits is DIVERGING, one that oscillates and overfits is OSCILLATING), and within a label the rule named
+is the earlier one in this list. A run of one epoch that did not blow up is OK: too short to judge.
 Each comes with the rule and the numbers that fired it. The chance rule needs the task's chance level
 (hpsearch.engine.task.chance_level); without it (a custom loss, a history alone) that rule is skipped.
 

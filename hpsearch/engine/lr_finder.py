@@ -169,11 +169,12 @@ def suggest(lrs: list[float], losses: list[float]) -> Suggestions:
 def _read_curve(lrs: list[float], losses: list[float]) -> tuple[Suggestions, float | None]:
     """The suggestions, and the lr at which the curve left its minimum for good (blew up or collapsed back
     to its starting level), None when it never did."""
-    finite = [(lr, loss) for lr, loss in zip(lrs, losses, strict=True) if math.isfinite(loss)]
-    if len(finite) < SKIP_START + SKIP_END + 2 * SLOPE_SPAN + 1:
+    # A non-finite loss (the sweep stops at the first) is the highest of blow-ups, not a point to drop: dropped, a
+    # loss that went from its lowest straight to inf or NaN would read as a curve that never blew up.
+    values = np.array([loss if math.isfinite(loss) else math.inf for _, loss in zip(lrs, losses, strict=True)])
+    if len(values) < SKIP_START + SKIP_END + 2 * SLOPE_SPAN + 1 or not math.isfinite(values[0]):
         return Suggestions(None, None, None, None), None
-    log_lrs = np.log10([lr for lr, _ in finite])
-    values = np.array([loss for _, loss in finite])
+    log_lrs = np.log10(lrs)
     # Cap the explosion at the level where the sweep stops (4x the best of its EMA): smoothing
     # backwards would otherwise smear a loss of 1e6 over a decade of the curve before it.
     values = np.minimum(values, DIVERGE_FACTOR * np.minimum.accumulate(smooth(list(values))))

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from hpsearch.engine.config import TrainConfig
-from hpsearch.engine.task import LossFunction, build_loss, build_optimizer, check_precision
+from hpsearch.engine.task import LossFunction, MetricsFunction, build_loss, build_optimizer, check_precision
 
 __all__ = ["Stepper", "autocast", "evaluate"]
 
@@ -87,12 +87,16 @@ class Stepper:
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], loss: LossFunction,
-             precision: str, device: torch.device, classification: bool) -> tuple[float, float]:
-    """Mean loss and accuracy (NaN for a regression) over ``batches``, in eval mode."""
+             precision: str, device: torch.device, classification: bool, metrics: MetricsFunction | None = None,
+             ) -> tuple[float, float, dict[str, float]]:
+    """Mean loss and accuracy (NaN for a regression) over ``batches``, in eval mode, and ``metrics`` of the
+    outputs and targets of all the batches at once (so that F1 or AUROC are the set's, not a mean of batches')."""
     model.eval()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     count = 0
+    outputs: list[torch.Tensor] = []
+    targets: list[torch.Tensor] = []
     try:
         for x, y in batches:
             with autocast(precision, device):
@@ -102,9 +106,13 @@ def evaluate(model: nn.Module, batches: Iterator[tuple[torch.Tensor, torch.Tenso
             if classification:
                 correct += (output.argmax(dim=1) == y).sum()
             count += len(x)
+            if metrics is not None:
+                outputs.append(output)
+                targets.append(y)
     finally:
         model.train()
-    return loss_sum.item() / count, correct.item() / count if classification else math.nan
+    values = metrics(torch.cat(outputs), torch.cat(targets)) if metrics is not None else {}
+    return loss_sum.item() / count, correct.item() / count if classification else math.nan, values
 
 
 def _full_precision(output: torch.Tensor) -> torch.Tensor:

@@ -1,16 +1,17 @@
-"""The task seam: a config's model, data, loss and optimizer, built in this one module.
+"""The task seam: a config's model, data, loss, optimizer and metrics, built in this one module.
 
-A built-in name (``mlp``, ``cnn``, ``digits``, ``cross-entropy``, …) and a user's entry point
+A built-in name (``mlp``, ``cnn``, ``digits``, ``cross-entropy``, ``adamw``, …) and a user's entry point
 (``pkg.module:attr``, ``file.py:attr``) resolve to the same things here, and every mistake in the
-user's code (a factory that raises, returns no module, or gives the wrong output shape) becomes
-one error line naming the flag and the value, found before any trial starts.
+user's code (a factory that raises, returns no module or no optimizer, gives the wrong output shape, a
+metrics function that returns no dict) becomes one error line naming the flag and the value, found
+before any trial starts.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hpsearch.choices import METRICS, OPTIMIZERS
 from hpsearch.engine.config import TrainConfig
 from hpsearch.engine.data import ANY, CLASSES, VALUES, Data, TaskData, place
 from hpsearch.engine.datasets import load_data
@@ -26,12 +28,17 @@ from hpsearch.engine.entry_points import resolve
 from hpsearch.engine.models import MODELS
 from hpsearch.errors import ConfigError, TaskError
 
-__all__ = ["ADAM_BETAS", "ChanceLevel", "LossFunction", "build_loss", "build_model", "build_optimizer",
-           "chance_level", "check_precision", "check_task", "eval_loss", "is_classification", "load_checked",
-           "load_task_data"]
+__all__ = ["ADAM_BETAS", "ChanceLevel", "LossFunction", "MetricsFunction", "build_loss", "build_metrics",
+           "build_model", "build_optimizer", "chance_level", "check_precision", "check_task", "eval_loss",
+           "is_classification", "load_checked", "load_task_data", "reported_metrics"]
 
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# The user's metrics, called on the outputs and targets of the whole validation set: a dict of name to number.
+MetricsFunction = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
 ADAM_BETAS = (0.9, 0.999)  # torch's own, where a config leaves beta1 or beta2 unset
+# Samples of the training split a metrics function is first called on, before any trial: enough that a score
+# over classes (macro-F1, AUROC) sees each class of a small task.
+METRICS_CHECK_SAMPLES = 256
 
 
 def load_task_data(config: TrainConfig, device: torch.device | None = None) -> TaskData:
@@ -59,7 +66,7 @@ def build_model(config: TrainConfig, data: TaskData) -> nn.Module:
     """The model factory called as ``factory(sample_shape, outputs, **model_kwargs)``, on the data's device."""
     factory = MODELS.get(config.model) or resolve(config.model, "model")
     kwargs = config.model_kwargs()
-    _check_accepts(factory, kwargs, config.model)
+    _check_accepts(factory, kwargs, config.model, "model_args", positional=2)
     try:
         model = factory(data.sample_shape, data.num_classes, **kwargs)
     except Exception as exc:
@@ -90,8 +97,10 @@ def eval_loss(config: TrainConfig) -> LossFunction:
 
 def build_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
     """AdamW, Adam or SGD from ``config``: fused into one kernel per step where torch has that for the
-    device (AdamW, Adam), else the multi-tensor (foreach) kernels."""
+    device (AdamW, Adam), else the multi-tensor (foreach) kernels; or the user's factory's optimizer."""
     params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer not in OPTIMIZERS:
+        return _users_optimizer(params, config)
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay, momentum=config.momentum or 0.0,
                                nesterov=config.nesterov, foreach=True)
@@ -103,6 +112,76 @@ def build_optimizer(model: nn.Module, config: TrainConfig, device: torch.device)
                     fused=device.type in ("cuda", "cpu", "mps"))
     except RuntimeError:  # an older torch or a device without the fused kernel
         return kind(params, lr=config.lr, weight_decay=config.weight_decay, betas=betas, foreach=True)
+
+
+def _users_optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    """The user's factory called as ``factory(params, lr, weight_decay, **optimizer_args)``, ``params`` the model's
+    trainable parameters in ``model.parameters()`` order: a list to hand to torch, or to split into groups."""
+    factory = resolve(config.optimizer, "optimizer")
+    _check_accepts(factory, config.optimizer_args, config.optimizer, "optimizer_args", positional=3)
+    try:
+        optimizer = factory(params, config.lr, config.weight_decay, **config.optimizer_args)
+    except Exception as exc:
+        raise TaskError(f"optimizer {config.optimizer!r}: the factory raised {type(exc).__name__}: {exc}") from None
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TaskError(f"optimizer {config.optimizer!r}: the factory must return a torch.optim.Optimizer, got "
+                        f"{type(optimizer).__name__}")
+    return optimizer
+
+
+def build_metrics(config: TrainConfig) -> MetricsFunction | None:
+    """The user's metrics function with its result checked and made floats; None when the config names none."""
+    if config.metrics is None:
+        return None
+    function, name = resolve(config.metrics, "metrics"), config.metrics
+
+    def metrics(outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        try:
+            values = function(outputs, targets)
+        except Exception as exc:
+            raise TaskError(f"metrics {name!r} raised {type(exc).__name__}: {exc} (on outputs "
+                            f"{tuple(outputs.shape)} and targets {tuple(targets.shape)})") from None
+        return _metric_values(values, name)
+
+    return metrics
+
+
+def _metric_values(values: object, name: str) -> dict[str, float]:
+    """``values`` as a dict of name to float, or one error line saying what is wrong with it."""
+    if not isinstance(values, Mapping):
+        raise TaskError(f"metrics {name!r} must return a dict of name to number, got {type(values).__name__}")
+    result = {}
+    for key, value in values.items():
+        if not isinstance(key, str) or not key:
+            raise TaskError(f"metrics {name!r} must return names (non-empty strings) as keys, got {key!r}")
+        if key in METRICS:
+            raise TaskError(f"metrics {name!r} returned {key!r}, a metric hpsearch reports itself: name yours "
+                            f"otherwise")
+        try:
+            result[key] = float(value)
+        except (TypeError, ValueError, RuntimeError):  # RuntimeError: a tensor of more than one element
+            raise TaskError(f"metrics {name!r} must return numbers, got {key!r}: {type(value).__name__}") from None
+    return result
+
+
+def reported_metrics(config: TrainConfig, data: TaskData) -> tuple[str, ...]:
+    """The metrics each epoch of ``config`` reports: val_loss, val_acc for a classification, and the names the
+    user's metrics function returns, found by calling it on a fresh model's outputs for a few samples."""
+    names = ("val_loss", "val_acc") if is_classification(config, data) else ("val_loss",)
+    metrics = build_metrics(config)
+    if metrics is None:
+        return names
+    check_precision(config.precision, torch.device(data.device))
+    torch.manual_seed(config.seed)
+    model = build_model(config, data)
+    x, y = data.head(METRICS_CHECK_SAMPLES)
+    model.eval()
+    try:
+        with torch.no_grad():
+            output = model(x).float()
+    finally:
+        model.train()
+    return (*names, *metrics(output, y))
 
 
 def check_precision(precision: str, device: torch.device) -> None:
@@ -141,22 +220,27 @@ def check_task(config: TrainConfig, data: TaskData) -> None:
     if not (isinstance(value, torch.Tensor) and value.numel() == 1):
         raise TaskError(f"loss {config.loss!r} must return a scalar tensor, got "
                         f"{tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__}")
+    if config.optimizer not in OPTIMIZERS:
+        build_optimizer(model, config, torch.device(data.device))
+    reported_metrics(config, data)
 
 
-def _check_accepts(factory: Callable[..., Any], kwargs: dict[str, Any], name: str) -> None:
-    """A model argument the factory does not take is an error naming it (before the factory runs)."""
+def _check_accepts(factory: Callable[..., Any], kwargs: dict[str, Any], name: str, table: str, positional: int,
+                   ) -> None:
+    """An argument of ``table`` (model_args, optimizer_args) that the factory does not take after its first
+    ``positional`` ones is an error naming it (before the factory runs)."""
     try:
         parameters = inspect.signature(factory).parameters
     except (TypeError, ValueError):  # a builtin or C callable: let the call itself say
         return
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return
-    positional = list(parameters)[:2]
-    accepted = [key for key, p in parameters.items() if key not in positional
+    given = list(parameters)[:positional]
+    accepted = [key for key, p in parameters.items() if key not in given
                 and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
     for key in kwargs:
         if key not in accepted:
-            raise ConfigError(f"model_args.{key}: model {name!r} takes no argument {key!r} "
+            raise ConfigError(f"{table}.{key}: {table.removesuffix('_args')} {name!r} takes no argument {key!r} "
                               f"(it takes: {', '.join(accepted) or 'none'})")
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hpsearch.choices import METRICS
 from hpsearch.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from hpsearch.engine.config import TrainConfig
 from hpsearch.engine.data import TaskData, place
@@ -24,8 +25,16 @@ from hpsearch.engine.devices import resolve_device
 from hpsearch.engine.models import count_parameters
 from hpsearch.engine.schedules import build_scheduler
 from hpsearch.engine.step import Stepper, evaluate
-from hpsearch.engine.task import ChanceLevel, build_model, chance_level, eval_loss, is_classification, load_task_data
-from hpsearch.errors import ConfigError
+from hpsearch.engine.task import (
+    ChanceLevel,
+    build_metrics,
+    build_model,
+    chance_level,
+    eval_loss,
+    is_classification,
+    load_task_data,
+)
+from hpsearch.errors import ConfigError, TaskError
 from hpsearch.status import Status
 from hpsearch.strict_json import finite_or_none
 
@@ -41,7 +50,8 @@ DIVERGENCE_CHECK_EVERY = 16
 
 @dataclass(frozen=True)
 class EpochMetrics:
-    """What one epoch measured; ``train_loss`` is the mean over its batches."""
+    """What one epoch measured; ``train_loss`` is the mean over its batches, ``user_metrics`` what the user's
+    metrics function returned for the whole validation set."""
 
     epoch: int
     train_loss: float
@@ -51,6 +61,16 @@ class EpochMetrics:
     grad_norm: float
     samples_per_s: float
     seconds: float
+    user_metrics: dict[str, float] = field(default_factory=dict)
+
+    def value(self, metric: str) -> float:
+        """The epoch's ``metric``: val_loss, val_acc or one of the user's; a name it did not report is an error."""
+        if metric in METRICS:
+            return float(getattr(self, metric))
+        if metric not in self.user_metrics:
+            reported = ", ".join([*METRICS, *self.user_metrics])
+            raise TaskError(f"metric {metric!r} was not reported at epoch {self.epoch} (reported: {reported})")
+        return self.user_metrics[metric]
 
 
 Reporter = Callable[[int, EpochMetrics], bool | None]
@@ -84,6 +104,10 @@ class TrainResult:
     @property
     def val_acc(self) -> float:
         return self.final.val_acc if self.final else math.nan
+
+    def value(self, metric: str) -> float:
+        """The last epoch's ``metric`` (NaN when no epoch ran)."""
+        return self.final.value(metric) if self.final else math.nan
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary; non-finite numbers become None so the output is strict JSON."""
@@ -127,6 +151,7 @@ def train(
     stepper = Stepper(model, config, device)
     optimizer = stepper.optimizer
     validation_loss, classification = eval_loss(config), is_classification(config, data)
+    metrics_function = build_metrics(config)
     steps_per_epoch = math.ceil(data.n_train / config.batch_size)
     scheduler = build_scheduler(
         optimizer, config.schedule, total_steps=steps_per_epoch * config.epochs, steps_per_epoch=steps_per_epoch,
@@ -148,11 +173,11 @@ def train(
         lr = optimizer.param_groups[0]["lr"]
         stats = _run_epoch(stepper, scheduler, data, config, shuffle, initial_loss)
         initial_loss = stats.initial_loss
-        val_loss, val_acc = evaluate(model, data.val_batches(), validation_loss, config.precision, device,
-                                     classification)
+        val_loss, val_acc, user_metrics = evaluate(model, data.val_batches(), validation_loss, config.precision,
+                                                   device, classification, metrics_function)
         metrics = EpochMetrics(epoch=epoch, train_loss=stats.train_loss, val_loss=val_loss, val_acc=val_acc, lr=lr,
                                grad_norm=stats.grad_norm, samples_per_s=stats.samples / stats.seconds,
-                               seconds=time.perf_counter() - epoch_started)
+                               seconds=time.perf_counter() - epoch_started, user_metrics=user_metrics)
         history.append(metrics)
         if checkpoint is not None and stats.diverged_reason is None:
             # Saved before the reporter runs, so a run killed inside it resumes after this epoch.

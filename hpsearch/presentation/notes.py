@@ -25,8 +25,8 @@ __all__ = ["family_counts", "family_table", "learned_warmup_lines", "stored_lr_t
 
 # The settings a trial's note shows beside its params: what tells runs apart at a glance (the whole config stays in
 # the trial's ``hpsearch`` user attr); of them, those that apply (``hidden`` only for the built-in mlp).
-_NOTE_SETTINGS = ("dataset", "model", "hidden", "model_args", "loss", "optimizer", "epochs", "batch_size", "lr",
-                  "weight_decay", "schedule", "clip", "seed")
+_NOTE_SETTINGS = ("dataset", "model", "hidden", "model_args", "loss", "optimizer", "optimizer_args", "metrics",
+                  "epochs", "batch_size", "lr", "weight_decay", "schedule", "clip", "seed")
 _NOTE_COLUMNS = {"epoch": "d", "train_loss": ".4g", "val_loss": ".4g", "val_acc": ".4f", "lr": ".3g",
                  "grad_norm": ".3g", "seconds": ".2f"}
 
@@ -138,9 +138,12 @@ def trial_note(trial: FrozenTrial, metric: str) -> str:
     if settings:
         lines.append("Settings: " + ", ".join(settings))
     if stored.history:
-        columns = [name for name in _NOTE_COLUMNS if any(epoch.get(name) is not None for epoch in stored.history)]
+        epochs = [{**(epoch.get("user_metrics") or {}), **epoch} for epoch in stored.history]  # the user's beside
+        user = {name: ".4g" for epoch in stored.history for name in epoch.get("user_metrics") or {}}
+        formats = {**_NOTE_COLUMNS, **{name: spec for name, spec in user.items() if name not in _NOTE_COLUMNS}}
+        columns = [name for name in formats if any(epoch.get(name) is not None for epoch in epochs)]
         rows = [columns, ["---:"] * len(columns),
-                *([_cell(epoch.get(name), _NOTE_COLUMNS[name]) for name in columns] for epoch in stored.history)]
+                *([_cell(epoch.get(name), formats[name]) for name in columns] for epoch in epochs)]
         lines.append("\n".join(f"| {' | '.join(row)} |" for row in rows))
     return "\n\n".join(lines)
 

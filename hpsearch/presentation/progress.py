@@ -47,25 +47,30 @@ class EpochTable:
             self.console.line()  # Live leaves no newline after its last render when output is not a terminal
 
     def add(self, epoch: int, m: EpochMetrics) -> None:
-        self.table.add_row(*epoch_cells(m))
+        if not self.table.rows and m.user_metrics:  # the user's metrics are known from the first epoch on
+            self.table = epoch_table(list(m.user_metrics))
+            self._live.update(self.table)
+        self.table.add_row(*epoch_cells(m, [column.header for column in self.table.columns[len(_EPOCH_COLUMNS):]]))
         self._live.refresh()
 
 
-def epoch_table() -> Table:
+def epoch_table(user_metrics: Sequence[str] = ()) -> Table:
+    """The per-epoch table's columns: what every run reports, then the user's metrics (``user_metrics``)."""
     table = Table(box=box.SIMPLE_HEAD)
-    for column in _EPOCH_COLUMNS:
+    for column in (*_EPOCH_COLUMNS, *user_metrics):
         table.add_column(column, justify="right", min_width=len(column))
     return table
 
 
-def epoch_cells(m: EpochMetrics) -> tuple[str, ...]:
-    """One epoch's row; a stored history holds None where a value was not finite (or, for val_acc, where a
-    regression has no accuracy), shown as "-"."""
+def epoch_cells(m: EpochMetrics, user_metrics: Sequence[str] = ()) -> tuple[str, ...]:
+    """One epoch's row, with the user's metrics named in ``user_metrics``; a stored history holds None where a
+    value was not finite (or, for val_acc, where a regression has no accuracy), shown as "-"."""
     def cell(value: float | None, spec: str) -> str:
         return "-" if value is None or math.isnan(value) else format(value, spec)
 
     return (str(m.epoch), cell(m.train_loss, ".4g"), cell(m.val_loss, ".4g"), cell(m.val_acc, ".4f"),
-            cell(m.lr, ".3g"), cell(m.grad_norm, ".3g"), cell(m.samples_per_s, ",.0f"), cell(m.seconds, ".2f"))
+            cell(m.lr, ".3g"), cell(m.grad_norm, ".3g"), cell(m.samples_per_s, ",.0f"), cell(m.seconds, ".2f"),
+            *(cell(m.user_metrics.get(name), ".4g") for name in user_metrics))
 
 
 class _TwoLineProgress(Progress):

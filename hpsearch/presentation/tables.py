@@ -77,11 +77,12 @@ def print_trial(console: Console, study: optuna.Study, trial: FrozenTrial) -> No
         extras.append(f"{stored.seconds:.1f} s")
     if extras:
         console.print("; ".join(extras))
-    history = stored.history or []
+    history = [EpochMetrics(**epoch) for epoch in stored.history or []]
     if history:
-        table = epoch_table()
+        user_metrics = list(dict.fromkeys(name for epoch in history for name in epoch.user_metrics))
+        table = epoch_table(user_metrics)
         for epoch in history:
-            table.add_row(*epoch_cells(EpochMetrics(**epoch)))
+            table.add_row(*epoch_cells(epoch, user_metrics))
         console.print(table)
     elif trial.intermediate_values:  # ended before its history was written (interrupted, killed), or the user's
         last = max(trial.intermediate_values)  # objective's, which keeps only what it reported, by its own steps

@@ -20,6 +20,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from hpsearch.engine.batched import BatchedTrainer
 from hpsearch.engine.config import TrainConfig
 from hpsearch.engine.data import Data, TaskData
+from hpsearch.engine.entry_points import is_entry_point
 from hpsearch.engine.models import count_parameters
 from hpsearch.engine.task import build_model
 from hpsearch.engine.training import EpochMetrics
@@ -37,6 +38,7 @@ from hpsearch.search.objective import (
 )
 from hpsearch.search.records import TrialRecord
 from hpsearch.search.setup import prepare_study
+from hpsearch.search.space import split_arg
 from hpsearch.search.spec import StudySpec
 from hpsearch.search.storages.beats import start_beating
 from hpsearch.status import Status
@@ -68,12 +70,18 @@ def check_batchable(spec: StudySpec, k: int) -> None:
     if spec.train.model != "mlp":
         raise ConfigError(f"--batch stacks the built-in mlp only, got model {spec.train.model!r} (run without "
                           f"--batch, or with --jobs for several trials at once)")
+    for field, what in (("optimizer", "your optimizer"), ("metrics", "your metrics")):
+        value = getattr(spec.train, field)
+        if value is not None and is_entry_point(value):
+            raise ConfigError(f"--batch steps its stacked members with its own AdamW and reports val_loss and "
+                              f"val_acc only, got {field} {value!r} ({what}: run without --batch, or with --jobs for "
+                              f"several trials at once)")
     shared = {"loss": "cross-entropy", "optimizer": "adamw", "precision": "fp32", "label_smoothing": 0.0}
     for name, value in shared.items():
         if getattr(spec.train, name) != value:
             raise ConfigError(f"--batch trains {name} {value!r} only, got {name} {getattr(spec.train, name)!r}")
     searched = [p.name for p in spec.space.params if p.name in (*shared, "momentum", "beta1", "beta2")
-                or p.name.startswith("model_args.")]
+                or split_arg(p.name) is not None]
     if searched or spec.train.model_args or spec.train.beta1 is not None or spec.train.beta2 is not None:
         raise ConfigError(f"--batch trains members of one shape with AdamW's defaults; "
                           f"{'the space searches ' + searched[0] if searched else 'model_args or betas are set'}")

@@ -27,7 +27,7 @@ from hpsearch.engine.training import EpochMetrics, TrainResult, train
 from hpsearch.errors import CheckpointError
 from hpsearch.search.budget import budget
 from hpsearch.search.records import TrialRecord, read_trial, write_trial
-from hpsearch.search.space import MODEL_ARGS
+from hpsearch.search.space import split_arg
 from hpsearch.search.spec import StudySpec
 from hpsearch.search.storages.optuna_private import drop_idle_connections, requeue
 from hpsearch.status import Status
@@ -133,7 +133,7 @@ def start_trial(trial: optuna.Trial, spec: StudySpec, checkpoint_dir: Path | Non
 def report_epoch(trial: optuna.Trial, metric: str, epoch: int, metrics: EpochMetrics) -> bool:
     """The one per-epoch report of every loop: the epoch's ``metric`` (when finite) to the trial, then
     whether its pruner stops it."""
-    value = getattr(metrics, metric)
+    value = metrics.value(metric)
     if math.isfinite(value):
         trial.report(value, epoch)
     return trial.should_prune()
@@ -148,7 +148,7 @@ def finish_trial(study: optuna.Study, trial: optuna.Trial, record: TrialRecord, 
     if final.status == Status.COMPLETED:
         if objective is not None:
             objective.upload(trial, final)
-        return study.tell(trial, getattr(result, metric))
+        return study.tell(trial, result.value(metric))
     return study.tell(trial, state=TrialState.PRUNED)
 
 
@@ -188,11 +188,16 @@ def interrupted(record: TrialRecord) -> TrialRecord:
 
 
 def apply_params(config: TrainConfig, params: dict[str, Any]) -> TrainConfig:
-    """``config`` with a trial's params: TrainConfig fields directly, ``model_args.NAME`` into model_args."""
-    model_args = {name[len(MODEL_ARGS):]: value for name, value in params.items() if name.startswith(MODEL_ARGS)}
-    fields = {name: value for name, value in params.items() if not name.startswith(MODEL_ARGS)}
-    if model_args:
-        fields["model_args"] = {**config.model_args, **model_args}
+    """``config`` with a trial's params: TrainConfig fields directly, ``model_args.NAME`` into model_args and
+    ``optimizer_args.NAME`` into optimizer_args, over the fixed ones."""
+    fields: dict[str, Any] = {}
+    for name, value in params.items():
+        split = split_arg(name)
+        if split is None:
+            fields[name] = value
+        else:
+            table, arg = split
+            fields.setdefault(table, dict(getattr(config, table)))[arg] = value
     return config.replace(**fields)
 
 
@@ -201,7 +206,7 @@ def record_result(record: TrialRecord, result: TrainResult, metric: str) -> Tria
     (completed, or diverged / pruned / non-finite ``metric``, which its trial is told as PRUNED)."""
     history = result.to_dict()["history"]  # JSON-ready: None where a loss was not finite
     epochs_run = len(result.history)
-    value = getattr(result, metric)
+    value = result.value(metric)
     if result.status == Status.DIVERGED:
         status, reason = Status.DIVERGED, result.reason or "diverged"
     elif result.status == Status.STOPPED:

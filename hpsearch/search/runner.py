@@ -18,11 +18,12 @@ from optuna.trial import FrozenTrial
 
 from hpsearch._version import __version__
 from hpsearch.engine.checks import FAIL, QUICK_CHECKS, run_checks
+from hpsearch.engine.config import ENTRY_POINT_FIELDS
 from hpsearch.engine.data import TaskData
 from hpsearch.engine.devices import resolve_device
 from hpsearch.engine.entry_points import in_process_only
 from hpsearch.engine.lr_finder import LRFinderResult, lr_range_test
-from hpsearch.engine.task import is_classification, load_checked
+from hpsearch.engine.task import is_classification, load_checked, reported_metrics
 from hpsearch.engine.training import check_batch_size
 from hpsearch.errors import ConfigError
 from hpsearch.search.batched_study import check_batchable, check_files_unbatched, optimize_batched, resolve_batch
@@ -110,9 +111,7 @@ def _loop_execution(spec: StudySpec, storage: BaseStorage, callbacks: Sequence[T
         check_files_unbatched(files)
     data = load_checked(spec.train, data)
     _check_batch_sizes(spec, data)
-    if spec.metric == "val_acc" and not is_classification(spec.train, data):
-        raise ConfigError(f"metric val_acc needs a classification task; loss {spec.train.loss!r} on dataset "
-                          f"{data.name!r} is a regression: use --metric val_loss")
+    _check_metric_reported(spec, data)
     if batch is not None and not (pool is not None and batch == "auto"):  # each worker sizes auto to its threads
         batch = resolve_batch(batch, device, spec, data)
     if pool is not None and batch is not None:
@@ -297,7 +296,7 @@ def _check_same_spec(study: optuna.Study, spec: StudySpec, storage: BaseStorage)
     stored = read_record(study).spec
     if stored is None:
         raise StudyMismatchError(f"{where} was not created by hpsearch; choose another --study name")
-    current = spec.to_dict()
+    stored, current = _with_defaults(stored), spec.to_dict()
     for table in ("study", "space", "train"):
         old, new = _comparable(stored.get(table, {}), table), _comparable(current[table], table)
         if old != new:
@@ -305,6 +304,15 @@ def _check_same_spec(study: optuna.Study, spec: StudySpec, storage: BaseStorage)
             raise StudyMismatchError(
                 f"{where} was created with {table}.{key}={old.get(key)!r}, not {new.get(key)!r}; "
                 f"choose a new --study name (nothing was changed)")
+
+
+def _with_defaults(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored spec with the keys it lacks at their defaults: a setting added since the study was created (a
+    direction, optimizer_args) had its default in that study's trials."""
+    try:
+        return StudySpec.from_mapping(stored, source="the stored spec").to_dict()
+    except ConfigError:  # not one this version reads: compared as it is
+        return stored
 
 
 def _store_changes(study: optuna.Study, spec: StudySpec) -> None:
@@ -339,6 +347,21 @@ def _preflight(spec: StudySpec, data: TaskData) -> None:
                                  f"{result.expected} ({result.meaning}); hpsearch check says more, --no-check skips")
 
 
+def _check_metric_reported(spec: StudySpec, data: TaskData) -> None:
+    """The study's metric must be one every epoch reports: val_acc needs a classification, the user's a metrics
+    function that returns it (called once here, on a fresh model), so that no trial runs for a missing value."""
+    if spec.metric == "val_acc" and not is_classification(spec.train, data):
+        raise ConfigError(f"metric val_acc needs a classification task; loss {spec.train.loss!r} on dataset "
+                          f"{data.name!r} is a regression: use --metric val_loss")
+    if spec.metric == "val_loss":
+        return
+    reported = reported_metrics(spec.train, data)
+    if spec.metric not in reported:
+        source = (f"metrics {spec.train.metrics!r} returns" if spec.train.metrics else
+                  "without --metrics file.py:fn, each epoch reports")
+        raise ConfigError(f"metric {spec.metric!r} is not reported: {source} {', '.join(reported)}")
+
+
 def _check_batch_sizes(spec: StudySpec, data: TaskData) -> None:
     """A batch larger than the training set would fail every trial: refuse it before the study starts."""
     sizes = [spec.train.batch_size]
@@ -350,7 +373,7 @@ def _check_batch_sizes(spec: StudySpec, data: TaskData) -> None:
 
 def _check_for_workers(spec: StudySpec) -> None:
     """Workers are other processes: they can import entry points, not callables handed over from Python."""
-    fields = {field: getattr(spec.train, field) for field in ("model", "dataset", "loss")}
+    fields = {field: getattr(spec.train, field) for field in ENTRY_POINT_FIELDS}
     for field, value in {**fields, "objective": spec.objective}.items():
         if value is not None and in_process_only(value):
             raise ConfigError(f"{field} {value!r} is a callable of this process, which worker processes cannot "

@@ -11,22 +11,30 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
+from hpsearch.choices import OPTIMIZERS
+from hpsearch.engine.config import ARG_TABLES
 from hpsearch.errors import ConfigError
 
-__all__ = ["DEFAULT_SPACE", "NO_SPACE", "SEARCHABLE", "ParamSpec", "SearchSpace"]
+__all__ = ["DEFAULT_SPACE", "NO_SPACE", "SEARCHABLE", "ParamSpec", "SearchSpace", "split_arg"]
 
-# TrainConfig fields a study may vary, with the type each takes; and any of the model factory's
-# arguments as ``model_args.NAME`` (an int range when both bounds are integers, else a float one).
+# TrainConfig fields a study may vary, with the type each takes; and any of the model factory's or the
+# optimizer factory's arguments as ``model_args.NAME`` or ``optimizer_args.NAME`` (ARG_TABLES; an int range
+# when both bounds are integers, else a float one).
 SEARCHABLE: dict[str, type] = {
     "lr": float, "weight_decay": float, "warmup": float, "min_lr_ratio": float, "clip": float,
     "gamma": float, "decay_fraction": float, "batch_size": int, "step_size": int, "schedule": str,
     "optimizer": str, "momentum": float, "nesterov": bool, "beta1": float, "beta2": float,
     "label_smoothing": float, "precision": str,
 }
-MODEL_ARGS = "model_args."
 # Parameters that exist only for some optimizers: a trial samples them only when its optimizer has them,
-# a conditional space TPE models as such.
+# a conditional space TPE models as such (an optimizer_args.NAME only when its optimizer is the user's).
 OPTIMIZER_PARAMS = {"momentum": ("sgd",), "nesterov": ("sgd",), "beta1": ("adamw", "adam"), "beta2": ("adamw", "adam")}
+
+
+def split_arg(name: str) -> tuple[str, str] | None:
+    """``("model_args", "width")`` for a parameter named ``model_args.width`` (any of ARG_TABLES), else None."""
+    table, dot, arg = name.partition(".")
+    return (table, arg) if dot and table in ARG_TABLES and arg.isidentifier() else None
 
 
 @dataclass(frozen=True)
@@ -50,10 +58,10 @@ class ParamSpec:
         if self.own:
             if not self.name:
                 raise ConfigError(f"{where}: a parameter needs a name")
-        elif self.name not in SEARCHABLE and not (self.name.startswith(MODEL_ARGS)
-                                                  and self.name[len(MODEL_ARGS):].isidentifier()):
-            raise ConfigError(f"{where}: cannot search {self.name!r}; searchable: {', '.join(SEARCHABLE)} and "
-                              f"[space.model_args] NAME (the model factory's arguments)")
+        elif self.name not in SEARCHABLE and split_arg(self.name) is None:
+            raise ConfigError(f"{where}: cannot search {self.name!r}; searchable: {', '.join(SEARCHABLE)}, "
+                              f"[space.model_args] NAME (the model factory's arguments) and [space.optimizer_args] "
+                              f"NAME (your optimizer factory's)")
         if self.choices is not None:
             if self.low is not None or self.high is not None or not self.choices:
                 raise ConfigError(f"{where}: give either non-empty choices or low and high, got {self._text()}")
@@ -67,7 +75,8 @@ class ParamSpec:
 
     @property
     def kind(self) -> type:
-        """The value's type: the TrainConfig field's, or for a model argument int when both bounds are."""
+        """The value's type: the TrainConfig field's, or for a factory's argument (or a parameter of the user's
+        objective) int when both bounds are."""
         if self.name in SEARCHABLE and not self.own:
             return SEARCHABLE[self.name]
         if self.choices is not None:
@@ -152,13 +161,14 @@ class SearchSpace:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Mapping[str, Any]], own: bool = False) -> SearchSpace:
-        """From ``[space]``; its ``[space.model_args]`` table searches the model factory's arguments. ``own``: the
-        parameters of the user's Optuna objective, by the names its suggest calls give them."""
+        """From ``[space]``; its ``[space.model_args]`` and ``[space.optimizer_args]`` tables search the model
+        factory's and the optimizer factory's arguments. ``own``: the parameters of the user's Optuna objective, by
+        the names its suggest calls give them."""
         flat: dict[str, Mapping[str, Any]] = {}
         for name, spec in values.items():
-            if not own and name == "model_args" and isinstance(spec, Mapping) and all(isinstance(v, Mapping)
-                                                                                      for v in spec.values()):
-                flat.update({f"{MODEL_ARGS}{arg}": arg_spec for arg, arg_spec in spec.items()})
+            if (not own and name in ARG_TABLES and isinstance(spec, Mapping)
+                    and all(isinstance(v, Mapping) for v in spec.values())):
+                flat.update({f"{name}.{arg}": arg_spec for arg, arg_spec in spec.items()})
             elif not isinstance(spec, Mapping):
                 raise ConfigError(f"space.{name}: needs a table such as {{low = 1e-4, high = 1e-1, log = true}} "
                                   f"or {{choices = [...]}}, got {spec!r}")
@@ -174,8 +184,11 @@ class SearchSpace:
         searched one, else the fixed ``optimizer``) has them."""
         values: dict[str, Any] = {}
         for param in self.params:
+            chosen = values.get("optimizer", optimizer)
             needs = OPTIMIZER_PARAMS.get(param.name)
-            if needs is not None and values.get("optimizer", optimizer) not in needs:
+            if needs is not None and chosen not in needs:
+                continue
+            if param.name.startswith("optimizer_args.") and chosen in OPTIMIZERS:
                 continue
             values[param.name] = param.suggest(trial)
         return values
@@ -192,11 +205,13 @@ class SearchSpace:
         return {p.name: p.grid(points) for p in self.params}
 
     def to_dict(self) -> dict[str, Any]:
-        """As a ``[space]`` table, model arguments under ``model_args``."""
+        """As a ``[space]`` table, factories' arguments under ``model_args`` and ``optimizer_args`` (an objective's
+        parameters by their own names, whatever they are)."""
         table: dict[str, Any] = {}
         for p in self.params:
-            if p.name.startswith(MODEL_ARGS):
-                table.setdefault("model_args", {})[p.name[len(MODEL_ARGS):]] = p.to_dict()
+            split = split_arg(p.name) if not p.own else None
+            if split is not None:
+                table.setdefault(split[0], {})[split[1]] = p.to_dict()
             else:
                 table[p.name] = p.to_dict()
         return table

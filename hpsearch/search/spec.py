@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hpsearch.choices import DIRECTIONS, METRICS, PRUNERS, STRATEGIES
-from hpsearch.engine.config import TrainConfig, merge_train_tables
+from hpsearch.engine.config import ARG_TABLES, TrainConfig, merge_train_tables
 from hpsearch.engine.entry_points import as_entry_point, is_entry_point
 from hpsearch.errors import ConfigError
 from hpsearch.search.space import DEFAULT_SPACE, NO_SPACE, SearchSpace
@@ -27,8 +27,8 @@ __all__ = ["DEFAULT_METRIC", "DEFAULT_TRIALS", "METRICS", "OBJECTIVE_METRIC", "P
 DEFAULT_TRIALS = 30
 DEFAULT_METRIC = "val_loss"
 OBJECTIVE_METRIC = "value"  # what an objective's returned value is called unless the spec names it
-_STUDY_KEYS = ("name", "strategy", "metric", "pruner", "pruner_warmup", "n_trials", "timeout", "seed", "grid_points",
-               "lr_find", "objective", "direction")
+_STUDY_KEYS = ("name", "strategy", "metric", "direction", "pruner", "pruner_warmup", "n_trials", "timeout", "seed",
+               "grid_points", "lr_find", "objective")
 # Strategies that need the objective's space declared ([space]): a grid lists its points, coarse-to-fine narrows it.
 _DECLARED_SPACE_STRATEGIES = ("grid", "coarse-to-fine")
 
@@ -101,14 +101,17 @@ class CoarseToFine:
 class StudySpec:
     """A validated study description; ``train`` holds the settings every trial of hpsearch's loop shares.
 
-    With ``objective`` (an entry point ``file.py:fn`` or ``module:fn``, or the callable itself from Python) each
-    trial is the user's Optuna objective ``fn(trial) -> float`` instead, unchanged; ``metric`` then only names its
-    value (``value`` unless given), ``direction`` says which way is better (minimize unless given), and ``space``
-    holds what the spec declares of the objective's parameters (none unless given: the objective defines them)."""
+    ``metric`` is val_loss, val_acc or a name the user's metrics function reports; ``direction`` is the built-in
+    metric's own when left out, and must be given for the user's. With ``objective`` (an entry point ``file.py:fn``
+    or ``module:fn``, or the callable itself from Python) each trial is the user's Optuna objective
+    ``fn(trial) -> float`` instead, unchanged; ``metric`` then only names its value (``value`` unless given),
+    ``direction`` says which way is better (minimize unless given), and ``space`` holds what the spec declares of
+    the objective's parameters (none unless given: the objective defines them)."""
 
     name: str | None = None
     strategy: str = "tpe"
     metric: str | None = None  # None: val_loss, or for an objective "value"
+    direction: str | None = None  # None: the built-in metric's own (minimize for an objective), filled in on creation
     pruner: str = "median"
     pruner_warmup: int | None = None  # epochs every trial trains before its pruner may stop it; None: 1,
     # or for median the trusted epoch of the study's complete trials (pruners.make_pruner)
@@ -118,7 +121,6 @@ class StudySpec:
     grid_points: int = 5
     lr_find: bool = False
     objective: str | None = None
-    direction: str | None = None  # None: the metric's (minimize for an objective, as Optuna's default)
     space: SearchSpace | None = None  # None: DEFAULT_SPACE, or for an objective NO_SPACE
     train: TrainConfig = field(default_factory=TrainConfig)
     coarse_to_fine: CoarseToFine = field(default_factory=CoarseToFine)
@@ -127,20 +129,17 @@ class StudySpec:
         if self.objective is not None:
             object.__setattr__(self, "objective", as_entry_point(self.objective, "objective"))
         own = self.objective is not None
-        object.__setattr__(self, "metric", self.metric or (OBJECTIVE_METRIC if own else DEFAULT_METRIC))
-        object.__setattr__(self, "direction", self.direction or METRICS.get(self.metric, "minimize"))
+        if self.metric is None:
+            object.__setattr__(self, "metric", OBJECTIVE_METRIC if own else DEFAULT_METRIC)
         if self.space is None:
             object.__setattr__(self, "space", NO_SPACE if own else DEFAULT_SPACE)
         _one_of("strategy", self.strategy, STRATEGIES)
         _one_of("pruner", self.pruner, PRUNERS)
-        _one_of("direction", self.direction, DIRECTIONS)
+        _check_metric(self.metric, self.direction, objective=own)
+        if self.direction is None:  # Optuna's default for an objective's value, unless it is named as a built-in
+            object.__setattr__(self, "direction", METRICS.get(self.metric, "minimize"))
         if own:
             self._check_objective()
-        else:
-            _one_of("metric", self.metric, tuple(METRICS))
-            if self.direction != METRICS[self.metric]:
-                raise ConfigError(f"direction must be {METRICS[self.metric]} for metric {self.metric}, got "
-                                  f"{self.direction!r}")
         if self.n_trials is not None and self.n_trials < 1:
             raise ConfigError(f"n_trials must be >= 1, got {self.n_trials}")
         stages = self.coarse_to_fine.stages
@@ -165,8 +164,6 @@ class StudySpec:
         if not is_entry_point(self.objective):
             raise ConfigError(f"objective must be an entry point (path/to/file.py:fn or package.module:fn) or a "
                               f"callable, got {self.objective!r}")
-        if not self.metric.strip():
-            raise ConfigError(f"metric must name the objective's value, got {self.metric!r}")
         if self.strategy in _DECLARED_SPACE_STRATEGIES and not self.space.params:
             raise ConfigError(f"strategy {self.strategy} with objective {self.objective!r} needs the objective's "
                               f"parameters declared: a spec's [space] (--spec FILE), e.g. n_layers = {{low = 1, "
@@ -214,8 +211,6 @@ class StudySpec:
         """The spec as the tables of a spec file (what is stored with the study)."""
         study = {key: getattr(self, key) for key in _STUDY_KEYS if getattr(self, key) is not None}
         study["name"] = self.study_name
-        if self.objective is None:  # the metric's own direction, as studies stored before directions were
-            study.pop("direction")
         tables = {"study": study, "space": self.space.to_dict(), "train": self.train.to_dict()}
         if self.strategy == "coarse-to-fine":
             tables["coarse_to_fine"] = dataclasses.asdict(self.coarse_to_fine)
@@ -226,14 +221,16 @@ class StudySpec:
                      train: Mapping[str, Any] | None = None, lr_range: tuple[float, float] | None = None,
                      wd_range: tuple[float, float] | None = None, **study: Any) -> StudySpec:
         """A spec from a TOML spec file (or its tables, such as a stored study's) with flags over it, as ``hpsearch
-        run`` builds it: ``study`` holds [study] keys (name, strategy, n_trials, …), ``train`` [train] keys
-        (model_args merged key by key; ``seed`` goes to both), None meaning not given; a range changes that one
+        run`` builds it: ``study`` holds [study] keys (name, strategy, n_trials, …; a metric given without a
+        direction takes its own, not the file's), ``train`` [train] keys (model_args merged key by key; ``seed``
+        goes to both), None meaning not given; a range changes that one
         parameter of the file's space, or of the default one, and the rest is still searched."""
         tables = load_spec_file(spec_file) if isinstance(spec_file, str | Path) else dict(spec_file or {})
         given = {key: value for key, value in study.items() if value is not None}
         objective = given.get("objective", tables.get("study", {}).get("objective"))
         if objective is not None and train:
-            flag = "--" + next(iter(train)).replace("_", "-")
+            key = next(iter(train))
+            flag = "--" + (key.removesuffix("s") if key in ARG_TABLES else key).replace("_", "-")  # --model-arg
             raise ConfigError(f"{flag} sets hpsearch's training loop; objective {objective!r} trains itself (its own "
                               f"settings are its code's)")
         seed = {"seed": given["seed"]} if "seed" in given else {}
@@ -243,18 +240,22 @@ class StudySpec:
         for name, bounds in (("lr", lr_range), ("weight_decay", wd_range)):
             if bounds is not None:
                 space_table[name] = {"low": bounds[0], "high": bounds[1], "log": True}
-        return cls.from_mapping({**tables, "study": {**tables.get("study", {}), **given}, "train": train_table,
+        base = dict(tables.get("study", {}))
+        if "metric" in given and "direction" not in given:
+            base.pop("direction", None)  # the file's direction was its metric's
+        return cls.from_mapping({**tables, "study": {**base, **given}, "train": train_table,
                                  **({"space": space_table} if space_table else {})},
                                 source=str(spec_file) if isinstance(spec_file, str | Path) else "flags")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], source: str = "spec") -> StudySpec:
         """From the tables of a spec file; any unknown table or key is an error naming it. ``[model_args]``
-        holds the model factory's arguments (the same as ``model_args`` in ``[train]``)."""
-        unknown = sorted(set(values) - {"study", "space", "train", "coarse_to_fine", "model_args"})
+        holds the model factory's arguments (the same as ``model_args`` in ``[train]``), ``[optimizer_args]`` the
+        optimizer factory's."""
+        known = ("study", "space", "train", *ARG_TABLES, "coarse_to_fine")
+        unknown = sorted(set(values) - set(known))
         if unknown:
-            raise ConfigError(f"unknown table [{unknown[0]}] in {source} (known: study, space, train, model_args, "
-                              f"coarse_to_fine)")
+            raise ConfigError(f"unknown table [{unknown[0]}] in {source} (known: {', '.join(known)})")
         study = dict(values.get("study", {}))
         bad = sorted(set(study) - set(_STUDY_KEYS))
         if bad:
@@ -265,11 +266,11 @@ class StudySpec:
         else:
             space = None  # the default space; for an objective, none declared
         train_table = dict(values.get("train", {}))
-        if "model_args" in values:
-            if not isinstance(values["model_args"], Mapping):
-                raise ConfigError(f"[model_args] of {source} must be a table of NAME = VALUE, got "
-                                  f"{values['model_args']!r}")
-            train_table["model_args"] = {**values["model_args"], **train_table.get("model_args", {})}
+        for table in ARG_TABLES:
+            if table in values:
+                if not isinstance(values[table], Mapping):
+                    raise ConfigError(f"[{table}] of {source} must be a table of NAME = VALUE, got {values[table]!r}")
+                train_table[table] = {**values[table], **train_table.get(table, {})}
         train = TrainConfig.from_mapping(train_table, source=f"[train] of {source}")
         stages_table = dict(values.get("coarse_to_fine", {}))
         if study.get("strategy") == "coarse-to-fine" and "pruner" in study and "fine_pruner" not in stages_table:
@@ -290,8 +291,8 @@ def load_spec_file(path: str | Path) -> dict[str, Any]:
 
 
 def _typed_study_fields(study: dict[str, Any]) -> dict[str, Any]:
-    types = {"name": str, "strategy": str, "metric": str, "pruner": str, "pruner_warmup": int, "n_trials": int,
-             "timeout": float, "seed": int, "grid_points": int, "lr_find": bool, "objective": str, "direction": str}
+    types = {"name": str, "strategy": str, "metric": str, "direction": str, "pruner": str, "pruner_warmup": int,
+             "n_trials": int, "timeout": float, "seed": int, "grid_points": int, "lr_find": bool, "objective": str}
     typed = {}
     for key, value in study.items():
         wanted = types[key]
@@ -299,6 +300,24 @@ def _typed_study_fields(study: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"{key} must be {wanted.__name__}, got {value!r}")
         typed[key] = float(value) if wanted is float and value is not None else value
     return typed
+
+
+def _check_metric(metric: str, direction: str | None, objective: bool = False) -> None:
+    """A metric is named; with hpsearch's loop the user's comes with a direction and a built-in one keeps its own,
+    while an ``objective``'s value may be called anything and goes either way."""
+    if not isinstance(metric, str) or not metric.strip():
+        if objective:
+            raise ConfigError(f"metric must name the objective's value, got {metric!r}")
+        raise ConfigError(f"metric must be val_loss, val_acc or a name your metrics function reports, got {metric!r}")
+    if direction is not None:
+        _one_of("direction", direction, DIRECTIONS)
+    if objective:
+        return
+    if metric in METRICS and direction not in (None, METRICS[metric]):
+        raise ConfigError(f"direction must be {METRICS[metric]} for metric {metric}, got {direction!r}")
+    if metric not in METRICS and direction is None:
+        raise ConfigError(f"direction must be given for metric {metric!r}, which is not built in (val_loss, "
+                          f"val_acc): --direction maximize or minimize")
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+import torch
 from conftest import TrainedEpochs
 from storage_dump import logical_dump
 from typer.testing import CliRunner
@@ -94,48 +95,55 @@ def write_npz(path: Path, **arrays: np.ndarray) -> str:
     return f"npz:{path}"
 
 
-def bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
-    """Each bad input and a part of the one line it must produce."""
-    config_with_unknown_key = tmp / "unknown.json"
-    config_with_unknown_key.write_text('{"learning_rate": 0.1}')
-    unreadable = tmp / "broken.json"
-    unreadable.write_text("{not json")
-    missing_keys = write_npz(tmp / "keys.npz", features=np.zeros((4, 2)))
-    mismatched = write_npz(tmp / "lengths.npz", x=np.zeros((4, 2)), y=np.zeros(3))
-    with_nan = write_npz(tmp / "nan.npz", x=np.full((10, 2), np.nan), y=np.arange(10) % 2)
-    return [
-        (["--lr", "0"], "lr must be > 0, got 0.0"),
-        (["--lr", "-1e-3"], "lr must be > 0, got -0.001"),
-        (["--weight-decay", "-0.1"], "weight_decay must be >= 0, got -0.1"),
-        (["--epochs", "0"], "epochs must be >= 1, got 0"),
-        (["--batch-size", "0"], "batch_size must be >= 1, got 0"),
-        (["--batch-size", "100000"], "batch_size must be at most the 1438 training samples of digits, got 100000"),
-        (["--dataset", "cifar"], "dataset must be one of"),
-        (["--schedule", "linear"], "'--schedule': Value error, 'linear' is not one of 'constant', 'step', 'cosine', "
-                                   "'warmup-cosine', 'wsd'"),
-        (["--device", "tpu"], "device must be auto, cpu, cuda, cuda:N or mps, got 'tpu'"),
-        (["--device", "cuda:7"], "device 'cuda:7' is not available"),
-        (["--dataset", "mnist", "--data-dir", str(tmp / "nothing")], f"--data-dir {tmp / 'nothing'}"),
-        (["--dataset", "mnist"], "needs --data-dir"),
-        (["--dataset", missing_keys], "needs keys x and y"),
-        (["--dataset", mismatched], "x has 4 rows but y has 3"),
-        (["--dataset", with_nan], "contains NaN or infinite values"),
-        (["--config", str(tmp / "absent.toml")], "cannot read config file (--config"),
-        (["--config", str(unreadable)], "cannot parse config file (--config"),
-        (["--config", str(config_with_unknown_key)], "unknown config key 'learning_rate'"),
-        (["--lr", "abc"], "Invalid value for '--lr'"),
-        (["--bogus"], "No such option: --bogus"),
-    ]
+def write_bad_files(tmp: Path) -> None:
+    """The files the bad inputs name: configs that cannot be read as one, datasets that cannot be used."""
+    (tmp / "unknown.json").write_text('{"learning_rate": 0.1}')
+    (tmp / "broken.json").write_text("{not json")
+    write_npz(tmp / "keys.npz", features=np.zeros((4, 2)))
+    write_npz(tmp / "lengths.npz", x=np.zeros((4, 2)), y=np.zeros(3))
+    write_npz(tmp / "nan.npz", x=np.full((10, 2), np.nan), y=np.arange(10) % 2)
 
 
-def test_every_bad_input_gives_one_error_line_and_exit_2(tmp_path: Path) -> None:
-    for args, expected in bad_inputs(tmp_path):
-        code, out, err = invoke("train", "--epochs", "1", *args)
-        assert code == 2, (args, out, err)
-        lines = err.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: "), (args, err)
-        assert expected in lines[0], (args, lines[0])
-        assert "Traceback" not in out + err
+def bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
+    """Each bad input by its test id, and a part of the one line it must produce (files from write_bad_files)."""
+    absent_gpu = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU this machine has, whatever it has
+    return {
+        "lr-zero": (["--lr", "0"], "lr must be > 0, got 0.0"),
+        "lr-negative": (["--lr", "-1e-3"], "lr must be > 0, got -0.001"),
+        "weight-decay-negative": (["--weight-decay", "-0.1"], "weight_decay must be >= 0, got -0.1"),
+        "epochs-zero": (["--epochs", "0"], "epochs must be >= 1, got 0"),
+        "batch-size-zero": (["--batch-size", "0"], "batch_size must be >= 1, got 0"),
+        "batch-size-too-large": (["--batch-size", "100000"],
+                                 "batch_size must be at most the 1438 training samples of digits, got 100000"),
+        "dataset-unknown": (["--dataset", "cifar"], "dataset must be one of"),
+        "schedule-unknown": (["--schedule", "linear"], "'--schedule': Value error, 'linear' is not one of 'constant', "
+                                                       "'step', 'cosine', 'warmup-cosine', 'wsd'"),
+        "device-unknown": (["--device", "tpu"], "device must be auto, cpu, cuda, cuda:N or mps, got 'tpu'"),
+        "device-absent": (["--device", absent_gpu], f"device '{absent_gpu}' is not available"),
+        "data-dir-missing": (["--dataset", "mnist", "--data-dir", str(tmp / "nothing")],
+                             f"--data-dir {tmp / 'nothing'}"),
+        "dataset-needs-data-dir": (["--dataset", "mnist"], "needs --data-dir"),
+        "npz-keys-missing": (["--dataset", f"npz:{tmp / 'keys.npz'}"], "needs keys x and y"),
+        "npz-lengths-differ": (["--dataset", f"npz:{tmp / 'lengths.npz'}"], "x has 4 rows but y has 3"),
+        "npz-nan": (["--dataset", f"npz:{tmp / 'nan.npz'}"], "contains NaN or infinite values"),
+        "config-missing": (["--config", str(tmp / "absent.toml")], "cannot read config file (--config"),
+        "config-unparsable": (["--config", str(tmp / "broken.json")], "cannot parse config file (--config"),
+        "config-key-unknown": (["--config", str(tmp / "unknown.json")], "unknown config key 'learning_rate'"),
+        "lr-not-a-number": (["--lr", "abc"], "Invalid value for '--lr'"),
+        "option-unknown": (["--bogus"], "No such option: --bogus"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(bad_inputs(Path("unused"))))  # the ids; each test builds its cases anew
+def test_every_bad_input_gives_one_error_line_and_exit_2(case: str, tmp_path: Path) -> None:
+    write_bad_files(tmp_path)
+    args, expected = bad_inputs(tmp_path)[case]
+    code, out, err = invoke("train", "--epochs", "1", *args)
+    assert code == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert expected in lines[0], lines[0]
+    assert "Traceback" not in out + err
 
 
 @pytest.mark.parametrize("entry", ["console-script", "module"])
@@ -205,7 +213,7 @@ def test_help_shows_the_default_a_left_out_flag_stands_for(command: str, flag: s
 
 
 @pytest.mark.parametrize("name", sorted(f.name for f in dataclasses.fields(TrainConfig)
-                                        if f.name not in ("data_dir", "model_args", "seed")))
+                                        if f.name not in ("data_dir", "model_args", "optimizer_args", "seed")))
 def test_every_training_flag_shows_a_default(name: str) -> None:
     assert "[default: " in help_rows("train")["--" + name.replace("_", "-")]
 
@@ -248,6 +256,25 @@ def test_run_studies_show_export_and_train_again(tmp_path: Path) -> None:
     assert code == 0
     assert json.loads(out)["val_loss"] == record["value"]
 
+
+
+def test_export_after_a_jobs_study_trains_its_best_trial_again_to_the_same_value(tmp_path: Path) -> None:
+    """Two worker processes ran the trials (one CPU thread each); train --config here gives the stored value."""
+    storage = f"sqlite:///{tmp_path / 'hp.db'}"
+    code, _, err = invoke("run", "--strategy", "random", "--n-trials", "3", "--jobs", "2", "--no-check", "--study",
+                          "jobs", "--storage", storage, *STUDY_ARGS)
+    assert code == 0, err
+    best = optuna.load_study(study_name="jobs", storage=storage).best_trial
+    exported = tmp_path / "best.json"
+    assert invoke("export", "jobs", "--out", str(exported), "--storage", storage)[0] == 0
+    record = json.loads(exported.read_text())
+    assert (record["trial"], record["value"], record["params"]) == (best.number, best.value, best.params)
+    code, out, err = invoke("train", "--config", str(exported), "--json")
+    assert code == 0, err
+    trained = json.loads(out)
+    assert trained["val_loss"] == best.value
+    assert {name: trained["config"][name] for name in best.params} == best.params
+    assert trained["config"] == record["config"]
 
 WIDE_SPEC = """
 [space]
@@ -373,7 +400,7 @@ def test_bad_study_inputs_give_one_error_line_and_leave_the_storage_unchanged(tm
         (["--strategy", "bayes"], "'--strategy': Value error, 'bayes' is not one of 'grid', 'random', 'tpe', "
                                   "'coarse-to-fine'"),
         (["--pruner", "sha"], "'--pruner': Value error, 'sha' is not one of 'median', 'hyperband', 'asha', 'none'"),
-        (["--metric", "f1"], "'--metric': Value error, 'f1' is not one of 'val_loss', 'val_acc'"),
+        (["--metric", "f1"], "direction must be given for metric 'f1', which is not built in (val_loss, val_acc)"),
         (["--n-trials", "0"], "n_trials must be >= 1, got 0"),
         (["--pruner-warmup", "0"], "pruner_warmup must be >= 1 epoch, got 0"),
         (["--strategy", "coarse-to-fine", "--n-trials", "2"],

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from hpsearch.engine.config import TrainConfig, applicable_settings, load_config_file, parse_model_arg
+from hpsearch.engine.config import TrainConfig, applicable_settings, load_config_file, parse_arg
 from hpsearch.errors import ConfigError
 
 
@@ -24,7 +24,7 @@ from hpsearch.errors import ConfigError
         ("clip", 0.0, "clip must be > 0, got 0.0"),
         ("hidden", (), "hidden must be one or more positive layer widths, got ()"),
         ("model", "resnet", "model must be one of mlp, cnn or an entry point"),
-        ("optimizer", "lion", "optimizer must be one of adamw, adam, sgd, got 'lion'"),
+        ("optimizer", "lion", "optimizer must be one of adamw, adam, sgd or an entry point"),
         ("loss", "hinge", "loss must be one of cross-entropy, mse or an entry point"),
         ("precision", "fp8", "precision must be one of fp32, bf16, fp16, got 'fp8'"),
         ("feed", "disk", "feed must be one of auto, device, stream, got 'disk'"),
@@ -100,14 +100,14 @@ def test_optimizer_and_loss_settings_that_do_not_go_together(changes: dict[str, 
     ("act=gelu", ("act", "gelu")), ("hidden=64,32", ("hidden", "64,32")),
 ])
 def test_model_args_are_read_as_int_float_bool_or_string(text: str, parsed: tuple[str, object]) -> None:
-    value = parse_model_arg(text)
+    value = parse_arg(text)
     assert value == parsed and type(value[1]) is type(parsed[1])
 
 
 @pytest.mark.parametrize("text", ["width", "=3", "2x=1"])
 def test_a_malformed_model_arg_names_itself(text: str) -> None:
     with pytest.raises(ConfigError, match=f"model-arg must be NAME=VALUE with NAME a Python identifier, got {text!r}"):
-        parse_model_arg(text)
+        parse_arg(text)
 
 
 def test_model_args_and_the_new_fields_round_trip_through_json(tmp_path: Path) -> None:

@@ -6,11 +6,14 @@ import math
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 import torch
+from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from hpsearch.cli import app
+from hpsearch.engine import lr_finder
 from hpsearch.engine.config import TrainConfig
 from hpsearch.engine.data import Data
 from hpsearch.engine.lr_finder import lr_range_test, smooth, suggest
@@ -166,3 +169,87 @@ def test_a_real_collapse_is_divergence_in_the_warning_the_printed_range_and_the_
     assert shown.exit_code == 0, shown.stderr
     assert f"search range {low:.3g} to {high:.3g}" in " ".join(shown.stdout.split())
     assert f"diverged at lr {record['diverged_at']:.3g}" in " ".join(shown.stdout.split())
+
+
+# The search range's documented rule (docs/strategies.md): two orders of magnitude below the suggestion, up to just
+# under the blow-up (the last lr at the lowest loss, after which the loss rises: above it, and above every lr the
+# sweep took before it, nothing is cut off); the whole sweep when the curve never blew up.
+SWEEP_STEP = LRS[1] / LRS[0]  # the factor between two lrs of the default sweep
+DESCENT_MIDDLE = 10 ** ((FALL_START + FALL_END) / 2)  # the valley: the middle of the main descent
+BREAK = int(np.searchsorted(np.log10(LRS), BLOWUP))  # where the hand-made loss leaves its lowest level
+
+
+def handmade_sweep(end: float | None) -> tuple[list[float], list[float], float | None]:
+    """What the sweep records on the noiseless synthetic curve cut off at its blow-up: flat at 2.3, the descent to
+    0.5, flat, and at LRS[BREAK] a loss of ``end`` where the sweep stops (the 4x stop, or the first non-finite loss);
+    with ``end`` None, the flat level to the end of the sweep: a curve that never blew up."""
+    losses = [0.5 if math.log10(lr) >= FALL_END else loss for lr, loss in zip(LRS, synthetic_curve(), strict=True)]
+    if end is None:
+        return LRS, losses, None
+    return LRS[:BREAK + 1], [*losses[:BREAK], end], LRS[BREAK]
+
+
+def documented_range(lrs: list[float], suggestion: float, blowup: float) -> tuple[float, tuple[float, float]]:
+    """The rule's low end, and the open interval its high end lies in ("just under the blow-up")."""
+    before = max(lr for lr in lrs if lr < blowup)
+    return suggestion / 100, (before, blowup)
+
+
+@pytest.mark.parametrize("end", [50.0, math.inf, math.nan], ids=["jumps-to-50", "turns-inf", "turns-nan"])
+def test_the_search_range_of_a_handmade_curve_follows_the_documented_rule(
+    monkeypatch: pytest.MonkeyPatch, end: float
+) -> None:
+    monkeypatch.setattr(lr_finder, "_sweep", lambda *args: handmade_sweep(end))
+    shown = CliRunner().invoke(app, ["lr-find", "--json"])
+    assert shown.exit_code == 0, shown.stderr
+    record = json.loads(shown.stdout)
+    assert record["suggestions"]["blowup"] == pytest.approx(LRS[BREAK - 1])
+    assert DESCENT_MIDDLE / SWEEP_STEP <= record["suggestion"] <= DESCENT_MIDDLE * SWEEP_STEP
+    low, (above, below) = documented_range(LRS, record["suggestion"], LRS[BREAK - 1])
+    assert record["prior"][0] == pytest.approx(low, rel=1e-12)
+    assert above < record["prior"][1] < below
+
+
+def test_the_search_range_of_a_curve_that_never_blew_up_is_the_whole_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lr_finder, "_sweep", lambda *args: handmade_sweep(None))
+    shown = CliRunner().invoke(app, ["lr-find", "--json"])
+    assert shown.exit_code == 0, shown.stderr
+    assert json.loads(shown.stdout)["prior"] == pytest.approx([1e-7, 1.0], rel=1e-12)
+
+
+def test_the_search_range_of_a_real_sweep_follows_the_documented_rule() -> None:
+    """AdamW on a small MLP over digits, whose loss blows up within the sweep."""
+    shown = CliRunner().invoke(app, ["lr-find", "--hidden", "32", "--steps", "50", "--json"])
+    assert shown.exit_code == 0, shown.stderr
+    record = json.loads(shown.stdout)
+    assert record["suggestion"] is not None and record["suggestions"]["blowup"] is not None
+    low, (above, below) = documented_range(record["lrs"], record["suggestion"], record["suggestions"]["blowup"])
+    assert low > record["lrs"][0]  # not cut at the sweep's start, which the rule leaves unsaid
+    assert record["prior"][0] == pytest.approx(low, rel=1e-12)
+    assert above < record["prior"][1] < below
+
+
+def searched_lr_range(tmp_path: Path) -> tuple[float, float]:
+    """The lr range that ``run --lr-find --lr-range 1e-4 0.1`` searched (its one trial's distribution)."""
+    storage = f"sqlite:///{tmp_path / 'hp.db'}"
+    done = CliRunner().invoke(app, ["run", "--lr-find", "--lr-range", "1e-4", "0.1", "--n-trials", "1", "--epochs", "1",
+                                    "--hidden", "8", "--no-check", "--quiet", "--storage", storage, "--study", "lr"])
+    assert done.exit_code == 0, done.stderr
+    [trial] = optuna.load_study(study_name="lr", storage=storage).get_trials(states=(TrialState.COMPLETE,))
+    return trial.distributions["lr"].low, trial.distributions["lr"].high
+
+
+def test_run_lr_find_searches_the_documented_range_of_a_loss_that_turned_nan(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(lr_finder, "_sweep", lambda *args: handmade_sweep(math.nan))
+    searched_low, searched_high = searched_lr_range(tmp_path)
+    low, (above, below) = documented_range(LRS, DESCENT_MIDDLE, LRS[BREAK - 1])
+    assert low / SWEEP_STEP <= searched_low <= low * SWEEP_STEP and above < searched_high < below
+
+
+def test_run_lr_find_keeps_the_given_lr_range_when_the_loss_never_blew_up(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(lr_finder, "_sweep", lambda *args: handmade_sweep(None))
+    assert searched_lr_range(tmp_path) == (1e-4, 0.1)

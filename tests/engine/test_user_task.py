@@ -244,7 +244,7 @@ BAD_INPUTS = [
     (["--num-classes", "5"], "label 9 is out of range for num_classes 5"),
     (["--model-arg", "width"], "model-arg must be NAME=VALUE"),
     (["--model-arg", "depth=3"], "model_args.depth: model 'usertask.py:cnn' takes no argument 'depth'"),
-    (["--optimizer", "lion"], "'--optimizer': Value error, 'lion' is not one of 'adamw', 'adam', 'sgd'"),
+    (["--optimizer", "lion"], "optimizer must be one of adamw, adam, sgd or an entry point"),
     (["--loss", "hinge"], "loss must be one of cross-entropy, mse or an entry point"),
     (["--precision", "fp8"], "'--precision': Value error, 'fp8' is not one of 'fp32', 'bf16', 'fp16'"),
     (["--momentum", "0.9"], "momentum must be unset with optimizer 'adamw'"),

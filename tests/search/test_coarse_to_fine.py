@@ -79,9 +79,13 @@ def test_narrow_shrinks_to_the_best_trials_plus_a_margin() -> None:
     assert (lr.low, lr.high) == (pytest.approx(10**-3.5), pytest.approx(10**-1.5)) and lr.log
     assert (warmup.low, warmup.high) == (0.0, pytest.approx(0.45))  # clamped at the old low
     assert schedule.choices == ("cosine", "wsd")
+    # One best trial and no margin still leave a range: a sliver of half a hundredth of a decade on a log scale
+    # (1e-5 x 10**0.005 = 1.01158e-5) and of half a percent of the range otherwise (0.5 - 0.0025), within the old.
     maximized = narrow(space, trials, StudyDirection.MAXIMIZE, keep=1, margin=0.0)
-    assert maximized.params[0].low == 1e-5 and maximized.params[0].high == pytest.approx(10**-4.995)
-    assert maximized.params[2].choices == ("constant",)
+    lr, warmup, schedule = maximized.params
+    assert lr.low == 1e-5 and lr.high == pytest.approx(1.01158e-5, rel=1e-5)
+    assert (warmup.low, warmup.high) == (pytest.approx(0.4975), 0.5)
+    assert schedule.choices == ("constant",)
     assert narrow(space, [], StudyDirection.MINIMIZE, keep=2, margin=0.5) == space
 
 

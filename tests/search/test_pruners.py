@@ -115,15 +115,19 @@ def test_a_spec_with_asha_loads(tmp_path: Path) -> None:
     assert isinstance(make_pruner(spec.pruner, epochs=spec.train.epochs), SuccessiveHalvingPruner)
 
 
-def test_an_unknown_pruner_from_a_flag_or_a_spec_is_one_error_line_naming_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("source", "expected"), [
+    ("flag", "'sha' is not one of 'median', 'hyperband', 'asha', 'none'"),
+    ("spec", "pruner must be one of median, hyperband, asha, none, got 'sha'"),
+], ids=["flag", "spec"])
+def test_an_unknown_pruner_from_a_flag_or_a_spec_is_one_error_line_naming_it(source: str, expected: str,
+                                                                             tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text('[study]\npruner = "sha"\n')
-    for args, expected in [(["--pruner", "sha"], "'sha' is not one of 'median', 'hyperband', 'asha', 'none'"),
-                           (["--spec", str(path)], "pruner must be one of median, hyperband, asha, none, got 'sha'")]:
-        code, out, err = invoke("run", "--n-trials", "2", "--storage", "memory", *args)
-        assert code == 2, (args, out, err)
-        lines = err.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], (args, err)
+    args = ["--pruner", "sha"] if source == "flag" else ["--spec", str(path)]
+    code, out, err = invoke("run", "--n-trials", "2", "--storage", "memory", *args)
+    assert code == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
 
 
 @pytest.mark.parametrize("name", ["median", "hyperband", "asha"])

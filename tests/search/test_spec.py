@@ -65,7 +65,10 @@ def test_only_training_hyperparameters_can_be_searched() -> None:
     [
         ({"strategy": "bayes"}, "strategy must be one of grid, random, tpe, coarse-to-fine, got 'bayes'"),
         ({"pruner": "sha"}, "pruner must be one of median, hyperband, asha, none, got 'sha'"),
-        ({"metric": "f1"}, "metric must be one of val_loss, val_acc, got 'f1'"),
+        ({"metric": "f1"}, "direction must be given for metric 'f1', which is not built in"),
+        ({"metric": "f1", "direction": "up"}, "direction must be one of minimize, maximize, got 'up'"),
+        ({"metric": "val_loss", "direction": "maximize"}, "direction must be minimize for metric val_loss"),
+        ({"metric": " "}, "metric must be val_loss, val_acc or a name your metrics function reports"),
         ({"n_trials": 0}, "n_trials must be >= 1, got 0"),
         ({"timeout": -1.0}, "timeout must be > 0 seconds, got -1.0"),
     ],
@@ -190,7 +193,8 @@ def test_an_objectives_spec_names_its_value_and_direction_and_round_trips_with_i
     assert StudySpec.from_sources({"study": {"objective": OBJECTIVE}}).space.params == ()  # a spec file's
 
 
-def test_a_study_of_hpsearchs_loop_stores_no_direction_of_its_own() -> None:
-    assert "direction" not in StudySpec(metric="val_acc").to_dict()["study"]  # as studies stored before it
+def test_a_study_of_hpsearchs_loop_stores_its_metrics_own_direction_and_reads_one_stored_without_it() -> None:
+    assert StudySpec(metric="val_acc").to_dict()["study"]["direction"] == "maximize"  # one stored field for all
+    assert StudySpec.from_mapping({"study": {"metric": "val_acc"}}).direction == "maximize"  # as stored before it
     with pytest.raises(ConfigError, match="direction must be maximize for metric val_acc, got 'minimize'"):
         StudySpec(metric="val_acc", direction="minimize")

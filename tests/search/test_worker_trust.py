@@ -7,19 +7,25 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
+from storage_dump import logical_dump
+from typer.testing import CliRunner
 
+from hpsearch.cli import app
 from hpsearch.engine.config import TrainConfig
 from hpsearch.engine.entry_points import is_trusted
+from hpsearch.search import worker_process
 from hpsearch.search.records import read_trial
 from hpsearch.search.runner import _create_or_load
 from hpsearch.search.space import SearchSpace
 from hpsearch.search.spec import StudySpec
 from hpsearch.search.storages import open_storage
+from hpsearch.search.worker import WorkerOptions
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -36,7 +42,10 @@ def task_dir(tmp_path: Path) -> Path:
 
 
 def hpsearch(*args: str, cwd: Path, pythonpath: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **({"PYTHONPATH": str(pythonpath)} if pythonpath else {})}
+    """``hpsearch ARGS`` in a process of its own in ``cwd``, with ``pythonpath`` first on its import path (the rest of
+    PYTHONPATH kept, so it imports the hpsearch under test)."""
+    paths = [str(pythonpath)] if pythonpath else []
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, *filter(None, [os.environ.get("PYTHONPATH")])])}
     return subprocess.run([sys.executable, "-m", "hpsearch", *args], cwd=cwd, env=env, capture_output=True, check=False,
                           text=True, timeout=300)
 
@@ -128,3 +137,75 @@ def test_a_worker_imports_a_trusted_files_neighbours(task_dir: Path) -> None:
 ])
 def test_the_trust_rule(entry_point: str, trusted: tuple[str, ...], allowed: bool) -> None:
     assert is_trusted(entry_point, trusted) is allowed
+
+
+# A model, a dataset and a loss of the user's, each in a module of its own (copies of usertask.py on the import path,
+# not files inside the working directory), so each needs a ``--trust`` of its own.
+OWN_ENTRY_POINTS = {"model": "usermodel:regressor", "dataset": "userdata:load_regression", "loss": "userloss:l1"}
+OWN_MODULES = {field: entry_point.partition(":")[0] for field, entry_point in OWN_ENTRY_POINTS.items()}
+OWN_TRAIN = TrainConfig(epochs=1, model_args={"width": 4}, **OWN_ENTRY_POINTS)
+
+
+@pytest.fixture
+def own_modules(task_dir: Path) -> Path:
+    """The folder of the modules OWN_ENTRY_POINTS name, inside ``task_dir``."""
+    folder = task_dir / "lib"
+    folder.mkdir()
+    for module in OWN_MODULES.values():
+        shutil.copy(USERTASK, folder / f"{module}.py")
+    return folder
+
+
+def store_own_study(storage: str, name: str) -> None:
+    """A study of OWN_TRAIN as `hpsearch run` stores it, with no trial yet."""
+    spec = StudySpec(name=name, strategy="random", n_trials=1, pruner="none", metric="val_loss", space=SPACE,
+                     train=OWN_TRAIN)
+    _create_or_load(spec, open_storage(storage), None, None)
+
+
+def test_run_jobs_trusts_its_own_model_dataset_and_loss_in_its_workers(task_dir: Path, own_modules: Path) -> None:
+    """Each is a module that a worker refuses without its ``--trust`` (the test below); the run hands its workers
+    that trust, so they train."""
+    storage = f"sqlite:///{task_dir / 'hp.db'}"
+    done = hpsearch("run", "--strategy", "random", "--n-trials", "2", "--epochs", "1", "--pruner", "none",
+                    "--metric", "val_loss", *(f"--{field}={value}" for field, value in OWN_ENTRY_POINTS.items()),
+                    "--model-arg", "width=4", "--no-check", "--jobs", "2", "--storage", storage, "--study", "own",
+                    "--quiet", cwd=task_dir, pythonpath=own_modules)
+    assert done.returncode == 0, done.stderr
+    assert len(completed(storage, "own")) == 2
+
+
+def cli_worker(options: WorkerOptions, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """``hpsearch worker`` on these options' study and storage, trusting what they trust: exit code and stderr."""
+    result = CliRunner().invoke(app, ["worker", options.study, "--storage", str(options.storage),
+                                      *(arg for module in options.trust for arg in ("--trust", module)), "--quiet"])
+    return result.exit_code, result.stderr
+
+
+def pool_worker(options: WorkerOptions, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """The worker process ``run --jobs`` starts (hpsearch.search.worker_process), told these options."""
+    code = worker_process.main([options.to_json()])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("worker", [cli_worker, pool_worker], ids=["hpsearch-worker", "worker-process"])
+@pytest.mark.parametrize("field", list(OWN_ENTRY_POINTS))
+def test_a_worker_refuses_an_untrusted_model_dataset_or_loss_in_one_line_and_writes_nothing(
+    task_dir: Path, own_modules: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    field: str, worker: Callable[[WorkerOptions, pytest.CaptureFixture[str]], tuple[int, str]],
+) -> None:
+    """The other two trusted, so the one left out is refused whichever field it is."""
+    storage = f"sqlite:///{task_dir / 'hp.db'}"
+    store_own_study(storage, "own")
+    before = logical_dump(storage)
+    monkeypatch.chdir(task_dir)
+    monkeypatch.setattr(worker_process, "prepare_process", lambda: None)  # no SIGTERM handler or gc freeze in pytest
+    others = tuple(module for other, module in OWN_MODULES.items() if other != field)
+    code, err = worker(WorkerOptions("own", storage, trust=others), capsys)
+    assert code == 2
+    [line] = err.strip().splitlines()
+    assert line.startswith(f"error: {field} {OWN_ENTRY_POINTS[field]!r} of study 'own' is not trusted"), line
+    assert line.endswith(f"add --trust {OWN_MODULES[field]} if you trust whoever writes to this storage")
+    assert OWN_MODULES[field] not in sys.modules  # refused before it was imported
+    assert logical_dump(storage) == before
+

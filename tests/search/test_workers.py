@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -226,45 +227,83 @@ def test_an_interrupt_that_cuts_a_read_short_still_marks_the_trial_interrupted(w
     assert study.trials[0].state == TrialState.FAIL and read_trial(study.trials[0]).status == "interrupted"
 
 
-def _bad_inputs(tmp_path: Path) -> tuple[list[tuple[list[str], str]], list[tuple[list[str], str]]]:
-    """Cases for every command that opens a storage, and cases for ``run`` alone."""
-    corrupt = tmp_path / "corrupt.db"
-    corrupt.write_bytes(b"\x00garbage" * 512)
-    foreign = tmp_path / "ckpt" / "digits-random" / "trial-0.pt"
+def write_bad_worker_files(tmp: Path) -> None:
+    """The files the bad worker inputs name: a database that is not one, a checkpoint another program wrote."""
+    (tmp / "corrupt.db").write_bytes(b"\x00garbage" * 512)
+    foreign = tmp / "ckpt" / "digits-random" / "trial-0.pt"
     foreign.parent.mkdir(parents=True)
     foreign.write_text("some other program's state")
-    local = f"sqlite:///{tmp_path / 'hp.db'}"
-    storage_cases = [
-        (["--storage", "postgresql://postgres@127.0.0.1:1/test"], "cannot open storage (--storage postgresql://"),
-        (["--storage", "foo://bar"], "storage must be sqlite:///FILE"),
-        (["--storage", f"sqlite:///{corrupt}"], "not an SQLite database"),
-        (["--storage", local, "--heartbeat", "-1"], "heartbeat must be >= 0 seconds, got -1"),
-    ]
-    run_cases = [
-        (["--storage", local, "--checkpoint-dir", str(tmp_path / "ckpt")], f"not an hpsearch checkpoint: {foreign}"),
-        (["--storage", local, "--jobs", "0"], "jobs must be >= 1, got 0"),
-        (["--storage", "memory", "--jobs", "2"], "--jobs needs a storage that processes share"),
-    ]
-    return storage_cases, run_cases
 
 
-def test_bad_worker_inputs_give_one_error_line_exit_2_and_write_nothing(tmp_path: Path) -> None:
-    storage_cases, run_cases = _bad_inputs(tmp_path)
-    before = sorted(tmp_path.rglob("*"))
+def bad_worker_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
+    """Each command with a bad input by its test id, and a part of the one line it must produce: every bad storage
+    for ``run`` and ``worker``, then the inputs of ``run`` alone (files from write_bad_worker_files)."""
+    local = f"sqlite:///{tmp / 'hp.db'}"
+    storages = {
+        "postgresql-unreachable": (["--storage", "postgresql://postgres@127.0.0.1:1/test"],
+                                   "cannot open storage (--storage postgresql://"),
+        "storage-scheme-unknown": (["--storage", "foo://bar"], "storage must be sqlite:///FILE"),
+        "sqlite-corrupt": (["--storage", f"sqlite:///{tmp / 'corrupt.db'}"], "not an SQLite database"),
+        "heartbeat-negative": (["--storage", local, "--heartbeat", "-1"], "heartbeat must be >= 0 seconds, got -1"),
+    }
     run = ["run", "--strategy", "random", "--n-trials", "2", "--epochs", "1"]
-    cases = [([*run, *args], message) for args, message in storage_cases + run_cases]
-    cases += [(["worker", "digits-random", *args], message) for args, message in storage_cases]
-    cases.append((["worker", "nope", "--storage", f"sqlite:///{tmp_path / 'hp.db'}"], "no study named 'nope'"))
-    processes = [start(*command) for command, _ in cases]  # all at once: each pays torch's import
-    for (command, message), process in zip(cases, processes, strict=True):
-        code, _, err = finish(process)
-        lines = err.strip().splitlines()
-        assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (command, err)
-        assert message in lines[0], (command, lines[0])
-    assert sorted(path for path in tmp_path.rglob("*") if not path.name.startswith("hp.db")) == before
-    assert trials_of("digits-random", f"sqlite:///{tmp_path / 'hp.db'}") == []
+    return {
+        **{f"run-{name}": ([*run, *args], message) for name, (args, message) in storages.items()},
+        "run-checkpoint-foreign": ([*run, "--storage", local, "--checkpoint-dir", str(tmp / "ckpt")],
+                                   f"not an hpsearch checkpoint: {tmp / 'ckpt' / 'digits-random' / 'trial-0.pt'}"),
+        "run-jobs-zero": ([*run, "--storage", local, "--jobs", "0"], "jobs must be >= 1, got 0"),
+        "run-jobs-on-memory": ([*run, "--storage", "memory", "--jobs", "2"],
+                               "--jobs needs a storage that processes share"),
+        **{f"worker-{name}": (["worker", "digits-random", *args], message)
+           for name, (args, message) in storages.items()},
+        "worker-study-missing": (["worker", "nope", "--storage", local], "no study named 'nope'"),
+    }
+
+
+@dataclass(frozen=True)
+class Refusals:
+    """What the bad worker inputs left: their folder, its files before, and each command's exit code and stderr."""
+
+    folder: Path
+    before: list[Path]
+    results: dict[str, tuple[int, str]]
+
+
+@pytest.fixture(scope="module")
+def refusals(tmp_path_factory: pytest.TempPathFactory) -> Refusals:
+    """Every bad worker input run at once, each in a process of its own (each pays torch's import), in one folder."""
+    folder = tmp_path_factory.mktemp("refused")
+    write_bad_worker_files(folder)
+    before = sorted(folder.rglob("*"))
+    processes = {case: start(*command) for case, (command, _) in bad_worker_inputs(folder).items()}
+    try:
+        results = {}
+        for case, process in processes.items():
+            code, _, err = finish(process)
+            results[case] = (code, err)
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return Refusals(folder, before, results)
+
+
+@pytest.mark.parametrize("case", sorted(bad_worker_inputs(Path("unused"))))  # the ids; the fixture runs them all
+def test_a_bad_worker_input_gives_one_error_line_and_exit_2(case: str, refusals: Refusals) -> None:
+    code, err = refusals.results[case]
+    _, message = bad_worker_inputs(refusals.folder)[case]
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    assert message in lines[0], lines[0]
+
+
+def test_bad_worker_inputs_write_nothing(refusals: Refusals) -> None:
+    folder = refusals.folder
+    assert sorted(path for path in folder.rglob("*") if not path.name.startswith("hp.db")) == refusals.before
+    assert trials_of("digits-random", f"sqlite:///{folder / 'hp.db'}") == []
     # No study at all, read anew: hp.db may exist (a refusal after opening the storage), but holds nothing.
-    assert not (tmp_path / "hp.db").exists() or logical_dump(f"sqlite:///{tmp_path / 'hp.db'}") == {}
+    assert not (folder / "hp.db").exists() or logical_dump(f"sqlite:///{folder / 'hp.db'}") == {}
 
 
 def test_a_wrong_postgresql_database_is_refused_and_nothing_is_created(postgres_url: str) -> None:

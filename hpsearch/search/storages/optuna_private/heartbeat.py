@@ -63,7 +63,8 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
 
 
 def _last_beat(trial: FrozenTrial) -> float:
+    """The later of the trial's last beat and its start. A retry carries the system attrs of the dead trial it runs
+    again, that trial's last beat among them, which must not make the retry stale as it starts."""
+    started = trial.datetime_start.timestamp() if trial.datetime_start is not None else time.time()
     beat = trial.system_attrs.get(BEAT_ATTR)
-    if beat is not None:
-        return float(beat)
-    return trial.datetime_start.timestamp() if trial.datetime_start is not None else time.time()
+    return started if beat is None else max(float(beat), started)

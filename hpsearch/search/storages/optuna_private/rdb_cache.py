@@ -9,6 +9,7 @@ import copy
 import functools
 import json
 from collections.abc import Callable, Container, Sequence
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -45,14 +46,22 @@ class LocalTrialsCache(_CachedStorage):
         self._finished_cached: dict[int, int] = {}  # study id → finished trials in the cache after its last read
         # trial id → (study id, this process's copy of a RUNNING trial it started, kept by its own writes)
         self._own_running: dict[int, tuple[int, FrozenTrial]] = {}
+        # MySQL's DATETIME, as Optuna's tables declare it, keeps whole seconds (rounded or cut, by server), not the
+        # start time Optuna made: there a trial's copy takes it as stored, one small read a trial more.
+        self._start_read_back = backend.engine.dialect.name in ("mysql", "mariadb")
 
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
         created = super().create_new_trial(study_id, template_trial)
         with self._lock:
             _, number = self._trial_id_to_study_id_and_number[created]
             trial = self._studies[study_id].trials[number]
-            if trial.state == TrialState.RUNNING:
-                self._own_running[created] = (study_id, copy.deepcopy(trial))
+            if trial.state != TrialState.RUNNING:
+                return created
+            own = copy.deepcopy(trial)
+        if self._start_read_back:
+            own.datetime_start = self._stored_times(created)[0]
+        with self._lock:
+            self._own_running[created] = (study_id, own)
         return created
 
     def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
@@ -73,13 +82,9 @@ class LocalTrialsCache(_CachedStorage):
     def _cache_finished(self, trial_id: int, study_id: int, trial: FrozenTrial, state: TrialState,
                         values: Sequence[float] | None) -> None:
         """This process's copy of a trial it has just finished becomes the cache's finished trial, with the
-        completion time the database stored (one small read): no read of the study to fetch it back."""
-        import sqlalchemy.orm
-        from optuna.storages._rdb.models import TrialModel
-
-        with sqlalchemy.orm.Session(self._backend.engine) as session:  # Optuna's model: it converts the stored time
-            completed = session.get(TrialModel, trial_id).datetime_complete
-        trial.state, trial.datetime_complete = state, completed
+        times the database stored (one small read): no read of the study to fetch it back."""
+        trial.datetime_start, trial.datetime_complete = self._stored_times(trial_id)
+        trial.state = state
         trial.values = None if values is None else [float(value) for value in values]
         with self._lock:
             cached = self._studies[study_id]
@@ -87,6 +92,15 @@ class LocalTrialsCache(_CachedStorage):
             cached.unfinished_trial_ids.discard(trial_id)
             if study_id in self._finished_cached:  # the finished trials of the last read, and this one
                 self._finished_cached[study_id] = sum(t.state.is_finished() for t in cached.trials.values())
+
+    def _stored_times(self, trial_id: int) -> tuple[datetime | None, datetime | None]:
+        """A trial's start and completion times as the database holds them (one small read)."""
+        import sqlalchemy.orm
+        from optuna.storages._rdb.models import TrialModel
+
+        with sqlalchemy.orm.Session(self._backend.engine) as session:  # Optuna's model: it converts the stored times
+            stored = session.get(TrialModel, trial_id)
+            return stored.datetime_start, stored.datetime_complete
 
     def set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
                         distribution: BaseDistribution) -> None:
