@@ -7,6 +7,7 @@ command-line flags; validated once here, so the runner can trust it.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import tomllib
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ from hpsearch.choices import METRICS, PRUNERS, STRATEGIES
 from hpsearch.engine.config import TrainConfig, merge_train_tables
 from hpsearch.engine.entry_points import is_entry_point
 from hpsearch.errors import ConfigError
-from hpsearch.search.space import DEFAULT_SPACE, SearchSpace
+from hpsearch.search.space import DEFAULT_SPACE, MODEL_ARGS, OPTIMIZER_PARAMS, SearchSpace
 
 __all__ = ["DEFAULT_TRIALS", "METRICS", "PRUNERS", "STRATEGIES", "CoarseToFine", "StudySpec", "load_spec_file"]
 
@@ -130,6 +131,7 @@ class StudySpec:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
         if self.name is not None and not self.name.strip():
             raise ConfigError(f"study name must not be empty, got {self.name!r}")
+        _check_space_fits(self.space, self.train)
 
     @property
     def study_name(self) -> str:
@@ -142,7 +144,9 @@ class StudySpec:
         elif is_entry_point(dataset):  # mytask.py:load -> mytask, pkg.tasks:load -> tasks
             where = dataset.rpartition(":")[0]
             dataset = Path(where).stem if where.endswith(".py") else where.rpartition(".")[2]
-        return f"{dataset.partition(':')[0]}-{self.strategy}"
+        else:  # synthetic:n=100 -> synthetic
+            dataset = dataset.partition(":")[0]
+        return f"{dataset}-{self.strategy}"
 
     @property
     def direction(self) -> str:
@@ -184,6 +188,7 @@ class StudySpec:
         (model_args merged key by key; ``seed`` goes to both), None meaning not given; a range changes that one
         parameter of the file's space, or of the default one, and the rest is still searched."""
         tables = load_spec_file(spec_file) if isinstance(spec_file, str | Path) else dict(spec_file or {})
+        _check_tables(tables, str(spec_file) if isinstance(spec_file, str | Path) else "flags")
         given = {key: value for key, value in study.items() if value is not None}
         seed = {"seed": given["seed"]} if "seed" in given else {}
         train_table = merge_train_tables(tables.get("train", {}), {**(train or {}), **seed})
@@ -199,20 +204,14 @@ class StudySpec:
     def from_mapping(cls, values: Mapping[str, Any], source: str = "spec") -> StudySpec:
         """From the tables of a spec file; any unknown table or key is an error naming it. ``[model_args]``
         holds the model factory's arguments (the same as ``model_args`` in ``[train]``)."""
-        unknown = sorted(set(values) - {"study", "space", "train", "coarse_to_fine", "model_args"})
-        if unknown:
-            raise ConfigError(f"unknown table [{unknown[0]}] in {source} (known: study, space, train, model_args, "
-                              f"coarse_to_fine)")
+        _check_tables(values, source)
         study = dict(values.get("study", {}))
         bad = sorted(set(study) - set(_STUDY_KEYS))
         if bad:
             raise ConfigError(f"unknown key {bad[0]!r} in [study] of {source} (known: {', '.join(_STUDY_KEYS)})")
         space = SearchSpace.from_mapping(values["space"]) if "space" in values else DEFAULT_SPACE
         train_table = dict(values.get("train", {}))
-        if "model_args" in values:
-            if not isinstance(values["model_args"], Mapping):
-                raise ConfigError(f"[model_args] of {source} must be a table of NAME = VALUE, got "
-                                  f"{values['model_args']!r}")
+        if "model_args" in values and isinstance(train_table.get("model_args", {}), Mapping):
             train_table["model_args"] = {**values["model_args"], **train_table.get("model_args", {})}
         train = TrainConfig.from_mapping(train_table, source=f"[train] of {source}")
         stages_table = dict(values.get("coarse_to_fine", {}))
@@ -220,6 +219,19 @@ class StudySpec:
             stages_table["fine_pruner"] = study["pruner"]  # a pruner asked for is the fine stages'
         stages = CoarseToFine.from_mapping(stages_table)
         return cls(space=space, train=train, coarse_to_fine=stages, **_typed_study_fields(study))
+
+
+_TABLES = ("study", "space", "train", "model_args", "coarse_to_fine")
+
+
+def _check_tables(values: Mapping[str, Any], source: str) -> None:
+    """Every table of a spec is a known one, and a table (``study = 5`` is not)."""
+    unknown = sorted(set(values) - set(_TABLES))
+    if unknown:
+        raise ConfigError(f"unknown table [{unknown[0]}] in {source} (known: {', '.join(_TABLES)})")
+    for name in _TABLES:
+        if name in values and not isinstance(values[name], Mapping):
+            raise ConfigError(f"[{name}] of {source} must be a table of NAME = VALUE, got {values[name]!r}")
 
 
 def load_spec_file(path: str | Path) -> dict[str, Any]:
@@ -240,10 +252,32 @@ def _typed_study_fields(study: dict[str, Any]) -> dict[str, Any]:
     typed = {}
     for key, value in study.items():
         wanted = types[key]
-        if value is not None and not (isinstance(value, wanted) or (wanted is float and isinstance(value, int))):
+        of_type = isinstance(value, wanted) or (wanted is float and isinstance(value, int))
+        if value is not None and (not of_type or (isinstance(value, bool) and wanted is not bool)):
             raise ConfigError(f"{key} must be {wanted.__name__}, got {value!r}")
         typed[key] = float(value) if wanted is float and value is not None else value
     return typed
+
+
+def _check_space_fits(space: SearchSpace, train: TrainConfig) -> None:
+    """Refuse a space that can suggest a setting the training cannot take (a warmup range past 1, a choice of an
+    unknown schedule, an optimizer without the momentum ``train`` fixes): every trial that drew it would fail, after
+    the study was written. Each range's ends and every choice are tried, the optimizer's settings in every
+    combination with it (which of them a trial has depends on its optimizer), any other setting alone."""
+    together = [p for p in space.params if p.name == "optimizer" or p.name in OPTIMIZER_PARAMS]
+    alone = [p for p in space.params if p not in together and not p.name.startswith(MODEL_ARGS)]
+    trials = [{p.name: value} for p in alone for value in p.grid(2)]
+    trials += [dict(zip([p.name for p in together], values, strict=True))
+               for values in itertools.product(*(p.grid(2) for p in together))]
+    for values in trials:
+        optimizer = values.get("optimizer", train.optimizer)
+        drawn = {name: value for name, value in values.items() if optimizer in OPTIMIZER_PARAMS.get(name, (optimizer,))}
+        try:
+            train.replace(**drawn)
+        except ConfigError as exc:
+            shown = ", ".join(f"{name}={value!r}" for name, value in drawn.items())
+            raise ConfigError(f"space.{next(iter(drawn))}: a trial may draw {shown}, which [train] cannot take: "
+                              f"{exc}") from None
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
