@@ -14,10 +14,17 @@ from typing import Any
 
 import pytest
 import torch
+from hypothesis import settings
 
 from hpsearch.engine import training
 from hpsearch.engine.data import Data
 from hpsearch.engine.datasets import load_data
+
+# Property tests: the same examples on every run (derandomized, no example database written into the tree) and no
+# per-example deadline, which a loaded two-core machine would trip; HYPOTHESIS_PROFILE=explore searches wider.
+settings.register_profile("ci", max_examples=40, derandomize=True, database=None, deadline=None)
+settings.register_profile("explore", max_examples=500, database=None, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

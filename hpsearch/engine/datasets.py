@@ -41,12 +41,12 @@ _SYNTHETIC_DEFAULTS = {"n": 4000, "d": 784, "classes": 10, "noise": 2}
 
 def check_dataset_name(name: str) -> None:
     """Reject a dataset name the registry cannot load, before any file is touched."""
+    if name == "synthetic" or name.startswith("synthetic:"):  # before entry points: synthetic:n has their shape
+        _parse_synthetic(name)
+        return
     if name in BUILTIN_DATASETS or is_entry_point(name):
         return
     if name.startswith("npz:") and len(name) > 4:
-        return
-    if name == "synthetic" or name.startswith("synthetic:"):
-        _parse_synthetic(name)
         return
     raise ConfigError(f"dataset must be one of {', '.join(DATASETS)}, got {name!r}")
 
@@ -147,7 +147,7 @@ def _parse_synthetic(name: str) -> dict[str, int]:
     spec = name.partition(":")[2]
     for item in filter(None, spec.split(",")):
         key, _, raw = item.partition("=")
-        if key not in values or not raw.isdigit() or int(raw) < 1:
+        if key not in values or not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
             raise ConfigError(f"dataset synthetic takes n=, d=, classes=, noise= with positive integers, got {name!r}")
         values[key] = int(raw)
     if values["classes"] < 2:

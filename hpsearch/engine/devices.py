@@ -10,12 +10,12 @@ from hpsearch.errors import ConfigError, DeviceError
 
 __all__ = ["check_device_name", "resolve_device"]
 
-_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")  # fullmatch: no newline after, ASCII digits only
 
 
 def check_device_name(name: str) -> None:
     """Reject a device name torch would not know, without probing any hardware."""
-    if not _DEVICE_PATTERN.match(name):
+    if not _DEVICE_PATTERN.fullmatch(name):
         raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
 
 

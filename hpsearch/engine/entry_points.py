@@ -114,7 +114,7 @@ def _import(where: str, entry_point: str, field: str) -> Any:
         try:
             with _first_on_path(str(resolved.parent)):
                 spec.loader.exec_module(module)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a script's sys.exit() at import ends nothing but the import
             del sys.modules[name]
             raise EntryPointError(f"{field} {entry_point!r}: importing {where} raised "
                                   f"{type(exc).__name__}: {exc}") from None
@@ -124,7 +124,7 @@ def _import(where: str, entry_point: str, field: str) -> Any:
     except ModuleNotFoundError as exc:
         raise EntryPointError(f"{field} {entry_point!r}: no module named {exc.name!r} "
                               f"(working directory {os.getcwd()})") from None
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise EntryPointError(f"{field} {entry_point!r}: importing {where} raised {type(exc).__name__}: {exc}"
                               ) from None
 

@@ -65,11 +65,16 @@ class ParamSpec:
         if self.choices is not None:
             if self.low is not None or self.high is not None or not self.choices:
                 raise ConfigError(f"{where}: give either non-empty choices or low and high, got {self._text()}")
+            wrong = [choice for choice in self.choices if not _is_a(choice, self.kind)]
+            if wrong:
+                raise ConfigError(f"{where}: choices must be of type {self.kind.__name__}, got {wrong[0]!r}")
             return
         if self.low is None or self.high is None or self.kind in (str, bool):
             raise ConfigError(f"{where}: needs low and high (or choices), got {self._text()}")
         if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.low >= self.high:
             raise ConfigError(f"{where}: low must be < high, got low={self.low:g} high={self.high:g}")
+        if self.kind is int and not (float(self.low).is_integer() and float(self.high).is_integer()):
+            raise ConfigError(f"{where}: low and high must be whole numbers, got low={self.low:g} high={self.high:g}")
         if self.log and self.low <= 0:
             raise ConfigError(f"{where}: a log-scale range needs low > 0, got low={self.low:g}")
 
@@ -90,11 +95,15 @@ class ParamSpec:
         unknown = sorted(set(values) - {"low", "high", "log", "choices"})
         if unknown:
             raise ConfigError(f"space.{name}: unknown key {unknown[0]!r} (known: low, high, log, choices)")
-        choices = values.get("choices")
+        choices, log = values.get("choices"), values.get("log", False)
+        if choices is not None and not isinstance(choices, list | tuple):
+            raise ConfigError(f"space.{name}: choices must be a list such as [1, 2], got {choices!r}")
+        if not isinstance(log, bool):
+            raise ConfigError(f"space.{name}: log must be true or false, got {log!r}")
         ints = all(isinstance(values.get(k), int) and not isinstance(values.get(k), bool) for k in ("low", "high"))
         try:
             return cls(name=name, low=_number(values.get("low")), high=_number(values.get("high")),
-                       log=bool(values.get("log", False)), choices=tuple(choices) if choices is not None else None,
+                       log=log, choices=tuple(choices) if choices is not None else None,
                        integer=ints, own=own)
         except (TypeError, ValueError):
             raise ConfigError(f"space.{name}: low and high must be numbers, got {dict(values)}") from None
@@ -143,6 +152,15 @@ class ParamSpec:
 
     def _text(self) -> str:
         return str(self.to_dict())
+
+
+def _is_a(value: Any, kind: type) -> bool:
+    """Whether ``value`` is of a setting's ``kind`` as a config file writes it (an int is a float, a bool no number)."""
+    if kind is object:
+        return True
+    if isinstance(value, bool):
+        return kind is bool
+    return isinstance(value, int | float) if kind is float else isinstance(value, kind)
 
 
 def _number(value: Any) -> float | None:

@@ -8,6 +8,7 @@ on ``[train]``, or with ``objective`` the user's own Optuna objective, which sug
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import tomllib
 from collections.abc import Mapping
@@ -19,7 +20,7 @@ from hpsearch.choices import DIRECTIONS, METRICS, PRUNERS, STRATEGIES
 from hpsearch.engine.config import ARG_TABLES, TrainConfig, merge_train_tables
 from hpsearch.engine.entry_points import as_entry_point, is_entry_point
 from hpsearch.errors import ConfigError
-from hpsearch.search.space import DEFAULT_SPACE, NO_SPACE, SearchSpace
+from hpsearch.search.space import DEFAULT_SPACE, NO_SPACE, OPTIMIZER_PARAMS, SearchSpace, split_arg
 
 __all__ = ["DEFAULT_METRIC", "DEFAULT_TRIALS", "METRICS", "OBJECTIVE_METRIC", "PRUNERS", "STRATEGIES", "CoarseToFine",
            "StudySpec", "load_spec_file"]
@@ -156,6 +157,8 @@ class StudySpec:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
         if self.name is not None and not self.name.strip():
             raise ConfigError(f"study name must not be empty, got {self.name!r}")
+        if self.objective is None:  # an objective's space is its own parameters, not settings of [train]
+            _check_space_fits(self.space, self.train)
 
     def _check_objective(self) -> None:
         """What a study of the user's objective cannot do: an objective trains itself, and suggests its own
@@ -187,7 +190,9 @@ class StudySpec:
         elif is_entry_point(dataset):  # mytask.py:load -> mytask, pkg.tasks:load -> tasks
             where = dataset.rpartition(":")[0]
             dataset = Path(where).stem if where.endswith(".py") else where.rpartition(".")[2]
-        return f"{dataset.partition(':')[0]}-{self.strategy}"
+        else:  # synthetic:n=100 -> synthetic
+            dataset = dataset.partition(":")[0]
+        return f"{dataset}-{self.strategy}"
 
     @property
     def total_trials(self) -> int:
@@ -226,6 +231,7 @@ class StudySpec:
         goes to both), None meaning not given; a range changes that one
         parameter of the file's space, or of the default one, and the rest is still searched."""
         tables = load_spec_file(spec_file) if isinstance(spec_file, str | Path) else dict(spec_file or {})
+        _check_tables(tables, str(spec_file) if isinstance(spec_file, str | Path) else "flags")
         given = {key: value for key, value in study.items() if value is not None}
         objective = given.get("objective", tables.get("study", {}).get("objective"))
         if objective is not None and train:
@@ -252,10 +258,7 @@ class StudySpec:
         """From the tables of a spec file; any unknown table or key is an error naming it. ``[model_args]``
         holds the model factory's arguments (the same as ``model_args`` in ``[train]``), ``[optimizer_args]`` the
         optimizer factory's."""
-        known = ("study", "space", "train", *ARG_TABLES, "coarse_to_fine")
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ConfigError(f"unknown table [{unknown[0]}] in {source} (known: {', '.join(known)})")
+        _check_tables(values, source)
         study = dict(values.get("study", {}))
         bad = sorted(set(study) - set(_STUDY_KEYS))
         if bad:
@@ -266,10 +269,8 @@ class StudySpec:
         else:
             space = None  # the default space; for an objective, none declared
         train_table = dict(values.get("train", {}))
-        for table in ARG_TABLES:
-            if table in values:
-                if not isinstance(values[table], Mapping):
-                    raise ConfigError(f"[{table}] of {source} must be a table of NAME = VALUE, got {values[table]!r}")
+        for table in ARG_TABLES:  # a table of its own beside [train]'s: key by key, [train]'s winning
+            if table in values and isinstance(train_table.get(table, {}), Mapping):
                 train_table[table] = {**values[table], **train_table.get(table, {})}
         train = TrainConfig.from_mapping(train_table, source=f"[train] of {source}")
         stages_table = dict(values.get("coarse_to_fine", {}))
@@ -277,6 +278,19 @@ class StudySpec:
             stages_table["fine_pruner"] = study["pruner"]  # a pruner asked for is the fine stages'
         stages = CoarseToFine.from_mapping(stages_table)
         return cls(space=space, train=train, coarse_to_fine=stages, **_typed_study_fields(study))
+
+
+_TABLES = ("study", "space", "train", *ARG_TABLES, "coarse_to_fine")
+
+
+def _check_tables(values: Mapping[str, Any], source: str) -> None:
+    """Every table of a spec is a known one, and a table (``study = 5`` is not)."""
+    unknown = sorted(set(values) - set(_TABLES))
+    if unknown:
+        raise ConfigError(f"unknown table [{unknown[0]}] in {source} (known: {', '.join(_TABLES)})")
+    for name in _TABLES:
+        if name in values and not isinstance(values[name], Mapping):
+            raise ConfigError(f"[{name}] of {source} must be a table of NAME = VALUE, got {values[name]!r}")
 
 
 def load_spec_file(path: str | Path) -> dict[str, Any]:
@@ -296,7 +310,8 @@ def _typed_study_fields(study: dict[str, Any]) -> dict[str, Any]:
     typed = {}
     for key, value in study.items():
         wanted = types[key]
-        if value is not None and not (isinstance(value, wanted) or (wanted is float and isinstance(value, int))):
+        of_type = isinstance(value, wanted) or (wanted is float and isinstance(value, int))
+        if value is not None and (not of_type or (isinstance(value, bool) and wanted is not bool)):
             raise ConfigError(f"{key} must be {wanted.__name__}, got {value!r}")
         typed[key] = float(value) if wanted is float and value is not None else value
     return typed
@@ -318,6 +333,27 @@ def _check_metric(metric: str, direction: str | None, objective: bool = False) -
     if metric not in METRICS and direction is None:
         raise ConfigError(f"direction must be given for metric {metric!r}, which is not built in (val_loss, "
                           f"val_acc): --direction maximize or minimize")
+
+
+def _check_space_fits(space: SearchSpace, train: TrainConfig) -> None:
+    """Refuse a space that can suggest a setting the training cannot take (a warmup range past 1, a choice of an
+    unknown schedule, an optimizer without the momentum ``train`` fixes): every trial that drew it would fail, after
+    the study was written. Each range's ends and every choice are tried, the optimizer's settings in every
+    combination with it (which of them a trial has depends on its optimizer), any other setting alone."""
+    together = [p for p in space.params if p.name == "optimizer" or p.name in OPTIMIZER_PARAMS]
+    alone = [p for p in space.params if p not in together and split_arg(p.name) is None]
+    trials = [{p.name: value} for p in alone for value in p.grid(2)]
+    trials += [dict(zip([p.name for p in together], values, strict=True))
+               for values in itertools.product(*(p.grid(2) for p in together))]
+    for values in trials:
+        optimizer = values.get("optimizer", train.optimizer)
+        drawn = {name: value for name, value in values.items() if optimizer in OPTIMIZER_PARAMS.get(name, (optimizer,))}
+        try:
+            train.replace(**drawn)
+        except ConfigError as exc:
+            shown = ", ".join(f"{name}={value!r}" for name, value in drawn.items())
+            raise ConfigError(f"space.{next(iter(drawn))}: a trial may draw {shown}, which [train] cannot take: "
+                              f"{exc}") from None
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
