@@ -19,7 +19,7 @@ from hpsearch.choices import Direction, Feed, Precision, Pruner, Schedule, Strat
 from hpsearch.engine.config import TrainConfig
 from hpsearch.engine.task import ADAM_BETAS
 from hpsearch.search.space import DEFAULT_SPACE
-from hpsearch.search.spec import DEFAULT_TRIALS, CoarseToFine, StudySpec
+from hpsearch.search.spec import DEFAULT_METRIC, DEFAULT_TRIALS, OBJECTIVE_METRIC, CoarseToFine, StudySpec
 from hpsearch.search.storages import DEFAULT_STORAGE
 
 # Piped (not a terminal, no COLUMNS), rich would cut tables and wrap lines at 80 columns: wide and unwrapped
@@ -215,10 +215,15 @@ StrategyOption = Annotated[Strategy | None, _option("How trials are chosen.", de
 StudyOption = Annotated[str | None, _option("Study name; default <dataset>-<strategy>.")]
 NTrialsOption = Annotated[int | None, _option("Finished trials the study should hold (a re-run resumes).",
                                               default=_trials_default())]
-MetricOption = Annotated[str | None, _option("val_loss (minimized), val_acc (maximized) or a name your --metrics "
-                                             "reports (with --direction).", default=StudySpec.metric)]
-DirectionOption = Annotated[Direction | None, _option("Whether --metric is maximized or minimized; needed for yours.",
-                                                      default="the built-in metric's own")]
+ObjectiveOption = Annotated[str | None, _option(
+    "Your Optuna objective fn(trial) -> float as file.py:fn or module:fn, run unchanged as each trial: it suggests "
+    "its own params, reports and prunes itself (a spec's \\[space] declares them for grid and coarse-to-fine).")]
+MetricOption = Annotated[str | None, _option(
+    "val_loss (minimized), val_acc (maximized) or a name your --metrics reports (with --direction); with "
+    "--objective, the name of its value.", default=f"{DEFAULT_METRIC}; with --objective {OBJECTIVE_METRIC}")]
+DirectionOption = Annotated[Direction | None, _option(
+    "Whether --metric (or --objective's value) is maximized or minimized; needed for a metric of your --metrics.",
+    default="the built-in metric's own; minimize for --objective")]
 PrunerOption = Annotated[Pruner | None, _option("Optuna pruner that stops bad trials early.",
                                                 default=_pruner_default())]
 PrunerWarmupOption = Annotated[int | None, _option(

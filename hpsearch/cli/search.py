@@ -23,6 +23,7 @@ from hpsearch.cli.options import (
     MaxRetriesOption,
     MetricOption,
     NTrialsOption,
+    ObjectiveOption,
     PreflightOption,
     PrunerOption,
     PrunerWarmupOption,
@@ -49,15 +50,16 @@ __all__ = ["run", "worker"]
 @with_train_options
 def run(train_flags: dict[str, Any], strategy: StrategyOption = None, study: StudyOption = None,
         storage: StorageOption = None, n_trials: NTrialsOption = None, timeout: TimeoutOption = None,
-        metric: MetricOption = None, direction: DirectionOption = None, pruner: PrunerOption = None,
-        pruner_warmup: PrunerWarmupOption = None,
+        objective: ObjectiveOption = None, metric: MetricOption = None, direction: DirectionOption = None,
+        pruner: PrunerOption = None, pruner_warmup: PrunerWarmupOption = None,
         seed: RunSeedOption = None, lr_range: LrRangeOption = None, wd_range: WdRangeOption = None,
         grid_points: GridPointsOption = None, lr_find: LrFindOption = None, spec: SpecOption = None,
         batch: BatchOption = None, jobs: JobsOption = 1, devices: DevicesOption = None,
         heartbeat: HeartbeatOption = DEFAULT_HEARTBEAT, max_retries: MaxRetriesOption = DEFAULT_MAX_RETRIES,
         durable: DurableOption = False, checkpoint_dir: CheckpointDirOption = None, artifacts: ArtifactsOption = False,
         artifact_dir: ArtifactDirOption = None, preflight: PreflightOption = True, quiet: QuietOption = False) -> None:
-    """Search learning rate and weight decay (or a spec's space) with an Optuna study."""
+    """Search learning rate and weight decay (or a spec's space) with an Optuna study; or run your own Optuna
+    objective (--objective) as its trials."""
     from hpsearch.presentation.dashboard import artifact_folder
     from hpsearch.presentation.progress import StudyProgress
     from hpsearch.presentation.run import run_study
@@ -73,8 +75,8 @@ def run(train_flags: dict[str, Any], strategy: StrategyOption = None, study: Stu
     study_spec = StudySpec.from_sources(
         spec if spec is not None else stored_tables(study, opened, pruner_given=pruner is not None),
         train=train_flags, lr_range=lr_range, wd_range=wd_range, name=study, strategy=strategy, n_trials=n_trials,
-        timeout=timeout, metric=metric, direction=direction, pruner=pruner, pruner_warmup=pruner_warmup, seed=seed,
-        grid_points=grid_points, lr_find=lr_find)
+        timeout=timeout, objective=objective, metric=metric, direction=direction, pruner=pruner,
+        pruner_warmup=pruner_warmup, seed=seed, grid_points=grid_points, lr_find=lr_find)
     optuna_storage = opened or connect()
     files = TrialFiles(checkpoint_dir, artifact_folder(storage, artifact_dir) if artifacts else None)
     pool = WorkerPool.for_run(storage, jobs, devices, heartbeat=heartbeat, max_retries=max_retries, durable=durable,

@@ -28,10 +28,13 @@ __all__ = ["check", "lr_find", "train"]
 @with_train_options
 def train(train_flags: dict[str, Any], config: ConfigOption = None, seed: SeedOption = None,
           checkpoint: CheckpointOption = None, as_json: JsonOption = False) -> None:
-    """Train one configuration and print its per-epoch metrics."""
+    """Train one configuration and print its per-epoch metrics; an export of a study of your objective runs the
+    objective again with the exported params and prints its value."""
     from hpsearch.engine.training import train as run_training
     from hpsearch.presentation.progress import EpochTable
 
+    if config is not None and _rerun_objective(config, train_flags, seed, checkpoint, as_json):
+        return
     train_config, data = _config_and_data(config, train_flags, seed)
     if as_json:
         typer.echo(json.dumps(run_training(train_config, data, checkpoint=checkpoint).to_dict(), indent=2))
@@ -86,6 +89,31 @@ def check(train_flags: dict[str, Any], config: ConfigOption = None, seed: SeedOp
         print_checks(console, results)
     if any(result.outcome == FAIL for result in results):
         raise typer.Exit(1)
+
+
+def _rerun_objective(path: Path, train_flags: dict[str, Any], seed: int | None, checkpoint: Path | None,
+                     as_json: bool) -> bool:
+    """Run the objective of an export of its study with the exported params, and print its value; False when
+    ``path`` is no such export. Flags of hpsearch's loop do not apply to it, and are refused."""
+    from hpsearch.errors import ConfigError
+    from hpsearch.presentation.export import objective_export, rerun_objective
+
+    exported = objective_export(path)
+    if exported is None:
+        return False
+    given = [name for name in train_flags] + ["seed"] * (seed is not None) + ["checkpoint"] * (checkpoint is not None)
+    if given:
+        raise ConfigError(f"--{given[0].replace('_', '-')} sets hpsearch's training loop; {path} runs objective "
+                          f"{exported.objective!r} with its exported params, which trains itself")
+    value = rerun_objective(exported)
+    if as_json:
+        typer.echo(json.dumps({"objective": exported.objective, "params": exported.params, exported.metric: value,
+                               "exported": exported.value}, indent=2))
+        return True
+    scored = f" (the study's trial: {exported.value:.6g})" if exported.value is not None else ""
+    console.print(f"objective {exported.objective} with the exported params: {exported.metric} {value:.6g}{scored}",
+                  highlight=False)
+    return True
 
 
 def _config_and_data(path: Path | None, train_flags: dict[str, Any], seed: int | None) -> tuple[Any, Any]:

@@ -12,6 +12,9 @@ overfits is DIVERGING, one that oscillates and overfits is OSCILLATING), and wit
 is the earlier one in this list. A run of one epoch that did not blow up is OK: too short to judge.
 Each comes with the rule and the numbers that fired it. The chance rule needs the task's chance level
 (hpsearch.engine.task.chance_level); without it (a custom loss, a history alone) that rule is skipped.
+
+A run that is not hpsearch's loop (the user's Optuna objective) leaves only the one curve it reported, whatever it
+measures: diagnose_reported labels that from its own scale, once there are MIN_REPORTS points of it.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from hpsearch.status import Status
 if TYPE_CHECKING:
     from hpsearch.engine.task import ChanceLevel
 
-__all__ = ["LABELS", "Diagnosis", "diagnose"]
+__all__ = ["LABELS", "MIN_REPORTS", "Diagnosis", "diagnose", "diagnose_reported"]
 
 LABELS = ("DIVERGING", "STUCK", "OSCILLATING", "OVERFITTING", "OK")
 STUCK_IMPROVEMENT = 0.05  # training loss fell by less than this share of its first value
@@ -51,6 +54,11 @@ MEMORIZED = 0.02
 # At the chance level: a last training loss above (1 - CHANCE_LOSS_SHARE) x the chance loss, or a last validation
 # accuracy within CHANCE_ACCURACY_SHARE of the way from the chance accuracy to 100%.
 CHANCE_LOSS_SHARE, CHANCE_ACCURACY_SHARE = 0.05, 0.1
+# A reported curve (diagnose_reported) is judged from this many points: fewer say nothing about its shape.
+MIN_REPORTS = 3
+# Of a reported curve's gain (its first value to its best): given back by the end, over GIVEN_BACK_SHARE of it, it
+# worsened after its best; lost, over SETBACK_SHARE of it, in each of two or more steps, it swung.
+GIVEN_BACK_SHARE, SETBACK_SHARE = 0.5, 0.2
 
 
 @dataclass(frozen=True)
@@ -125,3 +133,33 @@ def _at_chance(train_loss: float, val_acc: float, chance: ChanceLevel | None) ->
             return (f"at the chance level: validation accuracy ended at {val_acc:.1%}, at most {ceiling:.1%} "
                     f"(predicting the largest class scores {chance.accuracy:.1%})")
     return None
+
+
+def diagnose_reported(values: Sequence[float], maximize: bool) -> Diagnosis | None:
+    """The label of a curve a run reported (one value per step, higher better when ``maximize``), measured against
+    its own gain, as nothing else is known of it: DIVERGING when a value was not finite or it ended worse than it
+    began, STUCK when it never bettered its first value, OVERFITTING when it gave back most of its gain after its
+    best (a validation curve's sign of it), OSCILLATING when it lost a good part of its gain in several steps, else
+    OK. None below MIN_REPORTS values."""
+    if len(values) < MIN_REPORTS:
+        return None
+    bad = next((v for v in values if not math.isfinite(v)), None)
+    if bad is not None:
+        return Diagnosis("DIVERGING", f"it reported {bad}")
+    loss = [-v if maximize else v for v in values]  # lower is better from here on
+    first, best, last = loss[0], min(loss), loss[-1]
+    at = loss.index(best)
+    shown = (values[0], values[at], values[-1])  # as reported
+    if last > first:
+        return Diagnosis("DIVERGING", f"it ended at {shown[2]:.4g}, worse than its first report {shown[0]:.4g}")
+    gain = first - best
+    if gain <= 0:
+        return Diagnosis("STUCK", f"it never bettered its first report {shown[0]:.4g} in {len(values)} reports")
+    if last - best > GIVEN_BACK_SHARE * gain:
+        return Diagnosis("OVERFITTING", f"it fell back from its best {shown[1]:.4g} at report {at + 1} to "
+                                        f"{shown[2]:.4g}, over {GIVEN_BACK_SHARE:.0%} of its gain")
+    setbacks = sum(after - before > SETBACK_SHARE * gain for before, after in pairwise(loss))
+    if setbacks >= 2:
+        return Diagnosis("OSCILLATING", f"it lost over {SETBACK_SHARE:.0%} of its gain in {setbacks} of "
+                                        f"{len(values) - 1} steps")
+    return Diagnosis("OK", f"it went from {shown[0]:.4g} to its best {shown[1]:.4g}")

@@ -84,9 +84,10 @@ def print_trial(console: Console, study: optuna.Study, trial: FrozenTrial) -> No
         for epoch in history:
             table.add_row(*epoch_cells(epoch, user_metrics))
         console.print(table)
-    elif trial.intermediate_values:  # ended before its history was written (interrupted, killed)
-        last = max(trial.intermediate_values)
-        console.print(f"reported {len(trial.intermediate_values)} epochs; epoch {last}: {metric} "
+    elif trial.intermediate_values:  # ended before its history was written (interrupted, killed), or the user's
+        last = max(trial.intermediate_values)  # objective's, which keeps only what it reported, by its own steps
+        step = "epoch" if stored.config is not None else "step"
+        console.print(f"reported {len(trial.intermediate_values)} {step}s; {step} {last}: {metric} "
                       f"{trial.intermediate_values[last]:.4g}")
 
 

@@ -52,13 +52,13 @@ LR_NEIGHBOUR_FACTOR = 3.0
 RECIPE_WEIGHT_DECAY = 1e-2
 
 
-def coarse_spec(spec: StudySpec, lr_test: LRFinderResult) -> StudySpec:
-    """Stage 1: the LR prior, the other ranges as given, trials cut short by the coarse pruner (or by
-    fewer epochs)."""
+def coarse_spec(spec: StudySpec, lr_test: LRFinderResult | None) -> StudySpec:
+    """Stage 1: the LR prior (when an LR range test ran: not for the user's objective), the other ranges as given,
+    trials cut short by the coarse pruner (or by fewer epochs)."""
     plan = spec.stage_plan
     full = plan.coarse_pruner in _RUNG_PRUNERS
     epochs = plan.coarse_epochs or (spec.train.epochs if full else max(1, spec.train.epochs // 3))
-    return with_lr_prior(spec, lr_test).replace(
+    return (with_lr_prior(spec, lr_test) if lr_test is not None else spec).replace(
         name=stage_name(spec.study_name, 1), strategy=plan.coarse_sampler, n_trials=plan.coarse_trials,
         pruner=plan.coarse_pruner, lr_find=False, train=spec.train.replace(epochs=epochs))
 
@@ -150,7 +150,7 @@ def _narrow_param(param: ParamSpec, values: list[Any], margin: float, bounds: Pa
     if not values:
         return param
     if param.choices is not None:
-        return ParamSpec(param.name, choices=tuple(c for c in param.choices if c in values))
+        return dataclasses.replace(param, choices=tuple(c for c in param.choices if c in values))
     assert param.low is not None and param.high is not None
     # A margin of at least a sliver, so that one best value with no margin still leaves a range.
     if param.log:
@@ -177,21 +177,24 @@ def carried_trials(earlier: Sequence[tuple[str, Sequence[FrozenTrial]]], spec: S
     its last value. Each is marked with where it came from (TrialRecord.carried_from).
     """
     params = {p.name: p for p in spec.space.params}
+    own = spec.objective is not None  # the user's objective: its length is its own, its undeclared params its own
     carried = []
     for study_name, trials in earlier:
         for trial in trials:
             if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED) or is_carried(trial):
                 continue  # a carried trial is carried from where it first ran, once
-            if not trial.params or any(name not in params or not params[name].holds(value)
-                                       for name, value in trial.params.items()):
+            if not trial.params or not all(params[name].holds(value) if name in params else own
+                                           for name, value in trial.params.items()):
                 continue
             stored = read_trial(trial)
-            full = trial.state == TrialState.COMPLETE and (stored.config or {}).get("epochs") == spec.train.epochs
+            trained = own or (stored.config or {}).get("epochs") == spec.train.epochs
+            full = trial.state == TrialState.COMPLETE and trained
             if not full and not trial.intermediate_values:
                 continue  # nothing for a sampler to rank it by
             record = dataclasses.replace(stored, carried_from=f"{study_name} trial {trial.number}")
             carried.append(create_trial(
                 state=TrialState.COMPLETE if full else TrialState.PRUNED, value=trial.value if full else None,
-                params=dict(trial.params), distributions={name: params[name].distribution() for name in trial.params},
+                params=dict(trial.params), distributions={name: params[name].distribution() if name in params
+                                                          else trial.distributions[name] for name in trial.params},
                 intermediate_values=dict(trial.intermediate_values), user_attrs={RECORD_ATTR: record.to_dict()}))
     return carried

@@ -26,9 +26,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.errors import HPSearchError
 from hpsearch.search.objective import NO_FILES, TrialFiles, interrupted
-from hpsearch.search.records import RECORD_ATTR, own_trials, read_trial
+from hpsearch.search.records import RECORD_ATTR, own_trials, read_record, read_trial
 from hpsearch.search.storages import DEFAULT_STORAGE
 from hpsearch.search.storages.optuna_private import drop_idle_connections, storage_of, trial_id
+from hpsearch.search.user_objective import REPEATED_FAILURE_EXIT, check_repeated_failure
 from hpsearch.search.worker import WorkerOptions
 
 __all__ = ["WorkerPool"]
@@ -68,13 +69,17 @@ class WorkerPool:
             while any(worker.poll() is None for worker in workers):
                 time.sleep(POLL_SECONDS)
                 _follow(study, seen, callbacks)
+                if REPEATED_FAILURE_EXIT in (worker.returncode for worker in workers):
+                    _stop(workers)  # the others' trials would fail alike: interrupted, they are retried next run
+                    _fail_orphans(study, workers)
+                    break
         except KeyboardInterrupt:
             drop_idle_connections(study)
             _stop(workers)
             _fail_orphans(study, workers)
             raise
         _follow(study, seen, callbacks)
-        _check_exits(workers)
+        _check_exits(study, workers)
 
     @classmethod
     def for_run(cls, storage: str | None, jobs: int, devices: str | None, **settings: Any) -> WorkerPool | None:
@@ -140,9 +145,12 @@ def _fail_orphans(study: optuna.Study, workers: list[subprocess.Popen[bytes]]) -
             storage.set_trial_state_values(trial_id(trial), TrialState.FAIL)
 
 
-def _check_exits(workers: list[subprocess.Popen[bytes]]) -> None:
-    """A worker that stopped on a user error stops the run; one killed by a signal was retried around."""
+def _check_exits(study: optuna.Study, workers: list[subprocess.Popen[bytes]]) -> None:
+    """A worker that stopped on a user error stops the run; one killed by a signal was retried around. A worker
+    that stopped because the first trials all failed alike left the reason to be said here, once."""
     codes = [worker.returncode for worker in workers]
+    if REPEATED_FAILURE_EXIT in codes:
+        check_repeated_failure(study, read_record(study).table("study").get("objective"))
     if 130 in codes:
         raise KeyboardInterrupt
     for index, code in enumerate(codes):

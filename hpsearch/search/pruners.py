@@ -13,11 +13,12 @@ __all__ = ["TrustedEpochMedianPruner", "learns_its_warmup", "make_pruner"]
 MEDIAN_STARTUP_TRIALS = 5
 
 
-def make_pruner(name: str, *, epochs: int, warmup: int | None = None) -> BasePruner:
+def make_pruner(name: str, *, epochs: int | None, warmup: int | None = None) -> BasePruner:
     """The Optuna pruner named ``name``, its arguments fitted to trials that report once per epoch, stopping
     no trial before epoch ``warmup`` (at most ``epochs``): median's warm-up, the first rung of hyperband and
     asha. Without ``warmup``, median waits for the study's trusted epoch (TrustedEpochMedianPruner) and the
-    others start at epoch 1.
+    others start at epoch 1. ``epochs`` None: the trials' length is their own code's (the user's objective), and
+    hyperband learns it from the first trial that finishes, as Optuna's default does.
 
     median: stop a trial whose epoch value is worse than the median of earlier trials at that epoch,
     once 5 trials have finished. hyperband: successive halving over 1..epochs.
@@ -27,13 +28,13 @@ def make_pruner(name: str, *, epochs: int, warmup: int | None = None) -> BasePru
     finished trial and lets the first ones run unpruned; ``reduction_factor=3``, hyperband's, so the two
     compare rung for rung; ``min_early_stopping_rate=0``, so the first rung is epoch 1, median's warm-up.
     """
-    first = min(max(warmup or 1, 1), epochs)
+    first = min(max(warmup or 1, 1), epochs or max(warmup or 1, 1))
     if learns_its_warmup(name, warmup):
         return TrustedEpochMedianPruner(n_startup_trials=MEDIAN_STARTUP_TRIALS)
     if name == "median":
         return MedianPruner(n_startup_trials=MEDIAN_STARTUP_TRIALS, n_warmup_steps=first)
     if name == "hyperband":
-        return HyperbandPruner(min_resource=first, max_resource=epochs)
+        return HyperbandPruner(min_resource=first, max_resource=epochs or "auto")
     if name == "asha":
         return SuccessiveHalvingPruner(min_resource=first, reduction_factor=3, min_early_stopping_rate=0)
     if name == "none":

@@ -43,6 +43,7 @@ from hpsearch.search.spec import StudySpec
 from hpsearch.search.storages import describe_storage, open_storage
 from hpsearch.search.summary import find_family
 from hpsearch.search.trust import entry_point_trust
+from hpsearch.search.user_objective import check_loop_options, load_objective, optimize_objective
 from hpsearch.search.worker import optimize_to_budget
 
 __all__ = ["PreflightError", "StudyMismatchError", "finished_trials", "run_study", "stored_tables"]
@@ -72,7 +73,8 @@ def run_study(
     """Run ``spec`` on ``storage`` until its study holds ``spec.total_trials`` finished trials; return
     the (last) study run.
 
-    Trials run in this process (``batch`` K at a time, or "auto"), or in ``pool``'s worker processes.
+    Trials run in this process (``batch`` K at a time, or "auto"), or in ``pool``'s worker processes. Each is
+    hpsearch's training loop on the spec's task, or with ``spec.objective`` the user's own Optuna objective.
     With ``files.checkpoint_dir`` each trial saves its state every epoch there, and a retried trial
     continues from it. Re-running the same spec resumes: finished trials count toward the total,
     interrupted ones are retried, and coarse-to-fine picks up at the stage where it stopped. Every
@@ -80,10 +82,30 @@ def run_study(
     hpsearch.engine.checks) happens before anything is written.
     """
     storage = open_storage(storage) if storage is None or isinstance(storage, str) else storage
-    device = resolve_device(spec.train.device)
     if pool is not None:
         _check_for_workers(spec)
-        pool = dataclasses.replace(pool, trust=tuple(sorted({*pool.trust, *entry_point_trust(spec.train)})))
+        trust = entry_point_trust(spec.train, spec.objective)
+        pool = dataclasses.replace(pool, trust=tuple(sorted({*pool.trust, *trust})))
+    if spec.objective is not None:
+        check_loop_options(spec, batch=batch, files=files)
+        load_objective(spec.objective)  # a missing or broken objective is one line, before anything is stored
+        run = _Execution(storage, None, callbacks, files, pool, None)
+    else:
+        run = _loop_execution(spec, storage, callbacks, files, pool, batch, data, preflight)
+    if spec.strategy == "coarse-to-fine":
+        return _run_coarse_to_fine(spec, run)
+    if spec.lr_find:
+        lr_test = _lr_range_test(_stored_record(spec.study_name, storage), spec, run.loaded_data)
+        return _run_one(with_lr_prior(spec, lr_test), run, lr_test)
+    return _run_one(spec, run)
+
+
+def _loop_execution(spec: StudySpec, storage: BaseStorage, callbacks: Sequence[TrialCallback], files: TrialFiles,
+                    pool: WorkerPool | None, batch: int | str | None, data: TaskData | None, preflight: bool,
+                    ) -> _Execution:
+    """Where and how trials of hpsearch's loop run, once every check of the spec, data, batch, checkpoints and
+    (with ``preflight``) the quick checks passed."""
+    device = resolve_device(spec.train.device)
     if batch is not None:
         check_batchable(spec, 1)  # the space and model first: nothing is loaded or written for a refused batch
         check_files_unbatched(files)
@@ -97,42 +119,47 @@ def run_study(
     files.prepare(spec.study_name)
     if preflight:
         _preflight(spec, data)
-    run = _Execution(storage, data, callbacks, files, pool, batch)
-    if spec.strategy == "coarse-to-fine":
-        return _run_coarse_to_fine(spec, run)
-    if spec.lr_find:
-        lr_test = _lr_range_test(_stored_record(spec.study_name, storage), spec, data)
-        return _run_one(with_lr_prior(spec, lr_test), run, lr_test)
-    return _run_one(spec, run)
+    return _Execution(storage, data, callbacks, files, pool, batch)
 
 
 @dataclass(frozen=True)
 class _Execution:
-    """Where and how the trials of every stage run: storage, data, callbacks, checkpoints, workers."""
+    """Where and how the trials of every stage run: storage, data (none for the user's objective), callbacks,
+    checkpoints, workers."""
 
     storage: BaseStorage
-    data: TaskData
+    data: TaskData | None
     callbacks: Sequence[TrialCallback]
     files: TrialFiles
     pool: WorkerPool | None
     batch: int | None
 
+    @property
+    def loaded_data(self) -> TaskData:
+        """The data of hpsearch's loop (an objective's study, which has none, never asks)."""
+        assert self.data is not None
+        return self.data
+
     def optimize(self, study: optuna.Study, spec: StudySpec) -> None:
-        if self.batch is not None:
-            optimize_batched(study, spec, self.data, self.batch, callbacks=self.callbacks, timeout=spec.timeout)
-        elif self.pool is not None:
+        if self.pool is not None:  # its workers batch when asked (WorkerPool.batch)
             self.pool.run(study, self.callbacks, timeout=spec.timeout)
+        elif spec.objective is not None:
+            optimize_objective(study, spec, callbacks=self.callbacks, timeout=spec.timeout)
+        elif self.batch is not None:
+            optimize_batched(study, spec, self.loaded_data, self.batch, callbacks=self.callbacks,
+                             timeout=spec.timeout)
         else:
-            optimize_to_budget(study, spec, self.data, callbacks=self.callbacks, timeout=spec.timeout,
+            optimize_to_budget(study, spec, self.loaded_data, callbacks=self.callbacks, timeout=spec.timeout,
                                files=self.files)
 
 
 def _run_coarse_to_fine(spec: StudySpec, run: _Execution) -> optuna.Study:
-    """Stage 0, the LR range test; stage 1, coarse; stages 2.., fine: one study each (NAME/k-…)."""
+    """Stage 0, the LR range test (not for the user's objective, which trains itself); stage 1, coarse; stages 2..,
+    fine: one study each (NAME/k-…)."""
     deadline = time.monotonic() + spec.timeout if spec.timeout is not None else None
     coarse = _stored_record(stage_name(spec.study_name, 1), run.storage)  # read once: the plan and the LR test
     spec, more_in_last_stage = _planned(spec, coarse, run.storage)
-    lr_test = _lr_range_test(coarse, spec, run.data)
+    lr_test = _lr_range_test(coarse, spec, run.loaded_data) if spec.objective is None else None
 
     done: list[tuple[str, list[FrozenTrial]]] = []  # each stage's own trials, for the stages after it
 
@@ -346,8 +373,8 @@ def _check_batch_sizes(spec: StudySpec, data: TaskData) -> None:
 
 def _check_for_workers(spec: StudySpec) -> None:
     """Workers are other processes: they can import entry points, not callables handed over from Python."""
-    for field in ENTRY_POINT_FIELDS:
-        value = getattr(spec.train, field)
+    fields = {field: getattr(spec.train, field) for field in ENTRY_POINT_FIELDS}
+    for field, value in {**fields, "objective": spec.objective}.items():
         if value is not None and in_process_only(value):
             raise ConfigError(f"{field} {value!r} is a callable of this process, which worker processes cannot "
                               f"import: give it as an entry point (package.module:attr or path/to/file.py:attr)")

@@ -41,7 +41,8 @@ def prepare_study(study: optuna.Study, spec: StudySpec, worker: int = 0) -> int:
     finished = budget(study).finished
     study.sampler = make_sampler(spec.strategy, spec.space, seed=sampler_seed(spec, finished, worker),
                                  grid_points=spec.grid_points, n_trials=spec.total_trials)
-    study.pruner = make_pruner(spec.pruner, epochs=spec.train.epochs, warmup=spec.pruner_warmup)
+    epochs = spec.train.epochs if spec.objective is None else None  # an objective's steps are its own
+    study.pruner = make_pruner(spec.pruner, epochs=epochs, warmup=spec.pruner_warmup)
     return finished
 
 

@@ -15,7 +15,7 @@ from hpsearch.choices import OPTIMIZERS
 from hpsearch.engine.config import ARG_TABLES
 from hpsearch.errors import ConfigError
 
-__all__ = ["DEFAULT_SPACE", "SEARCHABLE", "ParamSpec", "SearchSpace", "split_arg"]
+__all__ = ["DEFAULT_SPACE", "NO_SPACE", "SEARCHABLE", "ParamSpec", "SearchSpace", "split_arg"]
 
 # TrainConfig fields a study may vary, with the type each takes; and any of the model factory's or the
 # optimizer factory's arguments as ``model_args.NAME`` or ``optimizer_args.NAME`` (ARG_TABLES; an int range
@@ -49,10 +49,16 @@ class ParamSpec:
     # A model argument's range is searched as ints when its bounds were written as ints (the fields' own
     # types say it for TrainConfig fields); kept by every copy, a narrowed stage's included.
     integer: bool = field(default=False, compare=False, repr=False)
+    # A parameter of the user's Optuna objective, named as its own suggest calls name it: any name, typed by its
+    # range alone (hpsearch.search.user_objective).
+    own: bool = field(default=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         where = f"space.{self.name}"
-        if self.name not in SEARCHABLE and split_arg(self.name) is None:
+        if self.own:
+            if not self.name:
+                raise ConfigError(f"{where}: a parameter needs a name")
+        elif self.name not in SEARCHABLE and split_arg(self.name) is None:
             raise ConfigError(f"{where}: cannot search {self.name!r}; searchable: {', '.join(SEARCHABLE)}, "
                               f"[space.model_args] NAME (the model factory's arguments) and [space.optimizer_args] "
                               f"NAME (your optimizer factory's)")
@@ -74,16 +80,18 @@ class ParamSpec:
 
     @property
     def kind(self) -> type:
-        """The value's type: the TrainConfig field's, or for a factory's argument int when both bounds are."""
-        if self.name in SEARCHABLE:
+        """The value's type: the TrainConfig field's, or for a factory's argument (or a parameter of the user's
+        objective) int when both bounds are."""
+        if self.name in SEARCHABLE and not self.own:
             return SEARCHABLE[self.name]
         if self.choices is not None:
             return object
         return int if self.integer else float
 
     @classmethod
-    def from_mapping(cls, name: str, values: Mapping[str, Any]) -> ParamSpec:
-        """From a spec table such as ``{low = 1e-5, high = 1e-1, log = true}`` or ``{choices = [...]}``."""
+    def from_mapping(cls, name: str, values: Mapping[str, Any], own: bool = False) -> ParamSpec:
+        """From a spec table such as ``{low = 1e-5, high = 1e-1, log = true}`` or ``{choices = [...]}``; ``own``: a
+        parameter of the user's objective."""
         unknown = sorted(set(values) - {"low", "high", "log", "choices"})
         if unknown:
             raise ConfigError(f"space.{name}: unknown key {unknown[0]!r} (known: low, high, log, choices)")
@@ -96,7 +104,7 @@ class ParamSpec:
         try:
             return cls(name=name, low=_number(values.get("low")), high=_number(values.get("high")),
                        log=log, choices=tuple(choices) if choices is not None else None,
-                       integer=ints)
+                       integer=ints, own=own)
         except (TypeError, ValueError):
             raise ConfigError(f"space.{name}: low and high must be numbers, got {dict(values)}") from None
 
@@ -170,12 +178,14 @@ class SearchSpace:
     params: tuple[ParamSpec, ...]
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Mapping[str, Any]]) -> SearchSpace:
+    def from_mapping(cls, values: Mapping[str, Mapping[str, Any]], own: bool = False) -> SearchSpace:
         """From ``[space]``; its ``[space.model_args]`` and ``[space.optimizer_args]`` tables search the model
-        factory's and the optimizer factory's arguments."""
+        factory's and the optimizer factory's arguments. ``own``: the parameters of the user's Optuna objective, by
+        the names its suggest calls give them."""
         flat: dict[str, Mapping[str, Any]] = {}
         for name, spec in values.items():
-            if name in ARG_TABLES and isinstance(spec, Mapping) and all(isinstance(v, Mapping) for v in spec.values()):
+            if (not own and name in ARG_TABLES and isinstance(spec, Mapping)
+                    and all(isinstance(v, Mapping) for v in spec.values())):
                 flat.update({f"{name}.{arg}": arg_spec for arg, arg_spec in spec.items()})
             elif not isinstance(spec, Mapping):
                 raise ConfigError(f"space.{name}: needs a table such as {{low = 1e-4, high = 1e-1, log = true}} "
@@ -185,7 +195,7 @@ class SearchSpace:
         if not flat:
             raise ConfigError("space: a study needs at least one parameter to search")
         ordered = sorted(flat, key=lambda n: n != "optimizer")  # the optimizer first: others depend on it
-        return cls(tuple(ParamSpec.from_mapping(name, flat[name]) for name in ordered))
+        return cls(tuple(ParamSpec.from_mapping(name, flat[name], own=own) for name in ordered))
 
     def suggest(self, trial: optuna.Trial, optimizer: str) -> dict[str, Any]:
         """Every parameter's value for ``trial``; optimizer-specific ones only where the trial's optimizer (the
@@ -213,10 +223,11 @@ class SearchSpace:
         return {p.name: p.grid(points) for p in self.params}
 
     def to_dict(self) -> dict[str, Any]:
-        """As a ``[space]`` table, factories' arguments under ``model_args`` and ``optimizer_args``."""
+        """As a ``[space]`` table, factories' arguments under ``model_args`` and ``optimizer_args`` (an objective's
+        parameters by their own names, whatever they are)."""
         table: dict[str, Any] = {}
         for p in self.params:
-            split = split_arg(p.name)
+            split = split_arg(p.name) if not p.own else None
             if split is not None:
                 table.setdefault(split[0], {})[split[1]] = p.to_dict()
             else:
@@ -225,3 +236,5 @@ class SearchSpace:
 
 
 DEFAULT_SPACE = SearchSpace((ParamSpec("lr", 1e-5, 1e-1, log=True), ParamSpec("weight_decay", 1e-5, 1e-1, log=True)))
+# The space of a user's objective that declares none: its own suggest calls define it as it runs.
+NO_SPACE = SearchSpace(())

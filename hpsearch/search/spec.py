@@ -1,7 +1,8 @@
 """StudySpec: what a study searches, how, for how long, over which fixed training settings.
 
 Loaded from a TOML file with ``[study]``, ``[space]`` and ``[train]`` tables, then overridden by
-command-line flags; validated once here, so the runner can trust it.
+command-line flags; validated once here, so the runner can trust it. A study's trials run hpsearch's training loop
+on ``[train]``, or with ``objective`` the user's own Optuna objective, which suggests, reports and prunes itself.
 """
 
 from __future__ import annotations
@@ -17,15 +18,20 @@ from typing import Any
 
 from hpsearch.choices import DIRECTIONS, METRICS, PRUNERS, STRATEGIES
 from hpsearch.engine.config import ARG_TABLES, TrainConfig, merge_train_tables
-from hpsearch.engine.entry_points import is_entry_point
+from hpsearch.engine.entry_points import as_entry_point, is_entry_point
 from hpsearch.errors import ConfigError
-from hpsearch.search.space import DEFAULT_SPACE, OPTIMIZER_PARAMS, SearchSpace, split_arg
+from hpsearch.search.space import DEFAULT_SPACE, NO_SPACE, OPTIMIZER_PARAMS, SearchSpace, split_arg
 
-__all__ = ["DEFAULT_TRIALS", "METRICS", "PRUNERS", "STRATEGIES", "CoarseToFine", "StudySpec", "load_spec_file"]
+__all__ = ["DEFAULT_METRIC", "DEFAULT_TRIALS", "METRICS", "OBJECTIVE_METRIC", "PRUNERS", "STRATEGIES", "CoarseToFine",
+           "StudySpec", "load_spec_file"]
 
 DEFAULT_TRIALS = 30
+DEFAULT_METRIC = "val_loss"
+OBJECTIVE_METRIC = "value"  # what an objective's returned value is called unless the spec names it
 _STUDY_KEYS = ("name", "strategy", "metric", "direction", "pruner", "pruner_warmup", "n_trials", "timeout", "seed",
-               "grid_points", "lr_find")
+               "grid_points", "lr_find", "objective")
+# Strategies that need the objective's space declared ([space]): a grid lists its points, coarse-to-fine narrows it.
+_DECLARED_SPACE_STRATEGIES = ("grid", "coarse-to-fine")
 
 
 @dataclass(frozen=True)
@@ -94,16 +100,19 @@ class CoarseToFine:
 
 @dataclass(frozen=True)
 class StudySpec:
-    """A validated study description; ``train`` holds the settings every trial shares.
+    """A validated study description; ``train`` holds the settings every trial of hpsearch's loop shares.
 
     ``metric`` is val_loss, val_acc or a name the user's metrics function reports; ``direction`` is the built-in
-    metric's own when left out, and must be given for the user's.
-    """
+    metric's own when left out, and must be given for the user's. With ``objective`` (an entry point ``file.py:fn``
+    or ``module:fn``, or the callable itself from Python) each trial is the user's Optuna objective
+    ``fn(trial) -> float`` instead, unchanged; ``metric`` then only names its value (``value`` unless given),
+    ``direction`` says which way is better (minimize unless given), and ``space`` holds what the spec declares of
+    the objective's parameters (none unless given: the objective defines them)."""
 
     name: str | None = None
     strategy: str = "tpe"
-    metric: str = "val_loss"
-    direction: str | None = None  # None: the built-in metric's own, filled in on creation
+    metric: str | None = None  # None: val_loss, or for an objective "value"
+    direction: str | None = None  # None: the built-in metric's own (minimize for an objective), filled in on creation
     pruner: str = "median"
     pruner_warmup: int | None = None  # epochs every trial trains before its pruner may stop it; None: 1,
     # or for median the trusted epoch of the study's complete trials (pruners.make_pruner)
@@ -112,16 +121,26 @@ class StudySpec:
     seed: int = 0
     grid_points: int = 5
     lr_find: bool = False
-    space: SearchSpace = DEFAULT_SPACE
+    objective: str | None = None
+    space: SearchSpace | None = None  # None: DEFAULT_SPACE, or for an objective NO_SPACE
     train: TrainConfig = field(default_factory=TrainConfig)
     coarse_to_fine: CoarseToFine = field(default_factory=CoarseToFine)
 
     def __post_init__(self) -> None:
+        if self.objective is not None:
+            object.__setattr__(self, "objective", as_entry_point(self.objective, "objective"))
+        own = self.objective is not None
+        if self.metric is None:
+            object.__setattr__(self, "metric", OBJECTIVE_METRIC if own else DEFAULT_METRIC)
+        if self.space is None:
+            object.__setattr__(self, "space", NO_SPACE if own else DEFAULT_SPACE)
         _one_of("strategy", self.strategy, STRATEGIES)
         _one_of("pruner", self.pruner, PRUNERS)
-        _check_metric(self.metric, self.direction)
-        if self.direction is None:
-            object.__setattr__(self, "direction", METRICS[self.metric])
+        _check_metric(self.metric, self.direction, objective=own)
+        if self.direction is None:  # Optuna's default for an objective's value, unless it is named as a built-in
+            object.__setattr__(self, "direction", METRICS.get(self.metric, "minimize"))
+        if own:
+            self._check_objective()
         if self.n_trials is not None and self.n_trials < 1:
             raise ConfigError(f"n_trials must be >= 1, got {self.n_trials}")
         stages = self.coarse_to_fine.stages
@@ -138,13 +157,33 @@ class StudySpec:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
         if self.name is not None and not self.name.strip():
             raise ConfigError(f"study name must not be empty, got {self.name!r}")
-        _check_space_fits(self.space, self.train)
+        if self.objective is None:  # an objective's space is its own parameters, not settings of [train]
+            _check_space_fits(self.space, self.train)
+
+    def _check_objective(self) -> None:
+        """What a study of the user's objective cannot do: an objective trains itself, and suggests its own
+        parameters, which a grid and coarse-to-fine need declared."""
+        assert self.objective is not None and self.space is not None  # set by __post_init__
+        if not is_entry_point(self.objective):
+            raise ConfigError(f"objective must be an entry point (path/to/file.py:fn or package.module:fn) or a "
+                              f"callable, got {self.objective!r}")
+        if self.strategy in _DECLARED_SPACE_STRATEGIES and not self.space.params:
+            raise ConfigError(f"strategy {self.strategy} with objective {self.objective!r} needs the objective's "
+                              f"parameters declared: a spec's [space] (--spec FILE), e.g. n_layers = {{low = 1, "
+                              f"high = 3}}")
+        if self.lr_find:
+            raise ConfigError(f"lr_find runs hpsearch's training loop; objective {self.objective!r} trains itself")
 
     @property
     def study_name(self) -> str:
-        """The given name, else ``<dataset>-<strategy>`` so that different searches do not collide."""
+        """The given name, else ``<dataset>-<strategy>`` (an objective's module for the dataset) so that different
+        searches do not collide."""
         if self.name:
             return self.name
+        if self.objective is not None:
+            where, _, attr = self.objective.rpartition(":")
+            module = Path(where).stem if where.endswith(".py") else where.rpartition(".")[2]
+            return f"{attr.rpartition('.')[2] if module == '__main__' else module}-{self.strategy}"
         dataset = self.train.dataset
         if dataset.startswith("npz:"):
             dataset = Path(dataset[4:]).stem
@@ -194,9 +233,16 @@ class StudySpec:
         tables = load_spec_file(spec_file) if isinstance(spec_file, str | Path) else dict(spec_file or {})
         _check_tables(tables, str(spec_file) if isinstance(spec_file, str | Path) else "flags")
         given = {key: value for key, value in study.items() if value is not None}
+        objective = given.get("objective", tables.get("study", {}).get("objective"))
+        if objective is not None and train:
+            key = next(iter(train))
+            flag = "--" + (key.removesuffix("s") if key in ARG_TABLES else key).replace("_", "-")  # --model-arg
+            raise ConfigError(f"{flag} sets hpsearch's training loop; objective {objective!r} trains itself (its own "
+                              f"settings are its code's)")
         seed = {"seed": given["seed"]} if "seed" in given else {}
         train_table = merge_train_tables(tables.get("train", {}), {**(train or {}), **seed})
-        space_table = dict(tables["space"]) if "space" in tables else DEFAULT_SPACE.to_dict()
+        default_space = {} if objective is not None else DEFAULT_SPACE.to_dict()  # an objective's own, unless declared
+        space_table = dict(tables["space"]) if "space" in tables else default_space
         for name, bounds in (("lr", lr_range), ("weight_decay", wd_range)):
             if bounds is not None:
                 space_table[name] = {"low": bounds[0], "high": bounds[1], "log": True}
@@ -217,7 +263,11 @@ class StudySpec:
         bad = sorted(set(study) - set(_STUDY_KEYS))
         if bad:
             raise ConfigError(f"unknown key {bad[0]!r} in [study] of {source} (known: {', '.join(_STUDY_KEYS)})")
-        space = SearchSpace.from_mapping(values["space"]) if "space" in values else DEFAULT_SPACE
+        own = study.get("objective") is not None
+        if values.get("space") or (not own and "space" in values):
+            space: SearchSpace | None = SearchSpace.from_mapping(values["space"], own=own)
+        else:
+            space = None  # the default space; for an objective, none declared
         train_table = dict(values.get("train", {}))
         for table in ARG_TABLES:  # a table of its own beside [train]'s: key by key, [train]'s winning
             if table in values and isinstance(train_table.get(table, {}), Mapping):
@@ -256,9 +306,7 @@ def load_spec_file(path: str | Path) -> dict[str, Any]:
 
 def _typed_study_fields(study: dict[str, Any]) -> dict[str, Any]:
     types = {"name": str, "strategy": str, "metric": str, "direction": str, "pruner": str, "pruner_warmup": int,
-             "n_trials": int,
-             "timeout": float,
-             "seed": int, "grid_points": int, "lr_find": bool}
+             "n_trials": int, "timeout": float, "seed": int, "grid_points": int, "lr_find": bool, "objective": str}
     typed = {}
     for key, value in study.items():
         wanted = types[key]
@@ -269,12 +317,17 @@ def _typed_study_fields(study: dict[str, Any]) -> dict[str, Any]:
     return typed
 
 
-def _check_metric(metric: str, direction: str | None) -> None:
-    """A metric is named; the user's comes with a direction, a built-in one keeps its own."""
+def _check_metric(metric: str, direction: str | None, objective: bool = False) -> None:
+    """A metric is named; with hpsearch's loop the user's comes with a direction and a built-in one keeps its own,
+    while an ``objective``'s value may be called anything and goes either way."""
     if not isinstance(metric, str) or not metric.strip():
+        if objective:
+            raise ConfigError(f"metric must name the objective's value, got {metric!r}")
         raise ConfigError(f"metric must be val_loss, val_acc or a name your metrics function reports, got {metric!r}")
     if direction is not None:
         _one_of("direction", direction, DIRECTIONS)
+    if objective:
+        return
     if metric in METRICS and direction not in (None, METRICS[metric]):
         raise ConfigError(f"direction must be {METRICS[metric]} for metric {metric}, got {direction!r}")
     if metric not in METRICS and direction is None:

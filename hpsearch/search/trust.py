@@ -1,9 +1,10 @@
 """Who can make a worker run what: the entry points of a stored spec are imported only when trusted.
 
 A study's spec lives in a storage that others may write to, and a worker imports the model, data,
-loss, optimizer and metrics it names: code execution on the worker's machine. So a worker imports an
-entry point only when it is a file inside the worker's working directory (a relative path without
-``..``) or a module of a package its operator named with ``hpsearch worker --trust PACKAGE`` (a file may be named too).
+loss, optimizer and metrics it names, or the user's Optuna objective: code execution on the worker's
+machine. So a worker imports an entry point only when it is a file inside the worker's working directory
+(a relative path without ``..``) or a module of a package its operator named with ``hpsearch worker
+--trust PACKAGE`` (a file may be named too).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from hpsearch.errors import EntryPointError
 __all__ = ["check_trusted", "entry_point_trust", "entry_points_of"]
 
 
-def entry_points_of(config: TrainConfig) -> dict[str, str]:
-    """The config's fields that name the user's code rather than a built-in, with their entry points."""
+def entry_points_of(config: TrainConfig, objective: str | None = None) -> dict[str, str]:
+    """The config's fields that name the user's code rather than a built-in, with their entry points; and the
+    study's ``objective`` when it has one."""
     from hpsearch.choices import LOSSES, OPTIMIZERS
     from hpsearch.engine.datasets import BUILTIN_DATASETS
     from hpsearch.engine.models import MODELS
@@ -31,18 +33,21 @@ def entry_points_of(config: TrainConfig) -> dict[str, str]:
         value = getattr(config, field)
         if value is not None and value not in builtin[field] and not value.startswith(("npz:", "synthetic")):
             found[field] = value
+    if objective is not None:
+        found["objective"] = objective
     return found
 
 
-def entry_point_trust(config: TrainConfig) -> set[str]:
-    """What ``--trust`` must name for a worker to run ``config``'s own entry points."""
-    return {trust_for(entry_point) for entry_point in entry_points_of(config).values()}
+def entry_point_trust(config: TrainConfig, objective: str | None = None) -> set[str]:
+    """What ``--trust`` must name for a worker to run ``config``'s own entry points (and ``objective``)."""
+    return {trust_for(entry_point) for entry_point in entry_points_of(config, objective).values()}
 
 
-def check_trusted(config: TrainConfig, trusted: Iterable[str], study: str) -> None:
-    """Refuse, in one line, an entry point of a stored spec that this worker's operator does not trust."""
+def check_trusted(config: TrainConfig, trusted: Iterable[str], study: str, objective: str | None = None) -> None:
+    """Refuse, in one line, an entry point of a stored spec (``objective`` too) that this worker's operator does
+    not trust."""
     trusted = tuple(trusted)
-    for field, entry_point in entry_points_of(config).items():
+    for field, entry_point in entry_points_of(config, objective).items():
         if not is_trusted(entry_point, trusted):
             raise EntryPointError(
                 f"{field} {entry_point!r} of study {study!r} is not trusted by this worker (working directory "

@@ -42,6 +42,7 @@ from hpsearch.search.storages import describe_storage, open_storage
 from hpsearch.search.storages.beats import beating
 from hpsearch.search.summary import load_family
 from hpsearch.search.trust import check_trusted
+from hpsearch.search.user_objective import check_loop_options, optimize_objective
 
 __all__ = ["OneTrialSteps", "WorkerOptions", "join_study", "optimize_to_budget", "run_worker", "stored_spec"]
 
@@ -120,7 +121,8 @@ def join_study(name: str, storage: BaseStorage, *, device: str | None = None, th
 
     The stored spec's entry points are imported only when ``trust`` allows them (hpsearch.search.trust),
     and the model is built once on the data before the first trial, so an entry point that does not
-    import stops the worker with one line before it takes a trial."""
+    import stops the worker with one line before it takes a trial. A study of the user's objective runs it
+    (hpsearch.search.user_objective), imported and checked the same way before the first trial."""
     if threads is not None:
         torch.set_num_threads(threads)
     worker = worker if worker is not None else os.getpid()
@@ -131,22 +133,37 @@ def join_study(name: str, storage: BaseStorage, *, device: str | None = None, th
     data: TaskData | None = None
     while True:
         spec = stored_spec(study, storage)
-        check_trusted(spec.train, trust, study.study_name)
-        if device is not None:
-            spec = spec.replace(train=spec.train.replace(device=device))
-        if data is None:
-            data = load_checked(spec.train)
-        left = deadline - time.monotonic() if deadline is not None else None
-        if batch is None:
-            optimize_to_budget(study, spec, data, callbacks=callbacks, timeout=left, files=files, worker=worker)
+        check_trusted(spec.train, trust, study.study_name, spec.objective)
+        if spec.objective is not None:
+            check_loop_options(spec, batch=batch, files=files)
+            left = deadline - time.monotonic() if deadline is not None else None
+            optimize_objective(study, spec, callbacks=callbacks, timeout=left, worker=worker)
         else:
-            check_files_unbatched(files)
-            k = resolve_batch(batch, resolve_device(spec.train.device), spec, data)
-            optimize_batched(study, spec, data, k, callbacks=callbacks, timeout=left, worker=worker)
+            data = _optimize_loop(study, spec, data, device=device, files=files, callbacks=callbacks,
+                                  deadline=deadline, worker=worker, batch=batch)
         following = _next_stage(study, storage) if follow_stages else None
         if following is None or (deadline is not None and time.monotonic() >= deadline):
             return study
         study = following
+
+
+def _optimize_loop(study: optuna.Study, spec: StudySpec, data: TaskData | None, *, device: str | None,
+                   files: TrialFiles, callbacks: Sequence[TrialCallback], deadline: float | None, worker: int,
+                   batch: int | str | None) -> TaskData:
+    """A worker's run of hpsearch's loop on ``study``: its data loaded once (``data`` from a stage before), one
+    trial at a time or ``batch`` at once; returns the data, for the next stage."""
+    if device is not None:
+        spec = spec.replace(train=spec.train.replace(device=device))
+    if data is None:
+        data = load_checked(spec.train)
+    timeout = deadline - time.monotonic() if deadline is not None else None
+    if batch is None:
+        optimize_to_budget(study, spec, data, callbacks=callbacks, timeout=timeout, files=files, worker=worker)
+    else:
+        check_files_unbatched(files)
+        k = resolve_batch(batch, resolve_device(spec.train.device), spec, data)
+        optimize_batched(study, spec, data, k, callbacks=callbacks, timeout=timeout, worker=worker)
+    return data
 
 
 def stored_spec(study: optuna.Study, storage: BaseStorage) -> StudySpec:

@@ -22,7 +22,7 @@ from hpsearch.cli import app
 from hpsearch.engine.config import TrainConfig
 from hpsearch.engine.task import ADAM_BETAS
 from hpsearch.search.space import DEFAULT_SPACE
-from hpsearch.search.spec import DEFAULT_TRIALS, CoarseToFine, StudySpec
+from hpsearch.search.spec import DEFAULT_METRIC, DEFAULT_TRIALS, CoarseToFine, StudySpec
 from hpsearch.search.storages import DEFAULT_STORAGE
 
 runner = CliRunner()
@@ -173,7 +173,7 @@ HELP_DEFAULTS = [
     ("run", "--pruner", f"{StudySpec.pruner}; coarse-to-fine: {CoarseToFine.fine_pruner}"),
     ("run", "--batch-size", f"{TrainConfig.batch_size}"),
     ("run", "--lr", f"{TrainConfig.lr:g}"),
-    ("run", "--metric", StudySpec.metric),
+    ("run", "--metric", DEFAULT_METRIC),
     ("run", "--seed", f"{StudySpec.seed}"),
     ("run", "--grid-points", f"{StudySpec.grid_points}"),
     ("run", "--storage", DEFAULT_STORAGE),

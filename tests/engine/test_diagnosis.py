@@ -18,7 +18,7 @@ from hpsearch.cli import app
 from hpsearch.engine import diagnosis as diagnosis_module
 from hpsearch.engine.config import TrainConfig
 from hpsearch.engine.data import Data, StreamData
-from hpsearch.engine.diagnosis import Diagnosis, diagnose
+from hpsearch.engine.diagnosis import Diagnosis, diagnose, diagnose_reported
 from hpsearch.engine.models import MODELS
 from hpsearch.engine.task import ChanceLevel, chance_level
 from hpsearch.engine.training import EpochMetrics, train
@@ -279,3 +279,22 @@ def test_run_stops_on_a_failed_preflight_check_and_writes_nothing(tmp_path: Path
     assert done.stderr.startswith("error: pre-flight check 'gradients' failed: max relative error")
     assert optuna.get_all_study_names(storage) == []
     assert runner.invoke(app, [*args, "--no-check"]).exit_code == 0
+
+
+@pytest.mark.parametrize(("values", "maximize", "label"), [
+    ([0.2, 0.6, 0.8, 0.9, 0.92], True, "OK"),
+    ([2.3, 1.1, 0.6, 0.45, 0.4], False, "OK"),
+    ([0.1, 0.1, 0.1, 0.1], True, "STUCK"),
+    ([0.5, 0.9, 0.3, 0.2], True, "DIVERGING"),
+    ([1.0, 0.5, math.nan, 0.4], False, "DIVERGING"),
+    ([0.3, 0.9, 0.95, 0.7, 0.6], True, "OVERFITTING"),
+    ([1.0, 0.4, 0.6, 0.3, 0.5, 0.2], False, "OSCILLATING"),
+], ids=["climbs", "falls", "flat", "ends-below-start", "not-finite", "gives-back", "swings"])
+def test_a_reported_curve_is_labelled_against_its_own_gain(values: list[float], maximize: bool, label: str) -> None:
+    diagnosis = diagnose_reported(values, maximize)
+    assert diagnosis is not None and diagnosis.label == label
+
+
+def test_a_reported_curve_too_short_to_judge_has_no_label() -> None:
+    assert diagnose_reported([0.9, 0.1], maximize=False) is None
+    assert diagnose_reported([0.9, 0.5, 0.1], maximize=False) is not None

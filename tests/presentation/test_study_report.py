@@ -178,3 +178,24 @@ def test_the_landscape_axis_is_the_most_important_parameter_searched_with_lr(imp
                                       distributions=distributions, value=0.5)
     ranked = dict(sorted((importances or {}).items(), key=lambda item: -item[1]))
     assert landscape_axis([trial], ranked or None) == expected
+
+
+def reporting_objective(trial: optuna.trial.BaseTrial) -> float:
+    """A user's objective of two params that reports a falling curve, as Optuna's examples do."""
+    lr = trial.suggest_float("lr", 1e-3, 1e-1, log=True)
+    width = trial.suggest_int("width", 4, 64)
+    value = 1.0
+    for step in range(4):
+        value = abs(lr - 0.01) + 1 / width + 0.5 ** step
+        trial.report(value, step)
+    return value
+
+
+def test_a_study_of_the_users_objective_reports_its_history_curves_importances_and_best_params(tmp_path: Path) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 'hp.db'}")
+    run_study(StudySpec(name="own", objective=reporting_objective, strategy="random", pruner="none", n_trials=5),
+              storage)
+    written = write_report("own", storage, tmp_path / "report")
+    assert {"history", "learning_curves", "importances", "landscape"} <= set(written.figures)
+    index = written.index.read_text()
+    assert "metric: value (minimize)" in index and '"width":' in index  # the best params, as it has no config

@@ -157,3 +157,44 @@ def test_train_config_from_sources_reads_the_file_under_the_flags(tmp_path: Path
     settings.write_text('{"lr": 0.01, "epochs": 4, "model_args": {"width": 8, "depth": 2}}')
     config = TrainConfig.from_sources(settings, lr=0.003, seed=None, model_args={"width": 16})
     assert (config.lr, config.epochs, config.model_args) == (0.003, 4, {"width": 16, "depth": 2})
+
+
+OBJECTIVE = "train.py:objective"
+
+
+@pytest.mark.parametrize("strategy", ["grid", "coarse-to-fine"])
+def test_a_strategy_that_needs_the_space_refuses_an_objective_that_declares_none(strategy: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^strategy {strategy} with objective 'train.py:objective' needs the "
+                                          r"objective's parameters declared: a spec's \[space\]"):
+        StudySpec.from_sources(None, objective=OBJECTIVE, strategy=strategy)
+    declared = {"space": {"n_layers": {"low": 1, "high": 3}}}
+    assert StudySpec.from_sources(declared, objective=OBJECTIVE, strategy=strategy).space.params[0].kind is int
+
+
+@pytest.mark.parametrize(("sources", "message"), [
+    ({"train": {"epochs": 3}}, "--epochs sets hpsearch's training loop; objective 'train.py:objective' trains itself"),
+    ({"lr_find": True}, "lr_find runs hpsearch's training loop; objective 'train.py:objective' trains itself"),
+    ({"direction": "up"}, "direction must be one of minimize, maximize, got 'up'"),
+    ({"objective": "train.py"}, "objective must be an entry point (path/to/file.py:fn or package.module:fn)"),
+], ids=["train-flag", "lr-find", "direction", "not-an-entry-point"])
+def test_what_an_objective_cannot_do_is_one_error_naming_it(sources: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        StudySpec.from_sources(None, **{"objective": OBJECTIVE, **sources})  # type: ignore[arg-type]
+    assert message in str(caught.value)
+
+
+def test_an_objectives_spec_names_its_value_and_direction_and_round_trips_with_its_own_params() -> None:
+    spec = StudySpec.from_sources({"space": {"dropout_l0": {"low": 0.2, "high": 0.5}}}, objective=OBJECTIVE,
+                                  direction="maximize")
+    assert (spec.metric, spec.direction, spec.study_name) == ("value", "maximize", "train-tpe")
+    assert StudySpec.from_mapping(spec.to_dict()) == spec.replace(name="train-tpe")
+    undeclared = StudySpec.from_sources(None, objective=OBJECTIVE, name="own")
+    assert undeclared.space.params == () and StudySpec.from_mapping(undeclared.to_dict()) == undeclared
+    assert StudySpec.from_sources({"study": {"objective": OBJECTIVE}}).space.params == ()  # a spec file's
+
+
+def test_a_study_of_hpsearchs_loop_stores_its_metrics_own_direction_and_reads_one_stored_without_it() -> None:
+    assert StudySpec(metric="val_acc").to_dict()["study"]["direction"] == "maximize"  # one stored field for all
+    assert StudySpec.from_mapping({"study": {"metric": "val_acc"}}).direction == "maximize"  # as stored before it
+    with pytest.raises(ConfigError, match="direction must be maximize for metric val_acc, got 'minimize'"):
+        StudySpec(metric="val_acc", direction="minimize")
