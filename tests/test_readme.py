@@ -287,7 +287,8 @@ def printed_the_run(ran: Ran, name: str) -> None:
         assert best_study in best_line[0]  # a coarse-to-fine run names the best trial's stage
     shown_params = dict(param.split("=") for param in best_line[3].split(", "))
     assert shown_params.keys() == best["params"].keys()
-    assert all(shows(shown_params[key], value) for key, value in best["params"].items()), best_line[0]
+    assert all(shows(shown_params[key], value) if isinstance(value, float) else shown_params[key] == str(value)
+               for key, value in best["params"].items()), best_line[0]
     assert diagnosis_counts(ran.output) == (len(trials), stored_labels(trials))
     top_table_lists_the_best(ran.output, family)
     assert f"hpsearch export {name} --out best.json" in ran.output
@@ -465,7 +466,7 @@ def stacked(ran: Ran) -> None:
     events = sorted([(datetime.fromisoformat(trial["datetime_start"]), 1) for trial in trials]
                     + [(datetime.fromisoformat(trial["datetime_complete"]), -1) for trial in trials])
     running = [sum(step for _, step in events[: i + 1]) for i in range(len(events))]
-    assert max(running) == 4, running
+    assert max(running) == 4, f"trials running at once, at each start and end: {running}"
     printed_the_run(ran, "stacked")
 
 
