@@ -561,7 +561,7 @@ def grid(ran: Ran) -> None:
     assert len(trials) == 9 and len({(trial["params"]["lr"], trial["params"]["weight_decay"]) for trial in trials}) == 9
     for name in ("lr", "weight_decay"):
         points = sorted({trial["params"][name] for trial in trials})
-        assert math.isclose(points[0], 1e-5) and math.isclose(points[-1], 0.1), points
+        assert len(points) == 3 and math.isclose(points[0], 1e-5) and math.isclose(points[-1], 0.1), points
         assert math.isclose(points[1] / points[0], points[2] / points[1]), points
     assert any(record(trial)["status"] == "pruned" and epochs(trial) < 5 for trial in trials)
     assert all(epochs(trial) == len(record(trial)["history"]) for trial in trials)
