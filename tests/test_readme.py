@@ -133,8 +133,10 @@ class Ran:
         return result
 
     def failure(self) -> str:
+        """The command's exit code and output, and where it raised something other than an exit, the traceback."""
+        raised = self.result.exc_info is not None and not isinstance(self.result.exception, SystemExit)
         return f"{self.doc.id} exited {self.result.exit_code}\n{self.output}" + (
-            "".join(traceback.format_exception(*self.result.exc_info)) if self.result.exc_info else "")
+            "".join(traceback.format_exception(*self.result.exc_info)) if raised else "")
 
 
 def invoke(folder: Path, command: str) -> Result:
