@@ -727,7 +727,102 @@ def artifacts(ran: Ran) -> None:
     printed_the_run(ran, "curves")
 
 
+
+def objective_study(ran: Ran, n_trials: int) -> list[dict[str, Any]]:
+    """README and docs/objective.md: examples/optuna_objective.py runs unchanged as each trial, maximizing its
+    validation accuracy; the study is named after the objective's module, its trials hold the example's own params."""
+    study = ran.study("optuna_objective-tpe")
+    trials = own(study)
+    assert study["directions"] == ["MAXIMIZE"] and len(trials) == n_trials
+    assert all({"n_layers", "optimizer"} <= trial["params"].keys() for trial in trials)
+    assert all(0 <= trial["values"][0] <= 1 for trial in trials if trial["state"] == "COMPLETE")
+    return trials
+
+
+def objective_readme(ran: Ran) -> None:
+    objective_study(ran, 3)
+
+
+def objective_jobs(ran: Ran) -> None:
+    """docs/objective.md: --jobs 2 runs the objective in worker processes, asha pruning it."""
+    assert other_processes(objective_study(ran, 4))
+
+
+def objective_show(ran: Ran) -> None:
+    """``show``: the objective study's trials, best first, by its value."""
+    rows = table(ran.output, "trial")
+    assert [int(row["trial"]) for row in rows][:1] == [ranked(ran.family("optuna_objective-tpe"))[0][1]["number"]]
+
+
+def objective_export(ran: Ran) -> None:
+    """``export``: the best trial's params and value, and the objective that scored them."""
+    exported = json.loads((ran.folder / "objective.json").read_text())
+    _, best = ranked(ran.family("optuna_objective-tpe"))[0]
+    assert exported["objective"] == "examples/optuna_objective.py:objective"
+    assert exported["params"] == best["params"] and exported["value"] == best["values"][0]
+
+
+def objective_again(ran: Ran) -> None:
+    """``train --config`` of an objective's export calls it with the best params fixed: the same value on CPU."""
+    exported = json.loads((ran.folder / "objective.json").read_text())
+    value = found(r"with the exported params: \S+ (\S+)", ran.output)[1]
+    assert shows(value, exported["value"]), ran.output
+
+
+def rmsprop_train(ran: Ran) -> None:
+    """docs/own-model.md: the user's RMSprop factory trains the 6 epochs, to a good accuracy on digits."""
+    rows = epoch_rows(ran, 6)
+    assert float(rows[-1]["val_acc"]) > 0.9, ran.output
+
+
+def own_optimizer_check(ran: Ran) -> None:
+    """docs/own-model.md: ``check`` builds the user's optimizer and checks the setup with it."""
+    checks_the_setup(ran)
+
+
+def f1_run(ran: Ran) -> None:
+    """docs/own-model.md: a study maximizing the macro-F1 that the user's metrics report: each complete trial's
+    value is its last epoch's macro_f1."""
+    study = ran.study("f1")
+    trials = own(study)
+    assert study["directions"] == ["MAXIMIZE"] and len(trials) == 3
+    for trial in trials:
+        if trial["state"] == "COMPLETE":
+            assert trial["values"][0] == record(trial)["history"][-1]["user_metrics"]["macro_f1"]
+
+
+def f1_show(ran: Ran) -> None:
+    """``show --trial 0``: the epochs, with macro_f1 and top3_acc columns."""
+    rows = table(ran.output, "macro_f1")
+    assert rows and all("top3_acc" in row for row in rows), ran.output
+
+
+def rmsprop_spec(ran: Ran) -> None:
+    """studies/rmsprop.toml: RMSprop's alpha searched (optimizer_args.alpha), macro-F1 maximized."""
+    study = ran.study("rmsprop")
+    trials = own(study)
+    assert study["directions"] == ["MAXIMIZE"] and len(trials) == 4
+    within(trials, "optimizer_args.alpha", 0.9, 0.99)
+    within(trials, "lr", 3e-4, 3e-3)
+
+
 CLAIMS: dict[str, Callable[[Ran], None]] = {
+    # the user's objective, optimizer and metrics (README, docs/objective.md, docs/own-model.md)
+    "hpsearch run --objective examples/optuna_objective.py:objective --direction maximize --n-trials 3":
+        objective_readme,
+    "hpsearch run --objective examples/optuna_objective.py:objective --direction maximize --n-trials 4 --jobs 2 "
+    "--pruner asha": objective_jobs,
+    "hpsearch show optuna_objective-tpe": objective_show,
+    "hpsearch export optuna_objective-tpe --out objective.json": objective_export,
+    "hpsearch train --config objective.json": objective_again,
+    "hpsearch train --optimizer examples/rmsprop_optimizer.py:rmsprop --optimizer-arg alpha=0.98 --lr 2e-3 --epochs 6 "
+    "--batch-size 64 --hidden 64": rmsprop_train,
+    "hpsearch check --optimizer examples/rmsprop_optimizer.py:adamw_no_decay_on_biases --optimizer-arg beta2=0.99 "
+    "--lr 1e-3": own_optimizer_check,
+    "hpsearch run --metrics examples/f1_metric.py:metrics --metric macro_f1 --direction maximize --study f1 "
+    "--n-trials 3 --epochs 2": f1_run,
+    "hpsearch show f1 --trial 0": f1_show,
+    "hpsearch run --spec studies/rmsprop.toml": rmsprop_spec,
     # README.md
     "hpsearch run --strategy random --n-trials 20 --lr-range 1e-4 1e-1 --wd-range 1e-5 1e-2 --epochs 5": tour_run,
     "hpsearch studies": tour_studies,
