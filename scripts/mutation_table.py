@@ -61,7 +61,9 @@ def main() -> int:
     for key, status in survivors:
         print(f"  {key}  ({status})")
     overall = score(total) or 0.0
-    print(f"\nmutation score: {overall:.1f}% of {total.total()} mutants caught (goal >= {goal:g}%)")
+    unjudged = sum(total[status] for status in UNJUDGED)
+    print(f"\nmutation score: {overall:.1f}% of {total.total() - unjudged} judged mutants caught ({unjudged} not "
+          f"judged, of {total.total()}; goal >= {goal:g}%)")
     return 0 if overall >= goal else 1
 
 
