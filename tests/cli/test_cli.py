@@ -14,6 +14,7 @@ import numpy as np
 import optuna
 import pytest
 import torch
+from cli_invoke import invoke
 from conftest import TrainedEpochs
 from storage_dump import logical_dump
 from typer.testing import CliRunner
@@ -26,11 +27,6 @@ from hpsearch.search.spec import DEFAULT_METRIC, DEFAULT_TRIALS, CoarseToFine, S
 from hpsearch.search.storages import DEFAULT_STORAGE
 
 runner = CliRunner()
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_train_prints_a_table_and_a_final_line() -> None:
@@ -255,7 +251,6 @@ def test_run_studies_show_export_and_train_again(tmp_path: Path) -> None:
     code, out, _ = invoke("train", "--config", str(best), "--json")
     assert code == 0
     assert json.loads(out)["val_loss"] == record["value"]
-
 
 
 def test_export_after_a_jobs_study_trains_its_best_trial_again_to_the_same_value(tmp_path: Path) -> None:

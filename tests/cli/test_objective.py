@@ -13,11 +13,10 @@ from pathlib import Path
 
 import optuna
 import pytest
+from cli_invoke import invoke
 from optuna.trial import TrialState
 from storage_dump import logical_dump
-from typer.testing import CliRunner
 
-from hpsearch.cli import app
 from hpsearch.search.records import read_trial
 from hpsearch.search.runner import _create_or_load
 from hpsearch.search.spec import StudySpec
@@ -51,8 +50,6 @@ def no_trial():
 
 NOT_CALLABLE = 3
 '''
-
-runner = CliRunner()
 
 
 @pytest.fixture
@@ -110,11 +107,6 @@ def test_optunas_example_runs_unchanged_with_two_workers_and_pruning_and_its_exp
     rerun = hpsearch("train", "--config", "best.json", "--json", cwd=work)
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads(rerun.stdout)["value"] == best["value"]
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.mark.parametrize(("objective", "extra", "message"), [

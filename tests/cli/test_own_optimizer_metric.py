@@ -10,10 +10,9 @@ from pathlib import Path
 
 import optuna
 import pytest
+from cli_invoke import invoke
 from optuna.trial import TrialState
-from typer.testing import CliRunner
 
-from hpsearch.cli import app
 from hpsearch.search.records import read_trial
 from hpsearch.search.storages import open_storage
 
@@ -29,11 +28,6 @@ def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copy(USEROPTIM, tmp_path / "useroptim.py")
     monkeypatch.chdir(tmp_path)
     return tmp_path
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_the_rmsprop_example_trains_digits_past_95_percent(folder: Path) -> None:

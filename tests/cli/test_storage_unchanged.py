@@ -10,13 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_invoke import invoke
 from conftest import fresh_postgres_database
 from storage_dump import logical_dump
-from typer.testing import CliRunner
 
-from hpsearch.cli import app
-
-runner = CliRunner()
 USERTASK = Path(__file__).parents[1] / "usertask.py"
 # The stored study, and the command that would add a third trial to it; each case adds its bad input to it.
 STUDY = ["--study", "kept", "--strategy", "random", "--epochs", "1", "--hidden", "16", "--pruner", "none",
@@ -68,11 +65,6 @@ def bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
 
 
 CASES = sorted(bad_inputs(Path("unused")))  # the test ids; each test builds its cases again in its own tmp_path
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def store_the_study(storage: str) -> None:

@@ -13,10 +13,9 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from typer.testing import CliRunner
+from cli_invoke import invoke
 
 from hpsearch import StudySpec, TrainConfig, run_study, train
-from hpsearch.cli import app
 from hpsearch.engine.checks import FAIL, PASS, run_checks
 from hpsearch.engine.data import Data, StreamData
 from hpsearch.engine.entry_points import resolve
@@ -35,11 +34,6 @@ def task_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copy(USERTASK, tmp_path / "usertask.py")
     monkeypatch.chdir(tmp_path)
     return tmp_path
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 CNN_TASK = TrainConfig(model="usertask.py:cnn", dataset="usertask.py:load", epochs=8, lr=3e-3, batch_size=64)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from cli_invoke import invoke
 from optuna.pruners import HyperbandPruner, MedianPruner, NopPruner, SuccessiveHalvingPruner
 from optuna.trial import TrialState
 from typer.testing import CliRunner
@@ -27,11 +28,6 @@ runner = CliRunner()
 SLOW_TO_FAST = SearchSpace.from_mapping({"lr": {"low": 1e-5, "high": 1e-2, "log": True}})
 BUDGET = 6
 ASHA_RUN = ["run", "--pruner", "asha", "--epochs", "3", "--storage", "memory", "--hidden", "32"]
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def outcome_counts(out: str) -> tuple[int, int]:
